@@ -1,0 +1,46 @@
+# dms-ingestion: every target creates/uses .venv from the committed uv.lock.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: help install test lint typecheck unit integration bench clean
+
+help:
+	@echo "make test       lint, type-check and run the whole test suite"
+	@echo "make bench      full-load throughput against the COPY -> S3 pipe baseline"
+	@echo "make install    create .venv from uv.lock"
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet uv
+
+$(BIN)/python: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen --extra dev
+	@touch $(BIN)/python
+
+install: $(BIN)/python
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+unit: install
+	$(BIN)/pytest -m unit $(PYTEST_ARGS)
+
+integration: install
+	$(BIN)/pytest -m integration $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python -m benchmarks.full_load $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .tools .mypy_cache .pytest_cache .ruff_cache

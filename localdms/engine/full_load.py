@@ -1,0 +1,286 @@
+"""A full-load run: PostgreSQL tables → S3 LOAD files, ``MaxFullLoadSubTasks`` at a time.
+
+One run is one thread with its own asyncio loop. Each table is one ``COPY (SELECT ...) TO STDOUT``
+streamed by asyncpg (which hands over whole rows in C-buffered chunks) into a ``LoadFileWriter``.
+The run reports through ``RunProgress`` (implemented by the backend, which owns the task's state),
+so the engine knows nothing about the API.
+
+Failure messages follow DMS's format: ``Last Error  <text> Stop Reason FATAL_ERROR Error Level
+FATAL`` for the task; a table that fails goes to ``Table error`` while the others go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import asyncpg
+import botocore.exceptions
+
+from localdms.endpoint_settings import PostgresSource, S3Target
+from localdms.engine.catalog import read_catalog
+from localdms.engine.rendering import (
+    SESSION_SETUP,
+    RowDelimiterTranslator,
+    header_line,
+    select_statement,
+)
+from localdms.engine.s3_writer import LoadFileWriter
+from localdms.table_mappings import MappingError, Rule, TablePlan, plan_tables
+
+log = logging.getLogger(__name__)
+
+NO_TABLES_MESSAGE = (
+    "Last Error  No tables were found at task initialization. Either the selected table(s) or "
+    "schemas(s) no longer exist or no match was found for the table selection pattern(s). If you "
+    "would like to start a Task that does not initially capture any tables, set Task Setting "
+    "FailOnNoTablesCaptured to false and restart task. Stop Reason FATAL_ERROR Error Level FATAL"
+)
+UPLOAD_SLOTS = 4
+CONNECT_TIMEOUT_SECONDS = 10
+
+
+def fatal_message(text: str) -> str:
+    """Wrap ``text`` in DMS's task failure format."""
+    return f"Last Error  {text} Stop Reason FATAL_ERROR Error Level FATAL"
+
+
+class RunProgress(Protocol):
+    """What a run tells the task's owner. Every method is called from the run's thread."""
+
+    def running(self, plans: Sequence[TablePlan]) -> None: ...
+    def table_started(self, plan: TablePlan) -> None: ...
+    def table_rows(self, plan: TablePlan, rows: int) -> None: ...
+    def table_completed(self, plan: TablePlan, rows: int) -> None: ...
+    def table_failed(self, plan: TablePlan, message: str) -> None: ...
+    def finished(self) -> None: ...
+    def stopped(self) -> None: ...
+    def failed(self, message: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything a run needs, resolved by the backend at StartReplicationTask."""
+
+    task_identifier: str
+    source: PostgresSource
+    target: S3Target
+    rules: Sequence[Rule]
+    max_subtasks: int
+    fail_on_no_tables: bool
+    skip_tables: frozenset[tuple[str, str]] = frozenset()
+    """Source (schema, table) already completed, for ``resume-processing``."""
+    min_starting_seconds: float = 0.0
+
+
+class FullLoadRun:
+    """Runs one full load in a background thread.
+
+    Args:
+        spec: what to load and where.
+        progress: receives state changes.
+        s3_factory: returns a boto3 S3 client (the standard AWS configuration applies).
+    """
+
+    def __init__(self, spec: RunSpec, progress: RunProgress, s3_factory: Callable[[], Any]) -> None:
+        self.spec = spec
+        self.progress = progress
+        self.s3_factory = s3_factory
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._main_task: asyncio.Task[None] | None = None
+        self._stop_requested = threading.Event()
+        self._thread = threading.Thread(
+            target=self._thread_main, name=f"localdms-{spec.task_identifier}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the run to stop; tables being loaded are abandoned and their files removed."""
+        self._stop_requested.set()
+        loop, task = self._loop, self._main_task
+        if loop is not None and task is not None:
+            with contextlib.suppress(RuntimeError):  # the run ended and closed its loop meanwhile
+                loop.call_soon_threadsafe(task.cancel)
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def _thread_main(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except Exception as exc:  # the thread's top frame: record, never die silently
+            log.exception("task %s: run failed", self.spec.task_identifier)
+            self.progress.failed(fatal_message(f"localdms internal error: {exc!r}."))
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._main_task = asyncio.current_task()
+        if self._stop_requested.is_set():
+            self.progress.stopped()
+            return
+        try:
+            await self._run()
+        except asyncio.CancelledError:
+            self.progress.stopped()
+        finally:
+            self._loop = self._main_task = None
+
+    async def _connect(self) -> Any:
+        source = self.spec.source
+        connection = await asyncpg.connect(
+            host=source.host,
+            port=source.port,
+            user=source.username,
+            password=source.password,
+            database=source.database,
+            timeout=CONNECT_TIMEOUT_SECONDS,
+            ssl=False,
+        )
+        await connection.execute(SESSION_SETUP)
+        return connection
+
+    async def _run(self) -> None:
+        started = time.monotonic()
+        s3 = self.s3_factory()
+        try:
+            connection = await self._connect()
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            self.progress.failed(fatal_message(source_error(self.spec.source, exc)))
+            return
+        try:
+            catalog = await read_catalog(connection)
+        finally:
+            await connection.close()
+        bucket_problem = await asyncio.to_thread(check_bucket, s3, self.spec.target.bucket_name)
+        if bucket_problem:
+            self.progress.failed(fatal_message(bucket_problem))
+            return
+        try:
+            plans = plan_tables(self.spec.rules, catalog)
+        except MappingError as exc:
+            self.progress.failed(fatal_message(str(exc)))
+            return
+        if not plans and self.spec.fail_on_no_tables:
+            self.progress.failed(NO_TABLES_MESSAGE)
+            return
+        await asyncio.sleep(max(0.0, self.spec.min_starting_seconds - (time.monotonic() - started)))
+        self.progress.running(plans)
+        todo = [p for p in plans if (p.source.schema, p.source.name) not in self.spec.skip_tables]
+        subtasks = asyncio.Semaphore(max(1, self.spec.max_subtasks))
+        upload_slots = asyncio.Semaphore(UPLOAD_SLOTS)
+        load_timestamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+        async def load(plan: TablePlan) -> None:
+            async with subtasks:
+                await self._load_table(plan, s3, upload_slots, load_timestamp)
+
+        await asyncio.gather(*(load(plan) for plan in todo))
+        self.progress.finished()
+
+    async def _load_table(
+        self, plan: TablePlan, s3: Any, upload_slots: asyncio.Semaphore, load_timestamp: str
+    ) -> None:
+        target = self.spec.target
+        self.progress.table_started(plan)
+        writer = LoadFileWriter(
+            s3,
+            target.bucket_name,
+            target.table_prefix(plan.target_schema, plan.target_table),
+            target.extension,
+            target.max_file_size_kb * 1024,
+            header_line(plan, target),
+            upload_slots,
+        )
+        translator = (
+            RowDelimiterTranslator(target.csv_row_delimiter)
+            if target.csv_row_delimiter != "\n"
+            else None
+        )
+        rows_seen = 0
+
+        async def sink(chunk: bytes) -> None:
+            nonlocal rows_seen
+            rows_seen += chunk.count(b"\n")  # live estimate; the COPY status gives the exact count
+            self.progress.table_rows(plan, rows_seen)
+            await writer.write(translator.translate(chunk) if translator else chunk)
+
+        connection = None
+        try:
+            await writer.delete_previous_files()
+            connection = await self._connect()
+            status = await connection.copy_from_query(
+                select_statement(plan, target, load_timestamp),
+                output=sink,
+                format="csv",
+                delimiter=target.csv_delimiter,
+                null=target.csv_null_value,
+                quote='"',
+                escape='"',
+            )
+            await writer.close()
+            self.progress.table_completed(plan, int(status.split()[-1]))
+        except asyncio.CancelledError:
+            await asyncio.shield(writer.abort())
+            raise
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            await writer.abort()
+            self.progress.table_failed(plan, table_error(plan, source_error(self.spec.source, exc)))
+        except botocore.exceptions.BotoCoreError as exc:
+            await writer.abort()
+            self.progress.table_failed(plan, table_error(plan, f"Failed to write to S3: {exc}"))
+        except botocore.exceptions.ClientError as exc:
+            with contextlib.suppress(Exception):
+                await writer.abort()
+            self.progress.table_failed(plan, table_error(plan, f"Failed to write to S3: {exc}"))
+        finally:
+            if connection is not None:
+                await connection.close()
+
+
+def table_error(plan: TablePlan, text: str) -> str:
+    return f"Failed to load table {plan.source.schema}.{plan.source.name}: {text}"
+
+
+def source_error(source: PostgresSource, exc: BaseException) -> str:
+    """A source failure as a user can act on it (the password never appears)."""
+    where = f"{source.host}:{source.port}/{source.database} as {source.username}"
+    if isinstance(
+        exc, asyncpg.InvalidPasswordError | asyncpg.InvalidAuthorizationSpecificationError
+    ):
+        return (
+            f"Failed to connect to the PostgreSQL source {where}: authentication failed "
+            f"({exc}). Check the endpoint's Username and Password."
+        )
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        return f"Failed to connect to the PostgreSQL source {where}: {exc}. Check DatabaseName."
+    if isinstance(exc, OSError | asyncio.TimeoutError):
+        return (
+            f"Failed to connect to the PostgreSQL source {where}: {exc or type(exc).__name__}. "
+            "Check ServerName and Port, and that the server accepts connections."
+        )
+    return f"PostgreSQL source {where} returned an error: {exc}"
+
+
+def check_bucket(s3: Any, bucket: str) -> str | None:
+    """None when the bucket is reachable, else the reason."""
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except botocore.exceptions.ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            return (
+                f"The S3 bucket {bucket!r} does not exist. Create it or fix S3Settings.BucketName."
+            )
+        return f"Cannot access the S3 bucket {bucket!r}: {code} {exc}."
+    except botocore.exceptions.BotoCoreError as exc:
+        return f"Cannot reach S3 for bucket {bucket!r}: {exc}. Check AWS_ENDPOINT_URL_S3 / network."
+    return None

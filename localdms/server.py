@@ -1,0 +1,155 @@
+"""The localdms HTTP server: AWS JSON 1.1 over ``POST /``.
+
+Requests carry ``X-Amz-Target: AmazonDMSv20160101.<Operation>``; answers are JSON with an
+``x-amzn-RequestId`` header, and faults are HTTP 400 ``{"__type": code, "message": ...}``.
+Signatures are not checked: any credentials are accepted (localdms is a local tool with no
+authentication; it binds to 127.0.0.1 unless told otherwise). ``GET /health`` answers ``ok``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.config
+
+from localdms.exceptions import DmsFault, SerializationException
+from localdms.models import DmsBackend
+from localdms.responses import dispatch
+from localdms.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def default_s3_client() -> Any:
+    """An S3 client from the standard AWS configuration (``AWS_ENDPOINT_URL_S3`` included)."""
+    return boto3.session.Session().client(
+        "s3",
+        config=botocore.config.Config(
+            max_pool_connections=32, retries={"mode": "standard", "max_attempts": 5}
+        ),
+    )
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: LocalDmsServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
+
+    def _send(self, status: int, body: dict[str, Any]) -> None:
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/") == "/health":
+            self._send(200, {"status": "ok"})
+        else:
+            self._send(404, {"__type": "NotFound", "message": "POST DMS API requests to /."})
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b"{}"
+        target = self.headers.get("X-Amz-Target", "")
+        try:
+            try:
+                request = json.loads(raw or b"{}")
+            except ValueError as exc:
+                raise SerializationException(f"The request body is not valid JSON: {exc}") from exc
+            body = dispatch(self.server.backend, target, request)
+        except DmsFault as fault:
+            log.info("%s -> %s: %s", target, fault.code, fault.message)
+            self._send(fault.status_code, {"__type": fault.code, "message": fault.message})
+            return
+        except Exception as exc:  # the request's top frame: answer, keep serving
+            log.exception("%s failed", target)
+            self._send(500, {"__type": "InternalFailure", "message": f"localdms error: {exc!r}"})
+            return
+        self._send(200, body)
+
+
+class LocalDmsServer(ThreadingHTTPServer):
+    """A localdms server bound to ``host:port`` (port 0 picks a free one).
+
+    Example:
+        >>> server = LocalDmsServer(("127.0.0.1", 0), DmsBackend(Store(None), default_s3_client))
+        >>> server.url.startswith("http://127.0.0.1:")
+        True
+        >>> server.server_close()
+    """
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], backend: DmsBackend) -> None:
+        super().__init__(address, _Handler)
+        self.backend = backend
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+
+def make_server(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    state_dir: Path | None = None,
+    transition_seconds: float = 1.0,
+    region: str = "us-east-1",
+) -> LocalDmsServer:
+    """Build a server with its backend (state restored from ``state_dir`` if present)."""
+    backend = DmsBackend(
+        Store(state_dir), default_s3_client, region=region, transition_seconds=transition_seconds
+    )
+    return LocalDmsServer((host, port), backend)
+
+
+class ThreadedLocalDms:
+    """A localdms server in a background thread, for tests and embedding.
+
+    Example:
+        >>> with ThreadedLocalDms(transition_seconds=0.1) as dms:
+        ...     dms.url.startswith("http://127.0.0.1:")
+        True
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.server = make_server(**kwargs)
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def backend(self) -> DmsBackend:
+        return self.server.backend
+
+    def start(self) -> ThreadedLocalDms:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        for run in list(self.backend.runs.values()):
+            run.stop()
+            run.join(10)
+
+    def __enter__(self) -> ThreadedLocalDms:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,120 @@
+"""Fixtures shared by every test: PostgreSQL, moto's S3 server, localdms, boto3 clients.
+
+* ``postgres`` (session): a throwaway server, or the one named by ``DMS_TEST_POSTGRES_DSN``
+  (a superuser URL such as ``postgresql://postgres:pw@127.0.0.1:5432/postgres``).
+* ``source_db``: a fresh, empty database per test.
+* ``s3_server`` (session) / ``s3``: moto's S3 server, emptied per test, and a client for it.
+* ``localdms`` / ``dms``: a localdms server on a free port with its own state dir, and a client.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import psycopg
+import pytest
+from psycopg import sql
+
+from localdms.server import ThreadedLocalDms
+from sandbox.postgres import ThrowawayPostgres
+from sandbox.s3 import MotoS3Server
+
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+    }
+)
+for _variable in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+    os.environ.pop(_variable, None)
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    host: str
+    port: int
+    user: str
+    password: str
+
+    def dsn(self, database: str = "postgres") -> str:
+        password = urllib.parse.quote(self.password, safe="")
+        return f"postgresql://{self.user}:{password}@{self.host}:{self.port}/{database}"
+
+
+@dataclass(frozen=True)
+class SourceDatabase:
+    server: PostgresServer
+    name: str
+
+    @property
+    def dsn(self) -> str:
+        return self.server.dsn(self.name)
+
+    def execute(self, statement: str | sql.Composable, params: Any = None) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute(statement, params)  # type: ignore[arg-type]
+
+    def fetchall(
+        self, statement: str | sql.Composable, params: Any = None
+    ) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            return conn.execute(statement, params).fetchall()  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    existing = os.environ.get("DMS_TEST_POSTGRES_DSN")
+    if existing:
+        url = urllib.parse.urlsplit(existing)
+        yield PostgresServer(
+            url.hostname or "127.0.0.1",
+            url.port or 5432,
+            urllib.parse.unquote(url.username or "postgres"),
+            urllib.parse.unquote(url.password or ""),
+        )
+        return
+    with ThrowawayPostgres() as server:
+        yield PostgresServer(server.host, server.port, server.user, server.password)
+
+
+@pytest.fixture
+def source_db(postgres: PostgresServer) -> Iterator[SourceDatabase]:
+    name = f"source_{secrets.token_hex(4)}"
+    with psycopg.connect(postgres.dsn(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield SourceDatabase(postgres, name)
+    with psycopg.connect(postgres.dsn(), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[MotoS3Server]:
+    with MotoS3Server() as server:
+        os.environ["AWS_ENDPOINT_URL_S3"] = server.url
+        yield server
+
+
+@pytest.fixture
+def s3(s3_server: MotoS3Server) -> Any:
+    s3_server.reset()
+    return boto3.client("s3", endpoint_url=s3_server.url)
+
+
+@pytest.fixture
+def localdms(tmp_path: Path, s3_server: MotoS3Server) -> Iterator[ThreadedLocalDms]:
+    with ThreadedLocalDms(state_dir=tmp_path / "localdms", transition_seconds=0.2) as server:
+        yield server
+
+
+@pytest.fixture
+def dms(localdms: ThreadedLocalDms) -> Any:
+    return boto3.client("dms", endpoint_url=localdms.url)
