@@ -106,15 +106,21 @@ def describe_task(dms: Any, arn: str) -> dict[str, Any]:
     return task
 
 
+def wait_for_status(dms: Any, arn: str, statuses: set[str], timeout: float = 120) -> dict[str, Any]:
+    """Poll until the task's status is one of ``statuses``; return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        task = describe_task(dms, arn)
+        if task["Status"] in statuses:
+            return task
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"task {arn} still {task['Status']} after {timeout} s")
+        time.sleep(0.1)
+
+
 def wait_until_finished(dms: Any, arn: str, timeout: float = 120) -> dict[str, Any]:
     """Poll until the task leaves starting/running/stopping; return it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        task = describe_task(dms, arn)
-        if task["Status"] in ("stopped", "failed"):
-            return task
-        time.sleep(0.1)
-    raise TimeoutError(f"task {arn} still {task['Status']} after {timeout} s")
+    return wait_for_status(dms, arn, {"stopped", "failed"}, timeout)
 
 
 def run_task(dms: Any, arn: str, start_type: str = "start-replication") -> dict[str, Any]:

@@ -41,6 +41,7 @@ class _ObjectUpload:
     buffered: int = 0
     written: int = 0
     upload_id: str | None = None
+    parts_started: int = 0
     parts: list[dict[str, Any]] = field(default_factory=list)
     pending: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -169,7 +170,8 @@ class LoadFileWriter:
                 self.s3.create_multipart_upload, Bucket=self.bucket, Key=upload.key
             )
             upload.upload_id = response["UploadId"]
-        part_number = len(upload.parts) + len(upload.pending) + 1
+        upload.parts_started += 1
+        part_number = upload.parts_started
         while len(upload.pending) >= MAX_PARTS_IN_FLIGHT:
             await upload.pending.pop(0)
         await self.upload_slots.acquire()
