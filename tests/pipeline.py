@@ -44,6 +44,7 @@ def provision(
     bucket: str = "target-bucket",
     s3_settings: dict[str, Any] | None = None,
     password: str | None = None,
+    port: int | None = None,
 ) -> Pipeline:
     s3.create_bucket(Bucket=bucket)
     instance = dms.create_replication_instance(
@@ -55,7 +56,7 @@ def provision(
         EndpointType="source",
         EngineName="postgres",
         ServerName=server.host,
-        Port=server.port,
+        Port=port or server.port,
         DatabaseName=source.name,
         Username=server.user,
         Password=server.password if password is None else password,

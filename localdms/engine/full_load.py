@@ -199,6 +199,7 @@ class FullLoadRun:
             target.max_file_size_kb * 1024,
             header_line(plan, target),
             upload_slots,
+            row_end=target.csv_row_delimiter.encode(),
         )
         translator = (
             RowDelimiterTranslator(target.csv_row_delimiter)

@@ -5,8 +5,8 @@ the part to a worker thread for ``upload_part`` while reading goes on; at most
 ``MAX_PARTS_IN_FLIGHT`` parts per file are uploading at once, and a run-wide semaphore caps parts
 in flight across all tables, so memory stays bounded whatever the table size.
 
-A file rolls over to the next name (``LOAD00000001`` → ``LOAD00000002``) once it holds
-``MaxFileSize`` KB of CSV (measured before compression, at a chunk boundary so rows never split).
+A file rolls over to the next name (``LOAD00000001`` → ``LOAD00000002``) at the first row end
+past ``MaxFileSize`` KB of CSV (measured before compression; a row is never split).
 A file smaller than one part is written with a single ``put_object``. Nothing is visible in the
 bucket before a file is complete; ``abort`` removes every file this load wrote, so a failed load
 never leaves files that look complete.
@@ -31,6 +31,21 @@ def load_file_name(sequence: int, extension: str) -> str:
         'LOAD0000000A.csv'
     """
     return f"LOAD{sequence:08X}{extension}"
+
+
+def row_end_after(chunk: bytes, offset: int, row_end: bytes) -> int:
+    """The end of the first row that ends at or after ``offset`` (outside quotes), or len(chunk).
+
+    Example:
+        >>> row_end_after(b'1,"a\nb"\n2,c\n', 3, b"\n")
+        8
+    """
+    position = chunk.find(row_end, max(offset - len(row_end) + 1, 0))
+    while position != -1:
+        if chunk.count(b'"', 0, position) % 2 == 0:
+            return position + len(row_end)
+        position = chunk.find(row_end, position + 1)
+    return len(chunk)
 
 
 @dataclass
@@ -58,6 +73,7 @@ class LoadFileWriter:
         header: bytes written at the start of every file (AddColumnName), or ``b""``.
         upload_slots: run-wide cap on parts being uploaded at once.
         part_size: multipart part size.
+        row_end: the row delimiter, where a file may be cut.
     """
 
     def __init__(
@@ -70,6 +86,7 @@ class LoadFileWriter:
         header: bytes,
         upload_slots: asyncio.Semaphore,
         part_size: int = PART_SIZE,
+        row_end: bytes = b"\n",
     ) -> None:
         self.s3 = s3
         self.bucket = bucket
@@ -79,6 +96,7 @@ class LoadFileWriter:
         self.header = header
         self.upload_slots = upload_slots
         self.part_size = part_size
+        self.row_end = row_end
         self.keys: list[str] = []
         self.bytes_written = 0
         self._current: _ObjectUpload | None = None
@@ -99,17 +117,18 @@ class LoadFileWriter:
 
     async def write(self, chunk: bytes) -> None:
         """Append a row-aligned chunk, rolling over and uploading parts as needed."""
-        current = self._current
-        if current is None:
-            current = self._open_next()
-        elif current.written >= self.max_file_bytes:
-            await self._finish(current)
-            current = self._open_next()
-        current.written += len(chunk)
-        self.bytes_written += len(chunk)
-        self._append(current, chunk)
-        if current.buffered >= self.part_size:
-            await self._ship_part(current, final=False)
+        while chunk:
+            current = self._current or self._open_next()
+            room = self.max_file_bytes - current.written
+            cut = len(chunk) if room >= len(chunk) else row_end_after(chunk, room, self.row_end)
+            piece, chunk = chunk[:cut], chunk[cut:]
+            current.written += len(piece)
+            self.bytes_written += len(piece)
+            self._append(current, piece)
+            if current.buffered >= self.part_size:
+                await self._ship_part(current, final=False)
+            if current.written >= self.max_file_bytes:
+                await self._finish(current)
 
     async def close(self) -> list[str]:
         """Finish the last file; return every key written (none for an empty table)."""
