@@ -45,6 +45,8 @@ NO_TABLES_MESSAGE = (
 )
 UPLOAD_SLOTS = 4
 CONNECT_TIMEOUT_SECONDS = 10
+PROGRESS_INTERVAL_SECONDS = 0.25
+"""How often a loading table's FullLoadRows is refreshed."""
 
 
 def fatal_message(text: str) -> str:
@@ -207,11 +209,14 @@ class FullLoadRun:
             else None
         )
         rows_seen = 0
+        next_report = time.monotonic()
 
         async def sink(chunk: bytes) -> None:
-            nonlocal rows_seen
+            nonlocal rows_seen, next_report
             rows_seen += chunk.count(b"\n")  # live estimate; the COPY status gives the exact count
-            self.progress.table_rows(plan, rows_seen)
+            if time.monotonic() >= next_report:
+                self.progress.table_rows(plan, rows_seen)
+                next_report = time.monotonic() + PROGRESS_INTERVAL_SECONDS
             await writer.write(translator.translate(chunk) if translator else chunk)
 
         connection = None

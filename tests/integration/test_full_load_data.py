@@ -130,13 +130,13 @@ def test_hard_values_render_as_documented(dms, s3, source_db):
     assert rows["1"] == ["1"] + [None] * 17
     assert rows["2"] == [
         "2", "", "1234567890123456789012345678.1234567890", "9223372036854775807",
-        "2024-02-29 18:29:59.123456", "1999-12-31 23:59:59.000000", "2024-02-29", "deadbeef00",
+        "2024-02-29 18:29:59.123456", "1999-12-31 23:59:59", "2024-02-29", "deadbeef00",
         '{"a": [1, "x,y"], "q": "\\""}', "{1,2,NULL}", '{"a,b",c}', "true", "ab", "12.34",
         "0.1", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "1 day 02:03:04", "(1,2)",
     ]  # fmt: skip
     assert rows["3"][1:8] == [
-        "a,b", "-0.0000000001", "-9223372036854775808", "1970-01-01 00:00:00.000000",
-        "2000-01-01 00:00:00.500000", "0001-01-01", "",
+        "a,b", "-0.0000000001", "-9223372036854775808", "1970-01-01 00:00:00",
+        "2000-01-01 00:00:00.5", "0001-01-01", "",
     ]  # fmt: skip
     assert rows["3"][11:16] == ["false", "abcde", "-1.00", "-1.5e+300", None]
     assert rows["4"][1] == 'say "hi"'
@@ -202,7 +202,7 @@ def test_csv_settings_shape_the_output(dms, s3, source_db):
     assert [r[0] for r in body] == ["I", "I"]
     assert body[0][2:] == ["1", "a|b", None]
     assert body[1][2:] == ["2", "x\ny", "NULL-ish"]
-    assert len(body[0][1] or "") == len("2026-01-01 00:00:00.000000")
+    assert len(body[0][1] or "") == len("2026-01-01 00:00:00.000000")  # the load time, in µs
 
 
 def test_max_file_size_rolls_files_and_reload_replaces_them(dms, s3, source_db):

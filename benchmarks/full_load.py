@@ -1,0 +1,253 @@
+"""Full-load throughput: localdms against the COPY → S3 pipe, same tables, same run.
+
+Baseline (what a user could script instead): ``psql -c "\\copy (SELECT * FROM t) TO STDOUT csv"``
+piped into a Python process that reads 16 MiB blocks and uploads them as S3 multipart parts, four
+in flight. ``../shared/reference/performance-anchors.md`` measured this path at ~530k rows/s on the
+mixed table here.
+
+localdms runs as its own process (``localdms serve``) so that its peak RSS (``VmHWM``) is its own.
+Both write to the same moto S3 server process. Each path runs ``--repeat`` times; the best counts.
+
+Usage: ``python -m benchmarks.full_load [--rows 2000000] [--narrow-rows 5000000] [--repeat 2]``
+(``make bench``). Set ``DMS_BENCH_POSTGRES_DSN`` to use an existing server instead of a throwaway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import psycopg
+
+from sandbox.ports import free_port
+from sandbox.postgres import ThrowawayPostgres
+from sandbox.s3 import MotoS3Server
+
+TABLES = {
+    "big": """
+        CREATE TABLE public.big AS
+        SELECT g::bigint AS id, (g % 1000)::int AS category, md5(g::text) AS label,
+               (g % 100000)::numeric(12,2) / 7 AS amount,
+               timestamptz '2024-01-01' + g * interval '1 second' AS created_at,
+               g % 2 = 0 AS flag, g * 1.5::double precision AS score,
+               ('name-' || g)::varchar(40) AS name
+        FROM generate_series(1, {rows}) g
+    """,
+    "narrow": "CREATE TABLE public.narrow AS SELECT g::bigint AS id, (g % 97)::int AS v FROM generate_series(1, {rows}) g",
+}
+BLOCK = 16 * 1024 * 1024
+
+
+@dataclass
+class Result:
+    seconds: float
+    rows: int
+    bytes: int
+    peak_rss_mb: float
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds
+
+    @property
+    def mb_per_second(self) -> float:
+        return self.bytes / self.seconds / 1e6
+
+
+def copy_pipe(dsn: str, table: str, s3: Any, bucket: str) -> tuple[int, int]:
+    """The baseline: psql COPY → 16 MiB blocks → multipart upload; returns (rows, bytes)."""
+    key = f"pipe/{table}.csv"
+    psql = subprocess.Popen(
+        ["psql", dsn, "-X", "-q", "-c", f"\\copy (SELECT * FROM public.{table}) TO STDOUT csv"],
+        stdout=subprocess.PIPE,
+    )
+    assert psql.stdout is not None
+    upload = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    total, rows, futures = 0, 0, []
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        number = 0
+        while block := psql.stdout.read(BLOCK):
+            number += 1
+            total += len(block)
+            rows += block.count(b"\n")
+            futures.append(
+                pool.submit(
+                    s3.upload_part,
+                    Bucket=bucket,
+                    Key=key,
+                    UploadId=upload,
+                    PartNumber=number,
+                    Body=block,
+                )
+            )
+            while sum(not f.done() for f in futures) >= 4:
+                time.sleep(0.001)
+        parts = [{"PartNumber": i + 1, "ETag": f.result()["ETag"]} for i, f in enumerate(futures)]
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
+    )
+    if psql.wait() != 0:
+        raise RuntimeError("psql failed")
+    return rows, total
+
+
+def child_peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_baseline(dsn: str, table: str, s3_url: str, bucket: str) -> Result:
+    """Run the pipe in a child process so that its peak RSS is measured on its own."""
+    output = subprocess.run(
+        [sys.executable, "-m", "benchmarks.full_load", "--baseline-child", dsn, table, s3_url, bucket],
+        check=True, capture_output=True, text=True,
+    ).stdout.split()  # fmt: skip
+    return Result(float(output[3]), int(output[0]), int(output[1]), float(output[2]))
+
+
+def start_localdms(s3_url: str, state_dir: Path) -> tuple[subprocess.Popen[str], str]:
+    port = free_port()
+    env = {**os.environ, "AWS_ENDPOINT_URL_S3": s3_url}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "localdms", "serve", "--port", str(port), "--state-dir", str(state_dir),
+         "--transition-seconds", "0.1", "--log-level", "WARNING"],
+        stdout=subprocess.PIPE, env=env, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if "ready" not in line:
+        raise RuntimeError(f"localdms did not start: {line!r}")
+    return process, f"http://127.0.0.1:{port}"
+
+
+def run_localdms(dms: Any, task_arn: str, start_type: str) -> float:
+    started = time.perf_counter()
+    dms.start_replication_task(ReplicationTaskArn=task_arn, StartReplicationTaskType=start_type)
+    while True:
+        task = dms.describe_replication_tasks(
+            Filters=[{"Name": "replication-task-arn", "Values": [task_arn]}], WithoutSettings=True
+        )["ReplicationTasks"][0]
+        if task["Status"] in ("stopped", "failed"):
+            break
+        time.sleep(0.05)
+    if task["Status"] != "stopped":
+        raise RuntimeError(task.get("LastFailureMessage"))
+    return time.perf_counter() - started
+
+
+def object_bytes(s3: Any, bucket: str, prefix: str) -> int:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return sum(item["Size"] for page in pages for item in page.get("Contents", []))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=2_000_000, help="rows of the mixed table")
+    parser.add_argument(
+        "--narrow-rows", type=int, default=5_000_000, help="rows of the narrow table (0 skips)"
+    )
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--baseline-child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.baseline_child:
+        dsn, table, s3_url, bucket = args.baseline_child
+        client = boto3.client("s3", endpoint_url=s3_url)
+        started = time.perf_counter()  # timed after start-up and imports: the pipe alone
+        rows, size = copy_pipe(dsn, table, client, bucket)
+        seconds = time.perf_counter() - started
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(rows, size, peak, seconds)
+        return
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    existing = os.environ.get("DMS_BENCH_POSTGRES_DSN")
+    postgres = None if existing else ThrowawayPostgres().start()
+    dsn = existing or (postgres.dsn() if postgres else "")
+    url = urllib.parse.urlsplit(dsn)
+    tables = {"big": args.rows, **({"narrow": args.narrow_rows} if args.narrow_rows else {})}
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for table, rows in tables.items():
+                print(f"generating {table}: {rows:,} rows ...", flush=True)
+                conn.execute(f"DROP TABLE IF EXISTS public.{table}")
+                conn.execute(TABLES[table].format(rows=int(rows)))  # type: ignore[arg-type]
+                conn.execute(f"VACUUM ANALYZE public.{table}")
+        with MotoS3Server() as s3_server:
+            s3 = boto3.client("s3", endpoint_url=s3_server.url)
+            s3.create_bucket(Bucket="bench")
+            state = Path(os.environ.get("TMPDIR", "/tmp")) / f"localdms-bench-{os.getpid()}"
+            process, dms_url = start_localdms(s3_server.url, state)
+            try:
+                dms = boto3.client("dms", endpoint_url=dms_url)
+                instance = dms.create_replication_instance(
+                    ReplicationInstanceIdentifier="bench", ReplicationInstanceClass="dms.t3.large"
+                )["ReplicationInstance"]["ReplicationInstanceArn"]
+                source = dms.create_endpoint(
+                    EndpointIdentifier="source", EndpointType="source", EngineName="postgres",
+                    ServerName=url.hostname, Port=url.port or 5432, DatabaseName=url.path.lstrip("/") or "postgres",
+                    Username=urllib.parse.unquote(url.username or ""), Password=urllib.parse.unquote(url.password or ""),
+                )["Endpoint"]["EndpointArn"]  # fmt: skip
+                target = dms.create_endpoint(
+                    EndpointIdentifier="target", EndpointType="target", EngineName="s3",
+                    S3Settings={"BucketName": "bench", "BucketFolder": "localdms"},
+                )["Endpoint"]["EndpointArn"]  # fmt: skip
+                time.sleep(0.3)
+                print()
+                print(
+                    f"{'table':<8} {'path':<22} {'seconds':>8} {'rows/s':>11} {'MB/s':>7} {'peak RSS MB':>12}"
+                )
+                for table, rows in tables.items():
+                    baseline = min(
+                        (
+                            run_baseline(dsn, table, s3_server.url, "bench")
+                            for _ in range(args.repeat)
+                        ),
+                        key=lambda r: r.seconds,
+                    )
+                    task = dms.create_replication_task(
+                        ReplicationTaskIdentifier=f"bench-{table}", SourceEndpointArn=source,
+                        TargetEndpointArn=target, ReplicationInstanceArn=instance, MigrationType="full-load",
+                        TableMappings='{"rules":[{"rule-type":"selection","rule-id":"1","rule-name":"1",'
+                        f'"rule-action":"include","object-locator":{{"schema-name":"public","table-name":"{table}"}}}}]}}',
+                    )["ReplicationTask"]["ReplicationTaskArn"]  # fmt: skip
+                    time.sleep(0.3)
+                    seconds = min(
+                        run_localdms(dms, task, "start-replication" if i == 0 else "reload-target")
+                        for i in range(args.repeat)
+                    )
+                    size = object_bytes(s3, "bench", f"localdms/public/{table}/")
+                    ours = Result(seconds, rows, size, child_peak_rss_mb(process.pid))
+                    for name, result in (("COPY | S3 pipe", baseline), ("localdms", ours)):
+                        print(
+                            f"{table:<8} {name:<22} {result.seconds:>8.2f} {result.rows_per_second:>11,.0f} "
+                            f"{result.mb_per_second:>7.1f} {result.peak_rss_mb:>12.0f}"
+                        )
+                    ratio = baseline.seconds / ours.seconds
+                    print(
+                        f"{table:<8} {'localdms / pipe':<22} {ratio:>8.2f}x throughput (target >= 0.80x)"
+                    )
+            finally:
+                process.terminate()
+                process.wait(10)
+    finally:
+        if postgres is not None:
+            postgres.stop()
+
+
+if __name__ == "__main__":
+    main()
