@@ -23,7 +23,7 @@ from typing import Any
 
 import asyncpg
 
-from dms_status import (
+from dms_spec.status import (
     ConnectionStatus,
     InstanceStatus,
     MigrationType,
@@ -54,7 +54,7 @@ from localdms.identifiers import (
     validate_identifier,
 )
 from localdms.store import Store
-from localdms.table_mappings import TablePlan, parse_table_mappings
+from localdms.table_mappings import TablePlan, validate_table_mappings
 
 log = logging.getLogger(__name__)
 
@@ -725,7 +725,7 @@ class DmsBackend:
             mappings = params.get("TableMappings")
             if not isinstance(mappings, str):
                 raise InvalidParameterValueException("TableMappings is required (a JSON string).")
-            parse_table_mappings(mappings)
+            validate_table_mappings(mappings)
             overrides = self._parse_task_settings(params.get("ReplicationTaskSettings"), True)
             source = self._endpoint(params.get("SourceEndpointArn"))
             target = self._endpoint(params.get("TargetEndpointArn"))
@@ -791,7 +791,7 @@ class DmsBackend:
                     )
                 task.identifier = identifier
             if "TableMappings" in params:
-                parse_table_mappings(params["TableMappings"])
+                validate_table_mappings(params["TableMappings"])
                 task.table_mappings = params["TableMappings"]
             if params.get("ReplicationTaskSettings"):
                 overrides = self._parse_task_settings(params["ReplicationTaskSettings"], False)
@@ -898,7 +898,7 @@ class DmsBackend:
             task_identifier=task.identifier,
             source=source.source(),
             target=target.target(),
-            rules=parse_table_mappings(task.table_mappings),
+            rules=validate_table_mappings(task.table_mappings),
             max_subtasks=int(full_load.get("MaxFullLoadSubTasks", 8)),
             fail_on_no_tables=bool(errors.get("FailOnNoTablesCaptured", True)),
             skip_tables=skip,

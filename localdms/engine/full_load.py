@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import asyncpg
 import botocore.exceptions
 
+from dms_spec.table_mappings import Rule
 from localdms.endpoint_settings import PostgresSource, S3Target
 from localdms.engine.catalog import read_catalog
 from localdms.engine.rendering import (
@@ -33,7 +34,7 @@ from localdms.engine.rendering import (
     select_statement,
 )
 from localdms.engine.s3_writer import LoadFileWriter
-from localdms.table_mappings import MappingError, Rule, TablePlan, plan_tables
+from localdms.table_mappings import MappingError, TablePlan, plan_tables
 
 log = logging.getLogger(__name__)
 

@@ -2,14 +2,14 @@ import json
 
 import pytest
 
+from dms_spec.table_mappings import TableMappingsError, parse_table_mappings, wildcard_regex
 from localdms.exceptions import InvalidParameterValueException
 from localdms.table_mappings import (
     MappingError,
     SourceColumn,
     SourceTable,
-    parse_table_mappings,
     plan_tables,
-    wildcard_regex,
+    validate_table_mappings,
 )
 
 pytestmark = pytest.mark.unit
@@ -204,8 +204,10 @@ def test_filters_become_a_where_clause_with_quoted_names_and_literals():
     ],
 )  # fmt: skip
 def test_invalid_documents_are_refused_with_the_reason(document, message):
-    with pytest.raises(InvalidParameterValueException, match=message.replace("[", r"\[")):
+    with pytest.raises(TableMappingsError, match=message.replace("[", r"\[")):
         parse_table_mappings(document)
+    with pytest.raises(InvalidParameterValueException, match=message.replace("[", r"\[")):
+        validate_table_mappings(document)
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ Values are exactly the strings the DMS API returns (botocore's service model and
 never loose strings.
 
 Example:
-    >>> from dms_status import TaskStatus, StopReason
+    >>> from dms_spec.status import TaskStatus, StopReason
     >>> TaskStatus("stopped") is TaskStatus.STOPPED
     True
     >>> StopReason.FULL_LOAD_ONLY_FINISHED.value
