@@ -118,3 +118,27 @@ def localdms(tmp_path: Path, s3_server: MotoS3Server) -> Iterator[ThreadedLocalD
 @pytest.fixture
 def dms(localdms: ThreadedLocalDms) -> Any:
     return boto3.client("dms", endpoint_url=localdms.url)
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[None]:
+    """One temporary Prefect API for the session (it takes 20-30 s to start here)."""
+    from flows.prefect_env import apply_local_defaults
+
+    apply_local_defaults()
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture
+def aws_endpoints(
+    localdms: ThreadedLocalDms, s3_server: MotoS3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Point boto3 (and so AwsCredentials.get_client) at this test's localdms and S3."""
+    from prefect_aws.credentials import _get_client_cached
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DATABASE_MIGRATION_SERVICE", localdms.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server.url)
+    _get_client_cached.cache_clear()  # prefect-aws caches clients with the endpoint they were built with

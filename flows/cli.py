@@ -1,0 +1,99 @@
+"""``dms-ingestion run``: run the flow from a terminal and print a readable summary.
+
+Uses the Prefect API named by ``PREFECT_API_URL``, or a temporary local one. Exit codes: 0 success,
+1 the replication failed (the reason is printed, no traceback), 2 invalid config or credentials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flows.prefect_env import apply_local_defaults
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import State
+
+
+def _print_summary(report: object) -> None:
+    from flows.report import IngestionReport
+
+    assert isinstance(report, IngestionReport)
+    print()
+    print(f"{'schema':<20} {'table':<28} {'state':<18} {'rows':>12} {'seconds':>9} {'rows/s':>11}")
+    for table in report.tables:
+        print(
+            f"{table.schema_name:<20} {table.table_name:<28} {table.table_state:<18} "
+            f"{table.full_load_rows:>12,} {table.duration_seconds or 0:>9.2f} {table.rows_per_second or 0:>11,.0f}"
+        )
+    outcome = "succeeded" if report.succeeded else "FAILED"
+    print(
+        f"\n{report.task_identifier} {outcome}: {report.status}"
+        + (f" ({report.stop_reason})" if report.stop_reason else "")
+        + f", {len(report.tables)} tables, {report.total_rows:,} rows in {report.elapsed_seconds:.1f} s"
+    )
+    if report.s3_verification is not None:
+        print(f"S3 verification: {report.s3_verification.detail}")
+
+
+def run(args: argparse.Namespace) -> int:
+    apply_local_defaults()
+    from flows.config import load_config
+    from flows.dms_ingestion import dms_ingestion
+    from flows.exceptions import ConfigError, CredentialsError, ReplicationTaskFailedError
+
+    try:
+        load_config(
+            args.config, poll_interval_seconds=args.poll_interval, timeout_seconds=args.timeout
+        )
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    state: State[Any] = asyncio.run(
+        dms_ingestion(  # type: ignore[arg-type]
+            config_path=str(args.config),
+            aws_credentials_block=args.aws_credentials_block,
+            poll_interval_seconds=args.poll_interval,
+            timeout_seconds=args.timeout,
+            return_state=True,
+        )
+    )
+    result = state.result(raise_on_failure=False)
+    report = getattr(result, "report", None) if isinstance(result, BaseException) else result
+    if report is not None:
+        _print_summary(report)
+        if args.report_json:
+            Path(args.report_json).write_text(report.model_dump_json(indent=2))
+            print(f"Report written to {args.report_json}")
+    if isinstance(result, BaseException):
+        print(f"\nerror: {result}", file=sys.stderr)
+        return 2 if isinstance(result, ConfigError | CredentialsError) else 1
+    if not isinstance(result, ReplicationTaskFailedError) and report is None:
+        print(f"error: the flow ended {state.type.value} without a report", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``dms-ingestion`` command."""
+    parser = argparse.ArgumentParser(
+        prog="dms-ingestion", description="Run AWS DMS ingestion with Prefect."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run", help="run the dms-ingestion flow once")
+    run_parser.add_argument("--config", type=Path, required=True, help="the job's JSON config file")
+    run_parser.add_argument(
+        "--aws-credentials-block", help="an AwsCredentials block name (default: AWS default chain)"
+    )
+    run_parser.add_argument("--poll-interval", type=float, help="seconds between DMS polls")
+    run_parser.add_argument("--timeout", type=float, help="seconds before giving up")
+    run_parser.add_argument("--report-json", type=Path, help="write the report as JSON here")
+    args = parser.parse_args(argv)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,343 @@
+"""The job's configuration: a JSON file plus the environment / ``.env`` (pydantic-settings).
+
+The seed format works unchanged::
+
+    {"dms_task_name": "postgres-migration-test", "s3_bucket_name": "postgres-repo",
+     "table_mappings": [{"schema_name": "bookings", "table_name": "tickets"}],
+     "migration_type": "full-load"}
+
+with the ARNs in the environment (``DMS_SOURCE_ENDPOINT_ARN`` or ``SOURCE_ENDPOINT_ARN``, and the
+same for ``TARGET_ENDPOINT_ARN`` and ``REPLICATION_INSTANCE_ARN``). Every other key maps 1:1 to an
+environment variable named ``DMS_`` + the key in upper case (``DMS_POLL_INTERVAL_SECONDS``).
+Precedence, highest first: values passed in code (flow parameters), environment, ``.env``, the file.
+
+Everything is validated here, before any AWS call; ``ConfigError`` names each bad field, the value
+given and what is valid.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    JsonConfigSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from dms_spec.status import MigrationType
+from dms_spec.table_mappings import TableMappingsError, parse_table_mappings
+from flows.exceptions import ConfigError
+
+_ARN = re.compile(r"^arn:aws[a-z-]*:dms:[a-z0-9-]+:\d{12}:(?P<kind>[a-z]+):[A-Za-z0-9-]+$")
+_IDENTIFIER = re.compile(r"^[A-Za-z](?!.*--)[A-Za-z0-9-]{0,254}(?<!-)$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+class TableSelection(BaseModel):
+    """One ``{schema_name, table_name}`` entry; DMS wildcards (``%``, ``_``, ``[...]``) allowed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_name: str = Field(min_length=1, description="Source schema (wildcards allowed).")
+    table_name: str = Field(min_length=1, description="Source table (wildcards allowed).")
+
+
+def _arn_field(name: str, kind: str, description: str) -> Any:
+    upper = name.upper()
+    return Field(
+        default=None,
+        validation_alias=AliasChoices(name, f"DMS_{upper}", upper),
+        description=f"{description} (env DMS_{upper} or {upper}; an ARN of type {kind}).",
+    )
+
+
+class DmsIngestionConfig(BaseSettings):
+    """Everything one ingestion job needs. See the module docstring for sources and precedence."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DMS_",
+        env_file=".env",
+        extra="forbid",
+        populate_by_name=True,
+        case_sensitive=False,
+    )
+
+    dms_task_name: str = Field(
+        validation_alias=AliasChoices("dms_task_name", "DMS_TASK_NAME"),
+        description="ReplicationTaskIdentifier: letters, digits and hyphens, starting with a letter.",
+    )
+    s3_bucket_name: str = Field(
+        validation_alias=AliasChoices("s3_bucket_name", "DMS_S3_BUCKET_NAME"),
+        description="The bucket the target endpoint writes to (checked by verify_s3).",
+    )
+    table_mappings: list[TableSelection] = Field(
+        default_factory=list,
+        description="Tables to include, as {schema_name, table_name}; DMS wildcards allowed.",
+    )
+    table_mapping_rules: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Raw DMS rules (selection, exclude, filters, transformations), appended after "
+        "the rules made from table_mappings.",
+    )
+    table_mappings_file: Path | None = Field(
+        default=None, description='A DMS table-mappings JSON document ({"rules": [...]}) to use.'
+    )
+    migration_type: MigrationType = Field(
+        default=MigrationType.FULL_LOAD, description="full-load, cdc or full-load-and-cdc."
+    )
+    source_endpoint_arn: str | None = _arn_field(
+        "source_endpoint_arn", "endpoint", "Source endpoint"
+    )
+    target_endpoint_arn: str | None = _arn_field(
+        "target_endpoint_arn", "endpoint", "Target endpoint"
+    )
+    replication_instance_arn: str | None = _arn_field(
+        "replication_instance_arn", "rep", "Replication instance"
+    )
+    replication_task_settings: dict[str, Any] | None = Field(
+        default=None, description="ReplicationTaskSettings overrides (merged into DMS's defaults)."
+    )
+    replication_task_settings_file: Path | None = Field(
+        default=None, description="A JSON file of ReplicationTaskSettings overrides."
+    )
+    poll_interval_seconds: float = Field(
+        default=15.0, gt=0, le=3600, description="Seconds between DMS status polls."
+    )
+    timeout_seconds: float = Field(
+        default=6 * 3600, gt=0, description="Give up (and fail) after this long without finishing."
+    )
+    rerun_start_type: Literal["reload-target", "resume-processing"] = Field(
+        default="reload-target",
+        description="How to start a task that has run before: reload everything or resume.",
+    )
+    if_running: Literal["fail", "attach"] = Field(
+        default="fail",
+        description="When the task is already running: fail, or attach and monitor it.",
+    )
+    delete_task_after_success: bool = Field(
+        default=False, description="Delete the replication task once it finished successfully."
+    )
+    stop_task_on_cancel: bool = Field(
+        default=True, description="Stop the DMS task when the flow run is cancelled."
+    )
+    reload_errored_tables: int = Field(
+        default=0, ge=0, le=10, description="ReloadTables attempts for tables in 'Table error'."
+    )
+    verify_s3: bool = Field(
+        default=True,
+        description="List the target prefix: each completed non-empty table has LOAD files.",
+    )
+    s3_bucket_folder: str = Field(
+        default="", description="The target endpoint's BucketFolder, for verify_s3."
+    )
+    cdc_monitor_seconds: float | None = Field(
+        default=None, gt=0, description="For cdc tasks: how long to monitor before returning."
+    )
+    stop_after_full_load: bool = Field(
+        default=False,
+        description="For full-load-and-cdc: stop the task once the full load is complete.",
+    )
+    max_concurrent_table_flows: int = Field(
+        default=16, ge=1, le=256, description="Per-table subflows running at once."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources = [init_settings, env_settings, dotenv_settings]
+        if _CONFIG_FILE.path is not None:
+            sources.append(JsonConfigSettingsSource(settings_cls, json_file=_CONFIG_FILE.path))
+        return tuple(sources)
+
+    @field_validator("dms_task_name")
+    @classmethod
+    def _task_identifier(cls, value: str) -> str:
+        if not _IDENTIFIER.match(value):
+            raise ValueError(
+                "must be 1-255 letters, digits or hyphens, start with a letter, not end with a "
+                "hyphen and not contain two consecutive hyphens"
+            )
+        return value
+
+    @field_validator("s3_bucket_name")
+    @classmethod
+    def _bucket(cls, value: str) -> str:
+        if not _BUCKET.match(value) or ".." in value:
+            raise ValueError(
+                "must be a valid S3 bucket name: 3-63 lowercase letters, digits, '.', '-'"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> DmsIngestionConfig:
+        for name, kind in (
+            ("source_endpoint_arn", "endpoint"),
+            ("target_endpoint_arn", "endpoint"),
+            ("replication_instance_arn", "rep"),
+        ):
+            value = getattr(self, name)
+            if value is None:
+                raise ValueError(
+                    f"{name} is missing: set it in the config file or the environment "
+                    f"(DMS_{name.upper()} or {name.upper()})"
+                )
+            match = _ARN.match(value)
+            if match is None:
+                raise ValueError(
+                    f"{name}={value!r} is not a DMS ARN (arn:aws:dms:<region>:<account>:{kind}:<id>)"
+                )
+            if match.group("kind") != kind:
+                raise ValueError(
+                    f"{name}={value!r} is a DMS {match.group('kind')} ARN; expected a {kind} ARN"
+                )
+        if self.source_endpoint_arn == self.target_endpoint_arn:
+            raise ValueError("source_endpoint_arn and target_endpoint_arn are the same endpoint")
+        seen: set[tuple[str, str]] = set()
+        for table in self.table_mappings:
+            key = (table.schema_name, table.table_name)
+            if key in seen:
+                raise ValueError(
+                    f"table_mappings lists {table.schema_name}.{table.table_name} twice"
+                )
+            seen.add(key)
+        self.table_mappings_document()  # raises on invalid rules
+        self.task_settings_document()
+        return self
+
+    def table_mappings_document(self) -> str:
+        """The TableMappings JSON sent to DMS, validated by DMS's document rules.
+
+        Rules come from ``table_mappings_file`` if set, else from ``table_mappings`` (one include rule
+        each, ids 1..n) followed by ``table_mapping_rules``.
+        """
+        if self.table_mappings_file is not None:
+            try:
+                document = json.loads(self.table_mappings_file.read_text())
+            except (OSError, ValueError) as exc:
+                raise ValueError(
+                    f"table_mappings_file {str(self.table_mappings_file)!r}: {exc}"
+                ) from exc
+        else:
+            rules: list[dict[str, Any]] = [
+                {
+                    "rule-type": "selection",
+                    "rule-id": str(index),
+                    "rule-name": str(index),
+                    "object-locator": {"schema-name": t.schema_name, "table-name": t.table_name},
+                    "rule-action": "include",
+                    "filters": [],
+                }
+                for index, t in enumerate(self.table_mappings, start=1)
+            ]
+            rules.extend(self.table_mapping_rules or [])
+            if not rules:
+                raise ValueError(
+                    "no tables selected: give table_mappings (a list of {schema_name, table_name}), "
+                    "table_mapping_rules or table_mappings_file"
+                )
+            document = {"rules": rules}
+        text = json.dumps(document)
+        try:
+            parse_table_mappings(text)
+        except TableMappingsError as exc:
+            raise ValueError(str(exc)) from exc
+        return text
+
+    def task_settings_document(self) -> str | None:
+        """The ReplicationTaskSettings JSON to send, or None to keep DMS's defaults."""
+        settings: dict[str, Any] = {}
+        if self.replication_task_settings_file is not None:
+            try:
+                settings = json.loads(self.replication_task_settings_file.read_text())
+            except (OSError, ValueError) as exc:
+                raise ValueError(
+                    f"replication_task_settings_file {str(self.replication_task_settings_file)!r}: {exc}"
+                ) from exc
+        settings.update(self.replication_task_settings or {})
+        return json.dumps(settings) if settings else None
+
+
+class _ConfigFile:
+    """The file the next ``load_config`` reads (pydantic-settings takes sources per class)."""
+
+    path: Path | None = None
+
+
+_CONFIG_FILE = _ConfigFile()
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> DmsIngestionConfig:
+    """Load and validate the job's configuration.
+
+    Args:
+        path: a JSON config file (the ``dms_config.json`` format), or None for env/.env only.
+        **overrides: values that win over every other source (None values are ignored).
+
+    Raises:
+        ConfigError: the file is missing or not JSON, or a value is invalid; the message lists every
+            problem with its field, the value given and what is valid.
+
+    Example:
+        >>> import os
+        >>> os.environ.update(DMS_SOURCE_ENDPOINT_ARN="arn:aws:dms:us-east-1:123456789012:endpoint:S",
+        ...     DMS_TARGET_ENDPOINT_ARN="arn:aws:dms:us-east-1:123456789012:endpoint:T",
+        ...     DMS_REPLICATION_INSTANCE_ARN="arn:aws:dms:us-east-1:123456789012:rep:R")
+        >>> load_config(dms_task_name="t", s3_bucket_name="bucket",
+        ...             table_mappings=[{"schema_name": "bookings", "table_name": "%"}]).migration_type
+        <MigrationType.FULL_LOAD: 'full-load'>
+    """
+    file_path = Path(path) if path is not None else None
+    if file_path is not None:
+        if not file_path.is_file():
+            raise ConfigError(f"Config file {str(file_path)!r} does not exist.")
+        try:
+            content = json.loads(file_path.read_text())
+        except ValueError as exc:
+            raise ConfigError(f"Config file {str(file_path)!r} is not valid JSON: {exc}.") from exc
+        if not isinstance(content, dict):
+            raise ConfigError(f"Config file {str(file_path)!r} must hold a JSON object.")
+    _CONFIG_FILE.path = file_path
+    try:
+        return DmsIngestionConfig(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, file_path)) from None
+    finally:
+        _CONFIG_FILE.path = None
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    where = f" in {str(path)!r}" if path else ""
+    lines = [f"Invalid DMS ingestion config{where}:"]
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]) or "config"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "missing":
+            lines.append(f"- {field}: required, not given (config file or DMS_{field.upper()})")
+        elif error["type"] == "extra_forbidden":
+            valid = ", ".join(sorted(DmsIngestionConfig.model_fields))
+            lines.append(f"- {field}: unknown key (value {error['input']!r}); valid keys: {valid}")
+        elif field == "config":
+            lines.append(f"- {message}")
+        else:
+            lines.append(f"- {field}: {message} (got {error.get('input')!r})")
+    return "\n".join(lines)

@@ -1,0 +1,228 @@
+"""The ``dms-ingestion`` flow: ensure → start → wait → monitor (a subflow per table) → report.
+
+Example (a notebook; ARNs in the environment or ``.env``):
+    >>> from flows import dms_ingestion
+    >>> report = await dms_ingestion(config_path="config/dms_config.json")  # doctest: +SKIP
+    >>> report  # renders as a table  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import Flow, flow, get_run_logger
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+from prefect.client.schemas.objects import FlowRun, State
+
+from dms_spec.status import StartType, TableState, TaskStatus
+from flows.aws import dms_hook
+from flows.config import DmsIngestionConfig, load_config
+from flows.exceptions import ReplicationTaskFailedError
+from flows.report import IngestionReport, TableReport, task_succeeded
+from flows.table_flows import TableTracker
+from flows.tasks import (
+    TRANSIENT_ERRORS,
+    EnsuredTask,
+    MonitorOutcome,
+    delete_replication_task,
+    ensure_replication_task,
+    monitor_replication_task,
+    start_replication_task,
+    stop_replication_task,
+    verify_s3_output,
+    wait_for_full_load_start,
+)
+
+DEFAULT_CONFIG_PATH = "config/dms_config.json"
+
+
+def _config_from_parameters(parameters: dict[str, Any]) -> DmsIngestionConfig:
+    return load_config(
+        parameters.get("config_path"),
+        poll_interval_seconds=parameters.get("poll_interval_seconds"),
+        timeout_seconds=parameters.get("timeout_seconds"),
+        **(parameters.get("overrides") or {}),
+    )
+
+
+async def stop_task_on_cancellation(
+    flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]
+) -> None:
+    """Flow hook: when a run is cancelled, stop its DMS task (if ``stop_task_on_cancel``)."""
+    config = _config_from_parameters(flow_run.parameters)
+    if not config.stop_task_on_cancel:
+        return
+    hook = await dms_hook(flow_run.parameters.get("aws_credentials_block"))
+    task = await asyncio.to_thread(hook.find_task, config.dms_task_name)
+    if task is not None and task["Status"] in (TaskStatus.RUNNING, TaskStatus.STARTING):
+        await asyncio.to_thread(hook.stop_task, task["ReplicationTaskArn"])
+        logging.getLogger(__name__).warning(
+            "Flow run cancelled: stopped replication task %s", config.dms_task_name
+        )
+
+
+def _artifact_key(identifier: str, what: str) -> str:
+    return f"dms-{identifier.lower()}-{what}"
+
+
+@flow(
+    name="dms-ingestion",
+    description="Run an AWS DMS replication task from PostgreSQL to S3 and report per table.",
+    on_cancellation=[stop_task_on_cancellation],
+    persist_result=False,
+)
+async def dms_ingestion(
+    config_path: str | None = DEFAULT_CONFIG_PATH,
+    aws_credentials_block: str | None = None,
+    poll_interval_seconds: float | None = None,
+    timeout_seconds: float | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> IngestionReport:
+    """Create or reuse, start, wait for and monitor a DMS replication task; report on every table.
+
+    Args:
+        config_path: the job's JSON config (``dms_config.json`` format); None for env/.env only.
+        aws_credentials_block: name of a prefect-aws ``AwsCredentials`` block; None for the
+            default AWS credential chain. Local endpoints come from the standard environment.
+        poll_interval_seconds: overrides the config's poll interval.
+        timeout_seconds: overrides the config's timeout.
+        overrides: any other config keys, winning over file and environment.
+
+    Returns:
+        The report (also published as Prefect artifacts).
+
+    Raises:
+        ConfigError: invalid config (nothing was sent to AWS).
+        ReplicationTaskFailedError: the task failed, stopped early or left tables in error; the
+            message has its status, StopReason, LastFailureMessage and tables; ``.report`` the rest.
+    """
+    started_at = datetime.now(UTC)
+    started = time.monotonic()
+    logger = get_run_logger()
+    config = load_config(
+        config_path,
+        poll_interval_seconds=poll_interval_seconds,
+        timeout_seconds=timeout_seconds,
+        **(overrides or {}),
+    )
+    logger.info(
+        "Task %s: %s of %d selection(s) to s3://%s",
+        config.dms_task_name, config.migration_type, len(config.table_mappings) or 1, config.s3_bucket_name,
+    )  # fmt: skip
+
+    ensured = await ensure_replication_task(config, aws_credentials_block)
+    start_type: str | None = None
+    if ensured.action != "attached":
+        start_type = await start_replication_task(
+            ensured, config.rerun_start_type, aws_credentials_block
+        )
+        await wait_for_full_load_start(ensured.arn, config, aws_credentials_block)
+
+    outcome, reloads = await _monitor_with_resumes(ensured.arn, config, aws_credentials_block)
+    if config.stop_after_full_load and outcome.task.get("Status") == TaskStatus.RUNNING:
+        await stop_replication_task(ensured.arn, config, aws_credentials_block)
+
+    tables = sorted(
+        (TableReport.from_statistics(s) for s in outcome.statistics),
+        key=lambda t: (t.schema_name, t.table_name),
+    )
+    succeeded = task_succeeded(outcome.task, config.migration_type, tables)
+    verification = (
+        await verify_s3_output(config, tables, aws_credentials_block)
+        if config.verify_s3 and succeeded
+        else None
+    )
+    task_stats = outcome.task.get("ReplicationTaskStats", {})
+    flow_run_id = str(_flow_run_id())
+    report = IngestionReport(
+        task_identifier=config.dms_task_name,
+        task_arn=ensured.arn,
+        migration_type=str(config.migration_type),
+        status=outcome.task.get("Status", "unknown"),
+        stop_reason=outcome.task.get("StopReason"),
+        last_failure_message=outcome.task.get("LastFailureMessage"),
+        start_type=start_type,
+        succeeded=succeeded and (verification is None or verification.ok),
+        started_at=started_at,
+        finished_at=datetime.now(UTC),
+        elapsed_seconds=round(time.monotonic() - started, 3),
+        task_elapsed_seconds=task_stats["ElapsedTimeMillis"] / 1000
+        if "ElapsedTimeMillis" in task_stats
+        else None,
+        full_load_progress_percent=task_stats.get("FullLoadProgressPercent"),
+        tables=tables,
+        s3_verification=verification,
+        dms_api_calls=outcome.calls,
+        max_monitoring_calls_per_poll=outcome.max_calls_per_poll,
+        transient_errors=TRANSIENT_ERRORS.pop(flow_run_id, 0),
+        table_reloads=reloads,
+    )
+    await _publish(report)
+    if not report.succeeded:
+        raise ReplicationTaskFailedError(report.failure_message(), report)
+    if config.delete_task_after_success:
+        await delete_replication_task(ensured.arn, config, aws_credentials_block)
+        logger.info("Deleted replication task %s", config.dms_task_name)
+    logger.info(
+        "Done: %d tables, %s rows, %.1f s",
+        len(report.tables),
+        f"{report.total_rows:,}",
+        report.elapsed_seconds,
+    )
+    return report
+
+
+async def _monitor_with_resumes(
+    arn: str, config: DmsIngestionConfig, aws_credentials_block: str | None
+) -> tuple[MonitorOutcome, int]:
+    """Monitor; if a finished full load left tables in error, resume up to the configured times."""
+    reloads = 0
+    while True:
+        tracker = TableTracker(max_concurrent=config.max_concurrent_table_flows)
+        try:
+            outcome = await monitor_replication_task(arn, config, aws_credentials_block, tracker)
+            tracker.publish(outcome.statistics, final=True)
+        finally:
+            await tracker.close()
+        reloads += outcome.table_reloads
+        errored = any(s.get("TableState") == TableState.ERROR for s in outcome.statistics)
+        if (
+            not errored
+            or reloads >= config.reload_errored_tables
+            or outcome.task.get("Status") != TaskStatus.STOPPED
+        ):
+            return outcome, reloads
+        reloads += 1
+        get_run_logger().warning(
+            "Tables in error after the load; resuming to reload them (attempt %d)", reloads
+        )
+        await start_replication_task(
+            EnsuredTask(arn, config.dms_task_name, "resume", previously_run=True),
+            StartType.RESUME_PROCESSING,
+            aws_credentials_block,
+        )
+        await wait_for_full_load_start(arn, config, aws_credentials_block)
+
+
+async def _publish(report: IngestionReport) -> None:
+    await acreate_table_artifact(
+        key=_artifact_key(report.task_identifier, "tables"),
+        table=report.table_rows(),
+        description=f"Tables of replication task {report.task_identifier}",
+    )
+    await acreate_markdown_artifact(
+        key=_artifact_key(report.task_identifier, "report"),
+        markdown=report.summary_markdown(),
+        description=f"DMS ingestion report for {report.task_identifier}",
+    )
+
+
+def _flow_run_id() -> Any:
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    return context.flow_run.id if context and context.flow_run else None

@@ -1,0 +1,87 @@
+"""The flow's errors: terminal ones fail at once with the reason; transient ones are retried.
+
+Each carries what it is about as attributes and says what to do in its message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import botocore.exceptions
+
+TRANSIENT_ERROR_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "ProvisionedThroughputExceededException",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "InternalFailure",
+        "InternalError",
+        "InternalServerError",
+        "SlowDown",
+    }
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying the same call later may succeed (throttling, 5xx, lost connections)."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return code in TRANSIENT_ERROR_CODES or status >= 500
+    return isinstance(
+        exc,
+        botocore.exceptions.EndpointConnectionError
+        | botocore.exceptions.ConnectionClosedError
+        | botocore.exceptions.ReadTimeoutError
+        | botocore.exceptions.ConnectTimeoutError
+        | ConnectionError,
+    )
+
+
+class DmsIngestionError(Exception):
+    """Base class of the flow's own errors (all terminal)."""
+
+
+class ConfigError(DmsIngestionError):
+    """The job's configuration is invalid; nothing was sent to AWS."""
+
+
+class CredentialsError(DmsIngestionError):
+    """The AwsCredentials block named could not be loaded."""
+
+
+class ReplicationTaskConflictError(DmsIngestionError):
+    """The existing replication task cannot be reused as the config asks (e.g. it is running)."""
+
+    def __init__(self, message: str, task_identifier: str, status: str) -> None:
+        super().__init__(message)
+        self.task_identifier = task_identifier
+        self.status = status
+
+
+class ReplicationTaskFailedError(DmsIngestionError):
+    """The replication task failed or stopped without finishing; the report says why."""
+
+    def __init__(self, message: str, report: Any) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class ReplicationTimeoutError(DmsIngestionError):
+    """The task did not finish within the configured timeout."""
+
+
+class DmsApiError(DmsIngestionError):
+    """A DMS call failed with a terminal error; the message carries the code and DMS's words."""
+
+    def __init__(self, operation: str, code: str, message: str) -> None:
+        super().__init__(f"DMS {operation} failed: {code}: {message}")
+        self.operation = operation
+        self.code = code

@@ -1,0 +1,183 @@
+"""What a run produced: the report object, its rendering, and its Prefect artifacts.
+
+The flow returns an ``IngestionReport``; in a notebook it renders as a table
+(``_repr_markdown_``), ``model_dump_json()`` gives the JSON the CLI writes, and ``artifacts``
+publishes the same content to the Prefect UI.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from dms_spec.status import FINISHED_FULL_LOAD_REASONS, TableState, TaskStatus
+
+
+class TableReport(BaseModel):
+    """One table as DMS reported it at the end of the run."""
+
+    schema_name: str
+    table_name: str
+    table_state: str = Field(description="As DMS reports it, e.g. 'Table completed'.")
+    full_load_rows: int = 0
+    full_load_start_time: datetime | None = None
+    full_load_end_time: datetime | None = None
+    duration_seconds: float | None = None
+    rows_per_second: float | None = None
+    s3_objects: int | None = Field(default=None, description="LOAD objects found by verify_s3.")
+
+    @classmethod
+    def from_statistics(cls, stats: dict[str, Any]) -> TableReport:
+        start, end = stats.get("FullLoadStartTime"), stats.get("FullLoadEndTime")
+        duration = (end - start).total_seconds() if start and end else None
+        rows = int(stats.get("FullLoadRows", 0))
+        return cls(
+            schema_name=stats["SchemaName"],
+            table_name=stats["TableName"],
+            table_state=stats.get("TableState", "unknown"),
+            full_load_rows=rows,
+            full_load_start_time=start,
+            full_load_end_time=end,
+            duration_seconds=round(duration, 3) if duration is not None else None,
+            rows_per_second=round(rows / duration, 1) if duration else None,
+        )
+
+
+class S3Verification(BaseModel):
+    """The result of listing the target prefix."""
+
+    checked: bool
+    ok: bool = True
+    detail: str = ""
+    missing_tables: list[str] = Field(default_factory=list)
+
+
+class IngestionReport(BaseModel):
+    """The outcome of one ``dms_ingestion`` run."""
+
+    task_identifier: str
+    task_arn: str
+    migration_type: str
+    status: str = Field(description="The task's status at the end, as DMS reports it.")
+    stop_reason: str | None = None
+    last_failure_message: str | None = None
+    start_type: str | None = Field(
+        default=None, description="How the task was started (or None if attached)."
+    )
+    succeeded: bool
+    started_at: datetime
+    finished_at: datetime
+    elapsed_seconds: float
+    task_elapsed_seconds: float | None = Field(
+        default=None, description="DMS's own ElapsedTimeMillis for the run, in seconds."
+    )
+    full_load_progress_percent: int | None = None
+    tables: list[TableReport] = Field(default_factory=list)
+    s3_verification: S3Verification | None = None
+    dms_api_calls: dict[str, int] = Field(default_factory=dict)
+    max_monitoring_calls_per_poll: int = 0
+    transient_errors: int = Field(
+        default=0, description="Throttling/5xx/connection errors retried."
+    )
+    table_reloads: int = 0
+
+    @property
+    def errored_tables(self) -> list[TableReport]:
+        return [t for t in self.tables if t.table_state == TableState.ERROR]
+
+    @property
+    def total_rows(self) -> int:
+        return sum(t.full_load_rows for t in self.tables)
+
+    def table_rows(self) -> list[dict[str, Any]]:
+        """Rows for the table artifact / a DataFrame."""
+        return [
+            {
+                "schema": t.schema_name,
+                "table": t.table_name,
+                "state": t.table_state,
+                "rows": t.full_load_rows,
+                "duration_s": t.duration_seconds,
+                "rows_per_s": t.rows_per_second,
+            }
+            for t in self.tables
+        ]
+
+    def summary_markdown(self) -> str:
+        """A human summary: outcome, figures, errors and the next step."""
+        outcome = "succeeded" if self.succeeded else "FAILED"
+        lines = [
+            f"## DMS ingestion {outcome}: `{self.task_identifier}`",
+            "",
+            f"- Task: `{self.task_arn}` ({self.migration_type}, started with "
+            f"{self.start_type or 'attach'})",
+            f"- Status: **{self.status}**" + (f", {self.stop_reason}" if self.stop_reason else ""),
+            f"- Tables: {len(self.tables)} ({sum(t.table_state == TableState.COMPLETED for t in self.tables)} "
+            f"completed, {len(self.errored_tables)} errored), {self.total_rows:,} rows",
+            f"- Elapsed: {self.elapsed_seconds:.1f} s (DMS task: "
+            + (
+                f"{self.task_elapsed_seconds:.1f} s)"
+                if self.task_elapsed_seconds is not None
+                else "n/a)"
+            ),
+            f"- DMS API calls: {sum(self.dms_api_calls.values())} "
+            f"(at most {self.max_monitoring_calls_per_poll} per poll); transient errors retried: "
+            f"{self.transient_errors}",
+        ]
+        if self.s3_verification is not None:
+            verification = self.s3_verification
+            state = (
+                "skipped" if not verification.checked else ("ok" if verification.ok else "FAILED")
+            )
+            lines.append(f"- S3 verification: {state}. {verification.detail}")
+        if self.last_failure_message and not self.succeeded:
+            lines += ["", "### Failure", "", f"```\n{self.last_failure_message}\n```"]
+        if self.errored_tables:
+            lines += ["", "### Tables in error", ""]
+            lines += [
+                f"- `{t.schema_name}.{t.table_name}`: {t.table_state}" for t in self.errored_tables
+            ]
+        return "\n".join(lines)
+
+    def _repr_markdown_(self) -> str:
+        header = "| schema | table | state | rows | duration (s) | rows/s |\n|---|---|---|---:|---:|---:|"
+        rows = [
+            f"| {t.schema_name} | {t.table_name} | {t.table_state} | {t.full_load_rows:,} | "
+            f"{t.duration_seconds if t.duration_seconds is not None else ''} | "
+            f"{t.rows_per_second if t.rows_per_second is not None else ''} |"
+            for t in self.tables
+        ]
+        return self.summary_markdown() + "\n\n" + "\n".join([header, *rows])
+
+    def failure_message(self) -> str:
+        """One paragraph for the flow's failure: status, StopReason, LastFailureMessage, tables."""
+        parts = [
+            f"Replication task {self.task_identifier} ended {self.status}"
+            + (f" ({self.stop_reason})" if self.stop_reason else "")
+        ]
+        if self.last_failure_message:
+            parts.append(f"LastFailureMessage: {self.last_failure_message}")
+        if self.errored_tables:
+            parts.append(
+                "Tables in error: "
+                + ", ".join(
+                    f"{t.schema_name}.{t.table_name} ({t.table_state})" for t in self.errored_tables
+                )
+            )
+        if self.s3_verification is not None and not self.s3_verification.ok:
+            parts.append(f"S3 verification failed: {self.s3_verification.detail}")
+        return ". ".join(parts) + "."
+
+
+def task_succeeded(task: dict[str, Any], migration_type: str, tables: list[TableReport]) -> bool:
+    """Whether the task's end state is a success for its migration type."""
+    if any(t.table_state == TableState.ERROR for t in tables):
+        return False
+    status = task.get("Status")
+    if migration_type == "full-load":
+        return status == TaskStatus.STOPPED and task.get("StopReason") in FINISHED_FULL_LOAD_REASONS
+    if status == TaskStatus.RUNNING:
+        return True
+    return status == TaskStatus.STOPPED and task.get("StopReason") in FINISHED_FULL_LOAD_REASONS

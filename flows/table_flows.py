@@ -1,0 +1,149 @@
+"""One subflow run per table, fed by the task's single monitoring poll.
+
+DMS calls do not grow with the number of tables: the monitor makes one DescribeReplicationTasks
+and one DescribeTableStatistics page (500 tables) per interval and publishes each table's
+statistics here. A table's subflow starts when DMS starts loading it (so at most about
+MaxFullLoadSubTasks are active at once), and at the end for any table that never started, so every
+selected table gets exactly one run per load. Starts are staggered and capped, because each start
+writes to the Prefect API and a SQLite-backed server answers concurrent writes slowly.
+
+Subflows receive only names as parameters (Prefect stores and shows parameters); their feed is
+looked up in this process by ``feed_key``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
+from prefect.client.schemas.objects import State
+
+from dms_spec.status import TableState
+from flows.report import TableReport
+
+TERMINAL_TABLE_STATES = frozenset({TableState.COMPLETED, TableState.ERROR, TableState.CANCELLED})
+STAGE_PROGRESS = {
+    TableState.BEFORE_LOAD: 0.0,
+    TableState.FULL_LOAD: 50.0,
+    TableState.RELOADING: 50.0,
+}
+_END = object()
+_TRACKERS: dict[str, TableTracker] = {}
+
+
+class TableLoadError(Exception):
+    """A table ended in 'Table error'; its subflow run fails with this."""
+
+
+class TableTracker:
+    """Routes each poll's table statistics to the tables' subflow runs.
+
+    Args:
+        max_concurrent: subflow runs active at once.
+        stagger_seconds: minimum time between two subflow starts.
+    """
+
+    def __init__(self, max_concurrent: int = 16, stagger_seconds: float = 0.2) -> None:
+        self.key = uuid.uuid4().hex
+        self.queues: dict[tuple[str, str], asyncio.Queue[Any]] = {}
+        self.runs: list[asyncio.Task[State[Any]]] = []
+        self.active: set[tuple[str, str]] = set()
+        self.started_runs = 0
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self._stagger = stagger_seconds
+        self._next_start = 0.0
+        _TRACKERS[self.key] = self
+
+    def publish(self, statistics: list[dict[str, Any]], final: bool = False) -> None:
+        """Hand one poll's statistics to the subflows, starting those whose table began loading."""
+        for stats in statistics:
+            key = (stats["SchemaName"], stats["TableName"])
+            state = stats.get("TableState")
+            if key not in self.active:
+                never_seen = key not in self.queues
+                reloading = not never_seen and state not in (
+                    *TERMINAL_TABLE_STATES,
+                    TableState.BEFORE_LOAD,
+                )
+                if not (reloading or (never_seen and (final or state != TableState.BEFORE_LOAD))):
+                    continue  # still queued, or this load's end was already reported
+                self.queues[key] = asyncio.Queue()
+                self.active.add(key)
+                self.runs.append(asyncio.create_task(self._run(key)))
+            self.queues[key].put_nowait(stats)
+            if state in TERMINAL_TABLE_STATES or final:
+                self.queues[key].put_nowait(_END)
+                self.active.discard(key)
+
+    async def _run(self, key: tuple[str, str]) -> State[Any]:
+        async with self._slots:
+            wait = self._next_start - time.monotonic()
+            self._next_start = max(self._next_start, time.monotonic()) + self._stagger
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self.started_runs += 1
+            state: State[Any] = await track_table_load(
+                schema_name=key[0], table_name=key[1], feed_key=self.key, return_state=True
+            )
+            return state
+
+    async def close(self) -> list[State[Any]]:
+        """End every open feed and wait for all subflow runs."""
+        for key in list(self.active):
+            self.queues[key].put_nowait(_END)
+        self.active.clear()
+        try:
+            return list(await asyncio.gather(*self.runs))
+        finally:
+            _TRACKERS.pop(self.key, None)
+
+
+def _describe(stats: dict[str, Any]) -> str:
+    return f"{stats['SchemaName']}.{stats['TableName']}: {stats.get('TableState')}, {stats.get('FullLoadRows', 0):,} rows"
+
+
+@flow(name="track-table-load", flow_run_name="{schema_name}.{table_name}", persist_result=False)
+async def track_table_load(schema_name: str, table_name: str, feed_key: str) -> TableReport:
+    """Follow one table through its load: state changes, rows, duration, a progress artifact.
+
+    Raises:
+        TableLoadError: the table ended in 'Table error' (the run shows as failed).
+    """
+    logger = get_run_logger()
+    queue = _TRACKERS[feed_key].queues[(schema_name, table_name)]
+    artifact: Any = None
+    latest: dict[str, Any] | None = None
+    last_state: str | None = None
+    while (stats := await queue.get()) is not _END:
+        latest = stats
+        state = stats.get("TableState")
+        if state != last_state:
+            logger.info(
+                "%s -> %s (%s rows)",
+                last_state or "start",
+                state,
+                f"{stats.get('FullLoadRows', 0):,}",
+            )
+            progress = 100.0 if state in TERMINAL_TABLE_STATES else STAGE_PROGRESS.get(state, 0.0)
+            if artifact is None:
+                artifact = await acreate_progress_artifact(progress, description=_describe(stats))
+            else:
+                await aupdate_progress_artifact(artifact, progress, description=_describe(stats))
+            last_state = state
+    if latest is None:
+        raise RuntimeError(f"no statistics were received for {schema_name}.{table_name}")
+    report = TableReport.from_statistics(latest)
+    logger.info(
+        "%s.%s: %s, %s rows in %s s (%s rows/s)",
+        schema_name, table_name, report.table_state, f"{report.full_load_rows:,}",
+        report.duration_seconds, report.rows_per_second,
+    )  # fmt: skip
+    if report.table_state == TableState.ERROR:
+        raise TableLoadError(
+            f"{schema_name}.{table_name} ended in 'Table error' (see the task's LastFailureMessage)"
+        )
+    return report

@@ -1,0 +1,198 @@
+"""The dms_ingestion flow against localdms, moto's S3 and PostgreSQL, on a temporary Prefect API."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+from flows import dms_ingestion
+from flows.exceptions import ReplicationTaskConflictError, ReplicationTaskFailedError
+from tests.pipeline import provision, read_objects
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def job(dms, s3, source_db, aws_endpoints, prefect_api, monkeypatch, tmp_path):
+    """Three source tables, the DMS resources, ARNs in the environment, and a config file."""
+    source_db.execute("CREATE SCHEMA bookings")
+    source_db.execute(
+        "CREATE TABLE bookings.tickets AS SELECT g AS id, 'passenger ' || g AS name FROM generate_series(1, 5000) g"
+    )
+    source_db.execute(
+        "CREATE TABLE bookings.flights AS SELECT g AS id FROM generate_series(1, 300) g"
+    )
+    source_db.execute("CREATE TABLE bookings.empty_one (id int)")
+    pipeline = provision(dms, s3, source_db, bucket="postgres-repo")
+    monkeypatch.setenv("DMS_SOURCE_ENDPOINT_ARN", pipeline.source_arn)
+    monkeypatch.setenv("TARGET_ENDPOINT_ARN", pipeline.target_arn)  # the unprefixed name works too
+    monkeypatch.setenv("DMS_REPLICATION_INSTANCE_ARN", pipeline.instance_arn)
+    config = tmp_path / "dms_config.json"
+    write_config(config, [{"schema_name": "bookings", "table_name": "%"}])
+    return config
+
+
+def write_config(path, table_mappings: list[dict[str, str]], **extra: Any) -> None:
+    path.write_text(
+        json.dumps(
+            {"dms_task_name": "postgres-migration-test", "s3_bucket_name": "postgres-repo",
+             "table_mappings": table_mappings, "migration_type": "full-load", **extra}
+        )
+    )  # fmt: skip
+
+
+async def child_runs(parent_id) -> list[Any]:
+    async with get_client() as client:
+        return await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id])
+            )
+        )
+
+
+async def test_first_run_loads_every_table_with_a_subflow_each_and_a_report(job, s3, dms):
+    config = job
+
+    state = await dms_ingestion(
+        config_path=str(config), poll_interval_seconds=0.2, return_state=True
+    )
+    report = await state.result()
+
+    assert report.succeeded, report.failure_message()
+    assert report.start_type == "start-replication"
+    assert report.status == "stopped"
+    assert report.stop_reason == "Stop Reason FULL_LOAD_ONLY_FINISHED"
+    tables = {(t.schema_name, t.table_name): t for t in report.tables}
+    assert set(tables) == {
+        ("bookings", "tickets"),
+        ("bookings", "flights"),
+        ("bookings", "empty_one"),
+    }
+    assert tables[("bookings", "tickets")].full_load_rows == 5000
+    assert tables[("bookings", "tickets")].table_state == "Table completed"
+    assert report.s3_verification is not None
+    assert report.s3_verification.ok
+    assert sorted(read_objects(s3, "postgres-repo")) == [
+        "bookings/flights/LOAD00000001.csv", "bookings/tickets/LOAD00000001.csv",
+    ]  # fmt: skip
+    assert report.max_monitoring_calls_per_poll == 2
+
+    children = await child_runs(state.state_details.flow_run_id)
+    assert sorted(run.name for run in children) == [
+        "bookings.empty_one",
+        "bookings.flights",
+        "bookings.tickets",
+    ]
+    assert all(run.state.is_completed() for run in children)
+    async with get_client() as client:
+        artifacts = await client.read_artifacts()
+    keys = {a.key for a in artifacts}
+    assert {"dms-postgres-migration-test-tables", "dms-postgres-migration-test-report"} <= keys
+    summary = next(a for a in artifacts if a.key == "dms-postgres-migration-test-report")
+    assert "succeeded" in summary.data
+    json.loads(report.model_dump_json())  # the JSON report serialises
+
+
+async def test_second_run_reloads_the_same_task_without_stale_files(job, s3, dms, source_db):
+    config = job
+    first = await dms_ingestion(config_path=str(config), poll_interval_seconds=0.2)
+    source_db.execute("DELETE FROM bookings.tickets WHERE id > 10")
+    source_db.execute("INSERT INTO bookings.tickets VALUES (-1, 'new passenger')")
+
+    second = await dms_ingestion(config_path=str(config), poll_interval_seconds=0.2)
+
+    assert second.task_arn == first.task_arn
+    assert second.start_type == "reload-target"
+    assert len(dms.describe_replication_tasks()["ReplicationTasks"]) == 1
+    tickets = read_objects(s3, "postgres-repo", "bookings/tickets/")
+    assert list(tickets) == ["bookings/tickets/LOAD00000001.csv"]
+    lines = tickets["bookings/tickets/LOAD00000001.csv"].decode().splitlines()
+    assert len(lines) == 11
+    assert "-1,new passenger" in lines
+
+
+async def test_changed_mappings_modify_the_existing_task(job, dms, tmp_path):
+    config = job
+    await dms_ingestion(config_path=str(config), poll_interval_seconds=0.2)
+    write_config(config, [{"schema_name": "bookings", "table_name": "flights"}])
+
+    report = await dms_ingestion(config_path=str(config), poll_interval_seconds=0.2)
+
+    assert [t.table_name for t in report.tables] == ["flights"]
+    (task,) = dms.describe_replication_tasks()["ReplicationTasks"]
+    assert (
+        json.loads(task["TableMappings"])["rules"][0]["object-locator"]["table-name"] == "flights"
+    )
+
+
+async def test_missing_table_fails_the_flow_with_dms_reason(job, tmp_path):
+    config = job
+    write_config(config, [{"schema_name": "bookings", "table_name": "no_such_table"}])
+
+    with pytest.raises(ReplicationTaskFailedError) as excinfo:
+        await dms_ingestion(config_path=str(config), poll_interval_seconds=0.2)
+
+    message = str(excinfo.value)
+    assert "ended failed" in message
+    assert "No tables were found at task initialization" in message
+    assert excinfo.value.report.status == "failed"
+
+
+async def test_wrong_password_fails_with_the_reason(
+    dms, s3, source_db, aws_endpoints, prefect_api, monkeypatch, tmp_path
+):
+    source_db.execute("CREATE TABLE public.t (id int)")
+    pipeline = provision(dms, s3, source_db, bucket="postgres-repo", password="wrong-password")
+    for name, value in (("SOURCE", pipeline.source_arn), ("TARGET", pipeline.target_arn)):
+        monkeypatch.setenv(f"DMS_{name}_ENDPOINT_ARN", value)
+    monkeypatch.setenv("DMS_REPLICATION_INSTANCE_ARN", pipeline.instance_arn)
+    config = tmp_path / "c.json"
+    write_config(config, [{"schema_name": "public", "table_name": "t"}])
+
+    with pytest.raises(ReplicationTaskFailedError, match="authentication failed"):
+        await dms_ingestion(config_path=str(config), poll_interval_seconds=0.2)
+
+
+async def test_running_task_is_refused_or_attached(job, dms, source_db):
+    config = job
+    source_db.execute(
+        "CREATE TABLE bookings.big AS SELECT g AS id, repeat('x', 100) AS pad FROM generate_series(1, 1500000) g"
+    )
+    first = await dms_ingestion(config_path=str(config), poll_interval_seconds=0.2)
+    dms.start_replication_task(
+        ReplicationTaskArn=first.task_arn, StartReplicationTaskType="reload-target"
+    )
+
+    with pytest.raises(ReplicationTaskConflictError, match=r"is already (starting|running)"):
+        await dms_ingestion(config_path=str(config), poll_interval_seconds=0.2)
+    attached = await dms_ingestion(
+        config_path=str(config), poll_interval_seconds=0.2, overrides={"if_running": "attach"}
+    )
+
+    assert attached.succeeded
+    assert attached.start_type is None
+    assert {t.table_name: t.full_load_rows for t in attached.tables}["big"] == 1_500_000
+
+
+async def test_cancellation_hook_stops_the_running_task(job, dms, source_db):
+    from flows.dms_ingestion import stop_task_on_cancellation
+
+    config = job
+    source_db.execute(
+        "CREATE TABLE bookings.big AS SELECT g AS id, repeat('x', 100) AS pad FROM generate_series(1, 1500000) g"
+    )
+    first = await dms_ingestion(config_path=str(config), poll_interval_seconds=0.2)
+    dms.start_replication_task(
+        ReplicationTaskArn=first.task_arn, StartReplicationTaskType="reload-target"
+    )
+    flow_run = type("FlowRun", (), {"parameters": {"config_path": str(config)}})()
+
+    await stop_task_on_cancellation(dms_ingestion, flow_run, None)  # type: ignore[arg-type]
+
+    from tests.pipeline import wait_until_finished
+
+    assert wait_until_finished(dms, first.task_arn)["StopReason"] == "Stop Reason NORMAL"
