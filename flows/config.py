@@ -152,7 +152,10 @@ class DmsIngestionConfig(BaseSettings):
         description="For full-load-and-cdc: stop the task once the full load is complete.",
     )
     max_concurrent_table_flows: int = Field(
-        default=16, ge=1, le=256, description="Per-table subflows running at once."
+        default=8,
+        ge=1,
+        le=256,
+        description="Per-table subflows running at once (each start writes to the Prefect API).",
     )
 
     @classmethod

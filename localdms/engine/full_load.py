@@ -137,32 +137,43 @@ class FullLoadRun:
         finally:
             self._loop = self._main_task = None
 
-    async def _connect(self) -> Any:
+    def _connect_arguments(self) -> dict[str, Any]:
         source = self.spec.source
-        connection = await asyncpg.connect(
-            host=source.host,
-            port=source.port,
-            user=source.username,
-            password=source.password,
-            database=source.database,
-            timeout=CONNECT_TIMEOUT_SECONDS,
-            ssl=False,
-        )
+        return {
+            "host": source.host,
+            "port": source.port,
+            "user": source.username,
+            "password": source.password,
+            "database": source.database,
+            "timeout": CONNECT_TIMEOUT_SECONDS,
+            "ssl": False,
+        }
+
+    @staticmethod
+    async def _setup_session(connection: Any) -> None:
         await connection.execute(SESSION_SETUP)
-        return connection
 
     async def _run(self) -> None:
         started = time.monotonic()
         s3 = self.s3_factory()
         try:
-            connection = await self._connect()
+            pool = await asyncpg.create_pool(
+                min_size=1,
+                max_size=max(1, self.spec.max_subtasks),
+                init=self._setup_session,
+                **self._connect_arguments(),
+            )
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             self.progress.failed(fatal_message(source_error(self.spec.source, exc)))
             return
         try:
-            catalog = await read_catalog(connection)
+            await self._load(pool, s3, started)
         finally:
-            await connection.close()
+            pool.terminate()
+
+    async def _load(self, pool: Any, s3: Any, started: float) -> None:
+        async with pool.acquire() as connection:
+            catalog = await read_catalog(connection)
         bucket_problem = await asyncio.to_thread(check_bucket, s3, self.spec.target.bucket_name)
         if bucket_problem:
             self.progress.failed(fatal_message(bucket_problem))
@@ -184,13 +195,18 @@ class FullLoadRun:
 
         async def load(plan: TablePlan) -> None:
             async with subtasks:
-                await self._load_table(plan, s3, upload_slots, load_timestamp)
+                await self._load_table(plan, pool, s3, upload_slots, load_timestamp)
 
         await asyncio.gather(*(load(plan) for plan in todo))
         self.progress.finished()
 
     async def _load_table(
-        self, plan: TablePlan, s3: Any, upload_slots: asyncio.Semaphore, load_timestamp: str
+        self,
+        plan: TablePlan,
+        pool: Any,
+        s3: Any,
+        upload_slots: asyncio.Semaphore,
+        load_timestamp: str,
     ) -> None:
         target = self.spec.target
         self.progress.table_started(plan)
@@ -220,37 +236,32 @@ class FullLoadRun:
                 next_report = time.monotonic() + PROGRESS_INTERVAL_SECONDS
             await writer.write(translator.translate(chunk) if translator else chunk)
 
-        connection = None
         try:
             await writer.delete_previous_files()
-            connection = await self._connect()
-            status = await connection.copy_from_query(
-                select_statement(plan, target, load_timestamp),
-                output=sink,
-                format="csv",
-                delimiter=target.csv_delimiter,
-                null=target.csv_null_value,
-                quote='"',
-                escape='"',
-            )
+            async with pool.acquire() as connection:
+                status = await connection.copy_from_query(
+                    select_statement(plan, target, load_timestamp),
+                    output=sink,
+                    format="csv",
+                    delimiter=target.csv_delimiter,
+                    null=target.csv_null_value,
+                    quote='"',
+                    escape='"',
+                )
             await writer.close()
             self.progress.table_completed(plan, int(status.split()[-1]))
         except asyncio.CancelledError:
             await asyncio.shield(writer.abort())
             raise
-        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             await writer.abort()
             self.progress.table_failed(plan, table_error(plan, source_error(self.spec.source, exc)))
-        except botocore.exceptions.BotoCoreError as exc:
-            await writer.abort()
-            self.progress.table_failed(plan, table_error(plan, f"Failed to write to S3: {exc}"))
-        except botocore.exceptions.ClientError as exc:
-            with contextlib.suppress(Exception):
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            with contextlib.suppress(
+                botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError
+            ):
                 await writer.abort()
             self.progress.table_failed(plan, table_error(plan, f"Failed to write to S3: {exc}"))
-        finally:
-            if connection is not None:
-                await connection.close()
 
 
 def table_error(plan: TablePlan, text: str) -> str:

@@ -46,12 +46,17 @@ def write_config(path, table_mappings: list[dict[str, str]], **extra: Any) -> No
 
 
 async def child_runs(parent_id) -> list[Any]:
+    """Every child flow run of ``parent_id`` (the API returns pages of 200)."""
+    flow_run_filter = FlowRunFilter(
+        parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id])
+    )
+    runs: list[Any] = []
     async with get_client() as client:
-        return await client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id])
-            )
-        )
+        while page := await client.read_flow_runs(
+            flow_run_filter=flow_run_filter, limit=200, offset=len(runs)
+        ):
+            runs.extend(page)
+    return runs
 
 
 async def test_first_run_loads_every_table_with_a_subflow_each_and_a_report(job, s3, dms):

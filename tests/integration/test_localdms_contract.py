@@ -407,6 +407,12 @@ def test_state_survives_a_restart_and_a_running_task_comes_back_failed(tmp_path,
     dms.get_waiter("replication_task_running").wait(
         Filters=[{"Name": "replication-task-arn", "Values": [arn]}], WaiterConfig=FAST_WAITER
     )
+    deadline = time.monotonic() + 30
+    while table_statistics(dms, arn).get(("public", "big"), {}).get("TableState") != "Full load":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(1.1)  # table states persist at most once a second
+    describe_task(dms, arn)  # any request flushes pending table changes
     # Simulate the process dying: the state file as it is now is what a new process finds.
     state_copy = tmp_path / "copy"
     state_copy.mkdir()

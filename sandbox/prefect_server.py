@@ -1,0 +1,106 @@
+"""A Prefect server as a subprocess on a free loopback port, optionally PostgreSQL-backed.
+
+A SQLite-backed server answers concurrent writes slowly (``SQLITE_BUSY``, 503s and client
+back-off), which per-table subflows produce in bursts; give ``database_url`` (a
+``postgresql+asyncpg://`` URL) to avoid that. ``prefect server start --background`` returns before
+the API is healthy, so this polls ``/api/health`` itself.
+
+Example:
+    >>> with PrefectServer() as server:  # doctest: +SKIP
+    ...     print(server.api_url)
+    http://127.0.0.1:54321/api
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from sandbox.ports import free_port
+
+
+class PrefectServer:
+    """``prefect server start`` with its own ``PREFECT_HOME`` (removed on stop).
+
+    Args:
+        database_url: the server's database; SQLite in its ``PREFECT_HOME`` when None.
+        port: the port (a free one when None).
+        log_path: where the server's output goes (its home when None).
+    """
+
+    def __init__(
+        self, database_url: str | None = None, port: int | None = None, log_path: Path | None = None
+    ) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.api_url = f"{self.url}/api"
+        self.home = Path(tempfile.mkdtemp(prefix="dms-prefect-"))
+        self.database_url = database_url
+        self.log_path = log_path or self.home / "server.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def environment(self) -> dict[str, str]:
+        """Variables for the server process."""
+        env = {
+            **os.environ,
+            "PREFECT_HOME": str(self.home),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_API_HOST": "127.0.0.1",
+            "PREFECT_SERVER_API_PORT": str(self.port),
+            "PREFECT_UI_API_URL": self.api_url,
+        }
+        env.pop("PREFECT_API_URL", None)
+        if self.database_url:
+            env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = self.database_url
+        return env
+
+    def start(self, timeout: float = 180.0) -> PrefectServer:
+        prefect = shutil.which("prefect") or str(Path(sys.executable).parent / "prefect")
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.environment(),
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(
+                    f"prefect server exited with {self._process.returncode}; see {self.log_path}"
+                )
+            try:
+                with urllib.request.urlopen(self.api_url + "/health", timeout=2) as response:
+                    if response.status == 200:
+                        return self
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise TimeoutError(
+            f"Prefect server not healthy on {self.url} after {timeout} s; see {self.log_path}"
+        )
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(20)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(5)
+            self._process = None
+        shutil.rmtree(self.home, ignore_errors=True)
+
+    def __enter__(self) -> PrefectServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
