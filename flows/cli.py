@@ -52,15 +52,23 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    state: State[Any] = asyncio.run(
-        dms_ingestion(  # type: ignore[arg-type]
-            config_path=str(args.config),
-            aws_credentials_block=args.aws_credentials_block,
-            poll_interval_seconds=args.poll_interval,
-            timeout_seconds=args.timeout,
-            return_state=True,
+    try:
+        state: State[Any] = asyncio.run(
+            dms_ingestion(  # type: ignore[arg-type]
+                config_path=str(args.config),
+                aws_credentials_block=args.aws_credentials_block,
+                poll_interval_seconds=args.poll_interval,
+                timeout_seconds=args.timeout,
+                return_state=True,
+            )
         )
-    )
+    except RuntimeError as exc:  # the temporary Prefect API could not start
+        print(
+            f"error: {exc} Point PREFECT_API_URL at a running Prefect server, or raise "
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.",
+            file=sys.stderr,
+        )
+        return 1
     result = state.result(raise_on_failure=False)
     report = getattr(result, "report", None) if isinstance(result, BaseException) else result
     if report is not None:

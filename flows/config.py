@@ -60,6 +60,7 @@ def _arn_field(name: str, kind: str, description: str) -> Any:
     upper = name.upper()
     return Field(
         default=None,
+        validate_default=True,
         validation_alias=AliasChoices(name, f"DMS_{upper}", upper),
         description=f"{description} (env DMS_{upper} or {upper}; an ARN of type {kind}).",
     )
@@ -191,28 +192,25 @@ class DmsIngestionConfig(BaseSettings):
             )
         return value
 
+    @field_validator("source_endpoint_arn", "target_endpoint_arn", "replication_instance_arn")
+    @classmethod
+    def _arn(cls, value: str | None, info: ValidationInfo) -> str:
+        name = str(info.field_name)
+        kind = "rep" if name == "replication_instance_arn" else "endpoint"
+        if value is None:
+            raise ValueError(
+                f"missing: set {name} in the config file or the environment "
+                f"(DMS_{name.upper()} or {name.upper()})"
+            )
+        match = _ARN.match(value)
+        if match is None:
+            raise ValueError(f"not a DMS ARN (arn:aws:dms:<region>:<account>:{kind}:<id>)")
+        if match.group("kind") != kind:
+            raise ValueError(f"a DMS {match.group('kind')} ARN; expected a {kind} ARN")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> DmsIngestionConfig:
-        for name, kind in (
-            ("source_endpoint_arn", "endpoint"),
-            ("target_endpoint_arn", "endpoint"),
-            ("replication_instance_arn", "rep"),
-        ):
-            value = getattr(self, name)
-            if value is None:
-                raise ValueError(
-                    f"{name} is missing: set it in the config file or the environment "
-                    f"(DMS_{name.upper()} or {name.upper()})"
-                )
-            match = _ARN.match(value)
-            if match is None:
-                raise ValueError(
-                    f"{name}={value!r} is not a DMS ARN (arn:aws:dms:<region>:<account>:{kind}:<id>)"
-                )
-            if match.group("kind") != kind:
-                raise ValueError(
-                    f"{name}={value!r} is a DMS {match.group('kind')} ARN; expected a {kind} ARN"
-                )
         if self.source_endpoint_arn == self.target_endpoint_arn:
             raise ValueError("source_endpoint_arn and target_endpoint_arn are the same endpoint")
         seen: set[tuple[str, str]] = set()

@@ -104,8 +104,8 @@ def test_raw_rules_and_settings_are_sent(tmp_path):
         ({"if_running": "wait"}, ["if_running", "'wait'", "'fail'", "'attach'"]),
         ({"rerun_start_type": "start-replication"}, ["rerun_start_type", "reload-target", "resume-processing"]),
         ({"unknown_key": 1}, ["unknown_key: unknown key", "valid keys:", "dms_task_name"]),
-        ({"source_endpoint_arn": "arn:aws:dms:us-east-1:123456789012:rep:X"}, ["source_endpoint_arn", "rep ARN", "expected a endpoint ARN"]),
-        ({"target_endpoint_arn": "not-an-arn"}, ["target_endpoint_arn='not-an-arn' is not a DMS ARN"]),
+        ({"source_endpoint_arn": "arn:aws:dms:us-east-1:123456789012:rep:X"}, ["source_endpoint_arn: a DMS rep ARN; expected a endpoint ARN", "(got 'arn:aws:dms"]),
+        ({"target_endpoint_arn": "not-an-arn"}, ["target_endpoint_arn: not a DMS ARN", "(got 'not-an-arn')"]),
         ({"target_endpoint_arn": SOURCE}, ["same endpoint"]),
         ({"table_mappings_file": "missing.json"}, ["table_mappings_file", "missing.json"]),
     ],
@@ -132,7 +132,7 @@ def test_missing_arn_says_where_to_set_it(tmp_path, monkeypatch):
     monkeypatch.delenv("DMS_TARGET_ENDPOINT_ARN")
     with pytest.raises(
         ConfigError,
-        match=r"target_endpoint_arn is missing.*DMS_TARGET_ENDPOINT_ARN or TARGET_ENDPOINT_ARN",
+        match=r"target_endpoint_arn: missing.*DMS_TARGET_ENDPOINT_ARN or TARGET_ENDPOINT_ARN",
     ):
         load_config(write(tmp_path, SEED))
 
