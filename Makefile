@@ -6,9 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help install test lint typecheck unit integration bench clean
+.PHONY: help install test lint typecheck unit integration bench demo clean
 
 help:
+	@echo "make demo       the whole job on this machine: PostgreSQL -> localdms -> S3, with Prefect"
 	@echo "make test       lint, type-check and run the whole test suite"
 	@echo "make bench      full-load throughput against the COPY -> S3 pipe baseline"
 	@echo "make install    create .venv from uv.lock"
@@ -44,3 +45,6 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .pytest_cache .ruff_cache
+
+demo: install
+	$(BIN)/python -m demo $(DEMO_ARGS)

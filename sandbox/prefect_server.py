@@ -88,7 +88,22 @@ class PrefectServer:
             f"Prefect server not healthy on {self.url} after {timeout} s; see {self.log_path}"
         )
 
+    @staticmethod
+    def drain_clients() -> None:
+        """Send this process's pending Prefect logs and events now.
+
+        Prefect ships them from background workers that otherwise flush at interpreter exit and,
+        with the server already gone, retry for about a minute before giving up.
+        """
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=10)
+        EventsWorker.drain_all(timeout=10)
+
     def stop(self) -> None:
+        if "prefect" in sys.modules:
+            self.drain_clients()
         if self._process is not None:
             self._process.terminate()
             try:

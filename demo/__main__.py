@@ -1,0 +1,200 @@
+"""``make demo`` / ``python -m demo``: the whole job on one machine, no AWS, no Docker.
+
+1. A throwaway PostgreSQL (or ``--source-dsn``) with the generated ``bookings`` database.
+2. moto's S3 server with the bucket, and localdms; the replication instance and both endpoints are
+   created through the DMS API, as on AWS.
+3. A Prefect server backed by a database in the same PostgreSQL (SQLite stalls concurrent subflows).
+4. The ``dms-ingestion`` flow with ``config/dms_config.json``: progress while it runs, then the
+   per-table report and the S3 tree (keys, sizes, rows).
+5. Everything it started is stopped, unless ``--keep``: then it prints the Prefect UI URL and waits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "config" / "dms_config.json"
+
+
+def step(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def start_localdms(stack: ExitStack, s3_url: str) -> str:
+    from sandbox.ports import free_port
+
+    port = free_port()
+    state_dir = Path(tempfile.mkdtemp(prefix="localdms-demo-"))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "localdms", "serve", "--port", str(port), "--state-dir", str(state_dir),
+         "--log-level", "WARNING"],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "AWS_ENDPOINT_URL_S3": s3_url},
+    )  # fmt: skip
+    assert process.stdout is not None
+    line = process.stdout.readline().strip()
+    if "ready" not in line:
+        process.kill()
+        raise RuntimeError(f"localdms did not start: {line!r}")
+
+    def stop() -> None:
+        process.terminate()
+        process.wait(10)
+
+    stack.callback(stop)
+    return f"http://127.0.0.1:{port}"
+
+
+def provision(dms: Any, dsn: str, bucket: str) -> dict[str, str]:
+    """The replication instance and both endpoints, through the DMS API; returns the ARNs."""
+    url = urllib.parse.urlsplit(dsn)
+    instance = dms.create_replication_instance(
+        ReplicationInstanceIdentifier="demo-instance", ReplicationInstanceClass="dms.t3.medium"
+    )["ReplicationInstance"]["ReplicationInstanceArn"]
+    source = dms.create_endpoint(
+        EndpointIdentifier="demo-postgres", EndpointType="source", EngineName="postgres",
+        ServerName=url.hostname, Port=url.port or 5432, DatabaseName=url.path.lstrip("/"),
+        Username=urllib.parse.unquote(url.username or ""), Password=urllib.parse.unquote(url.password or ""),
+    )["Endpoint"]["EndpointArn"]  # fmt: skip
+    target = dms.create_endpoint(
+        EndpointIdentifier="demo-s3", EndpointType="target", EngineName="s3",
+        S3Settings={"BucketName": bucket, "ServiceAccessRoleArn": "arn:aws:iam::123456789012:role/dms-s3"},
+    )["Endpoint"]["EndpointArn"]  # fmt: skip
+    waiter_config = {"Delay": 0.5, "MaxAttempts": 60}
+    dms.get_waiter("replication_instance_available").wait(
+        Filters=[{"Name": "replication-instance-arn", "Values": [instance]}],
+        WaiterConfig=waiter_config,
+    )
+    for endpoint in (source, target):
+        dms.test_connection(ReplicationInstanceArn=instance, EndpointArn=endpoint)
+        dms.get_waiter("test_connection_succeeds").wait(
+            Filters=[{"Name": "endpoint-arn", "Values": [endpoint]}], WaiterConfig=waiter_config
+        )
+    return {
+        "DMS_SOURCE_ENDPOINT_ARN": source,
+        "DMS_TARGET_ENDPOINT_ARN": target,
+        "DMS_REPLICATION_INSTANCE_ARN": instance,
+    }
+
+
+def print_s3_tree(s3: Any, bucket: str) -> None:
+    print(f"\ns3://{bucket}/")
+    print(f"  {'key':<48} {'bytes':>12} {'rows':>10}")
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    total_bytes = total_rows = 0
+    for item in (item for page in pages for item in page.get("Contents", [])):
+        body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"]
+        rows = sum(chunk.count(b"\n") for chunk in body.iter_chunks(8 * 1024 * 1024))
+        total_bytes, total_rows = total_bytes + item["Size"], total_rows + rows
+        print(f"  {item['Key']:<48} {item['Size']:>12,} {rows:>10,}")
+    print(f"  {'total':<48} {total_bytes:>12,} {total_rows:>10,}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", choices=["small", "medium", "large"], default="small",
+                        help="size of the generated data (large: ticket_flights > 5 M rows)")  # fmt: skip
+    parser.add_argument(
+        "--source-dsn", help="use this PostgreSQL database instead of a throwaway one"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the servers up and print the Prefect UI URL"
+    )
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "demo",
+            "AWS_SECRET_ACCESS_KEY": "demo-secret",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+    )
+    import boto3
+    import psycopg
+    from psycopg import sql
+
+    from demo.bookings import create_bookings
+    from sandbox.postgres import PostgresNotInstalledError, ThrowawayPostgres
+    from sandbox.prefect_server import PrefectServer
+    from sandbox.s3 import MotoS3Server
+
+    with ExitStack() as stack:
+        if args.source_dsn:
+            source_dsn, admin_dsn = args.source_dsn, args.source_dsn
+        else:
+            step("Starting a throwaway PostgreSQL (wal_level=logical, 127.0.0.1)")
+            try:
+                postgres = stack.enter_context(ThrowawayPostgres())
+            except PostgresNotInstalledError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            with psycopg.connect(postgres.dsn(), autocommit=True) as conn:
+                conn.execute("CREATE DATABASE demo")
+            source_dsn, admin_dsn = postgres.dsn("demo"), postgres.dsn()
+        step(f"Generating the bookings database ({args.scale})")
+        counts = create_bookings(source_dsn, args.scale)
+        print("    " + ", ".join(f"{table} {rows:,}" for table, rows in counts.items()), flush=True)
+
+        step("Starting moto's S3 server and localdms")
+        s3_server = stack.enter_context(MotoS3Server())
+        os.environ["AWS_ENDPOINT_URL_S3"] = s3_server.url
+        s3 = boto3.client("s3", endpoint_url=s3_server.url)
+        s3.create_bucket(Bucket="postgres-repo")
+        dms_url = start_localdms(stack, s3_server.url)
+        os.environ["AWS_ENDPOINT_URL_DATABASE_MIGRATION_SERVICE"] = dms_url
+        print(f"    S3 {s3_server.url}   localdms {dms_url}", flush=True)
+
+        step("Creating the replication instance and endpoints through the DMS API")
+        os.environ.update(
+            provision(boto3.client("dms", endpoint_url=dms_url), source_dsn, "postgres-repo")
+        )
+
+        step("Starting a Prefect server backed by PostgreSQL")
+        prefect_db = f"prefect_{secrets.token_hex(3)}"
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(prefect_db)))
+        admin = urllib.parse.urlsplit(admin_dsn)
+        prefect_url = admin._replace(scheme="postgresql+asyncpg", path=f"/{prefect_db}").geturl()
+        server = stack.enter_context(PrefectServer(database_url=prefect_url))
+        os.environ["PREFECT_API_URL"] = server.api_url
+        print(f"    Prefect UI {server.url}", flush=True)
+
+        step(f"Running the dms-ingestion flow with {CONFIG.relative_to(ROOT)}")
+        from flows import dms_ingestion
+        from flows.cli import _print_summary
+        from flows.exceptions import ReplicationTaskFailedError
+
+        try:
+            report = asyncio.run(dms_ingestion(config_path=str(CONFIG), poll_interval_seconds=1.0))
+        except ReplicationTaskFailedError as exc:
+            _print_summary(exc.report)
+            print(f"\nerror: {exc}", file=sys.stderr)
+            return 1
+        _print_summary(report)
+        print_s3_tree(s3, "postgres-repo")
+        print(f"\nDemo finished in {time.monotonic() - started:.1f} s.")
+        if args.keep:
+            print(f"\nPrefect UI: {server.url}  (the run: {server.url}/runs)")
+            print(f"localdms: {dms_url}   S3: {s3_server.url}   (Ctrl-C stops everything)")
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""``make demo``'s program, run as a user runs it."""
+
+import re
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def test_demo_runs_the_whole_job_and_stops_everything():
+    result = subprocess.run(
+        [sys.executable, "-m", "demo"], capture_output=True, text=True, timeout=600, env=None
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert (
+        "postgres-migration-test succeeded: stopped (Stop Reason FULL_LOAD_ONLY_FINISHED), 8 tables"
+        in out
+    )
+    for table in ("aircrafts_data", "airports_data", "boarding_passes", "bookings", "flights", "seats",
+                  "ticket_flights", "tickets"):  # fmt: skip
+        assert f"bookings/{table}/LOAD00000001.csv" in out
+    # The S3 tree's row total equals the generated rows: nothing lost, nothing doubled.
+    generated = next(line for line in out.splitlines() if line.startswith("    aircrafts_data"))
+    total = sum(
+        int(part.rsplit(" ", 1)[1].replace(",", "")) for part in generated.strip().split(", ")
+    )
+    s3_total = next(line for line in out.splitlines() if line.strip().startswith("total"))
+    assert s3_total.split()[-1].replace(",", "") == str(total)
+    assert "Demo finished in" in out
+    # Everything the demo started is stopped: nothing answers where it said its servers were.
+    urls = re.findall(r"http://127\.0\.0\.1:\d+", out)
+    assert len(urls) >= 3
+    for url in urls:
+        with pytest.raises(urllib.error.URLError):
+            urllib.request.urlopen(url, timeout=2)
