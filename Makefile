@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo       the whole job on this machine: PostgreSQL -> localdms -> S3, with Prefect"
 	@echo "make test       lint, type-check and run the whole test suite"
-	@echo "make bench      full-load throughput against the COPY -> S3 pipe baseline"
+	@echo "make bench      full-load throughput against the COPY -> S3 pipe; orchestration overhead"
 	@echo "make install    create .venv from uv.lock"
 
 .tools/bin/uv:
@@ -42,6 +42,7 @@ integration: install
 
 bench: install
 	$(BIN)/python -m benchmarks.full_load $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.orchestration
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .pytest_cache .ruff_cache

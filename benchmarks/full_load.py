@@ -20,15 +20,13 @@ import os
 import subprocess
 import sys
 import time
-import urllib.parse
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import boto3
 import psycopg
 
-from sandbox.ports import free_port
+from sandbox.localdms_process import LocalDmsProcess, provision_pipeline
 from sandbox.postgres import ThrowawayPostgres
 from sandbox.s3 import MotoS3Server
 
@@ -100,13 +98,6 @@ def copy_pipe(dsn: str, table: str, s3: Any, bucket: str) -> tuple[int, int]:
     return rows, total
 
 
-def child_peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def run_baseline(dsn: str, table: str, s3_url: str, bucket: str) -> Result:
     """Run the pipe in a child process so that its peak RSS is measured on its own."""
     output = subprocess.run(
@@ -114,21 +105,6 @@ def run_baseline(dsn: str, table: str, s3_url: str, bucket: str) -> Result:
         check=True, capture_output=True, text=True,
     ).stdout.split()  # fmt: skip
     return Result(float(output[3]), int(output[0]), int(output[1]), float(output[2]))
-
-
-def start_localdms(s3_url: str, state_dir: Path) -> tuple[subprocess.Popen[str], str]:
-    port = free_port()
-    env = {**os.environ, "AWS_ENDPOINT_URL_S3": s3_url}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "localdms", "serve", "--port", str(port), "--state-dir", str(state_dir),
-         "--transition-seconds", "0.1", "--log-level", "WARNING"],
-        stdout=subprocess.PIPE, env=env, text=True,
-    )  # fmt: skip
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if "ready" not in line:
-        raise RuntimeError(f"localdms did not start: {line!r}")
-    return process, f"http://127.0.0.1:{port}"
 
 
 def run_localdms(dms: Any, task_arn: str, start_type: str) -> float:
@@ -178,7 +154,6 @@ def main() -> None:
     existing = os.environ.get("DMS_BENCH_POSTGRES_DSN")
     postgres = None if existing else ThrowawayPostgres().start()
     dsn = existing or (postgres.dsn() if postgres else "")
-    url = urllib.parse.urlsplit(dsn)
     tables = {"big": args.rows, **({"narrow": args.narrow_rows} if args.narrow_rows else {})}
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -190,23 +165,9 @@ def main() -> None:
         with MotoS3Server() as s3_server:
             s3 = boto3.client("s3", endpoint_url=s3_server.url)
             s3.create_bucket(Bucket="bench")
-            state = Path(os.environ.get("TMPDIR", "/tmp")) / f"localdms-bench-{os.getpid()}"
-            process, dms_url = start_localdms(s3_server.url, state)
-            try:
-                dms = boto3.client("dms", endpoint_url=dms_url)
-                instance = dms.create_replication_instance(
-                    ReplicationInstanceIdentifier="bench", ReplicationInstanceClass="dms.t3.large"
-                )["ReplicationInstance"]["ReplicationInstanceArn"]
-                source = dms.create_endpoint(
-                    EndpointIdentifier="source", EndpointType="source", EngineName="postgres",
-                    ServerName=url.hostname, Port=url.port or 5432, DatabaseName=url.path.lstrip("/") or "postgres",
-                    Username=urllib.parse.unquote(url.username or ""), Password=urllib.parse.unquote(url.password or ""),
-                )["Endpoint"]["EndpointArn"]  # fmt: skip
-                target = dms.create_endpoint(
-                    EndpointIdentifier="target", EndpointType="target", EngineName="s3",
-                    S3Settings={"BucketName": "bench", "BucketFolder": "localdms"},
-                )["Endpoint"]["EndpointArn"]  # fmt: skip
-                time.sleep(0.3)
+            with LocalDmsProcess(s3_server.url, transition_seconds=0.1) as localdms:
+                dms = boto3.client("dms", endpoint_url=localdms.url)
+                arns = provision_pipeline(dms, dsn, "bench", {"BucketFolder": "localdms"})
                 print()
                 print(
                     f"{'table':<8} {'path':<22} {'seconds':>8} {'rows/s':>11} {'MB/s':>7} {'peak RSS MB':>12}"
@@ -220,8 +181,8 @@ def main() -> None:
                         key=lambda r: r.seconds,
                     )
                     task = dms.create_replication_task(
-                        ReplicationTaskIdentifier=f"bench-{table}", SourceEndpointArn=source,
-                        TargetEndpointArn=target, ReplicationInstanceArn=instance, MigrationType="full-load",
+                        ReplicationTaskIdentifier=f"bench-{table}", SourceEndpointArn=arns.source_endpoint_arn,
+                        TargetEndpointArn=arns.target_endpoint_arn, ReplicationInstanceArn=arns.replication_instance_arn, MigrationType="full-load",
                         TableMappings='{"rules":[{"rule-type":"selection","rule-id":"1","rule-name":"1",'
                         f'"rule-action":"include","object-locator":{{"schema-name":"public","table-name":"{table}"}}}}]}}',
                     )["ReplicationTask"]["ReplicationTaskArn"]  # fmt: skip
@@ -231,7 +192,7 @@ def main() -> None:
                         for i in range(args.repeat)
                     )
                     size = object_bytes(s3, "bench", f"localdms/public/{table}/")
-                    ours = Result(seconds, rows, size, child_peak_rss_mb(process.pid))
+                    ours = Result(seconds, rows, size, localdms.peak_rss_mb())
                     for name, result in (("COPY | S3 pipe", baseline), ("localdms", ours)):
                         print(
                             f"{table:<8} {name:<22} {result.seconds:>8.2f} {result.rows_per_second:>11,.0f} "
@@ -241,9 +202,6 @@ def main() -> None:
                     print(
                         f"{table:<8} {'localdms / pipe':<22} {ratio:>8.2f}x throughput (target >= 0.80x)"
                     )
-            finally:
-                process.terminate()
-                process.wait(10)
     finally:
         if postgres is not None:
             postgres.stop()

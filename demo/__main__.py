@@ -15,9 +15,7 @@ import argparse
 import asyncio
 import os
 import secrets
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 from contextlib import ExitStack
@@ -30,62 +28,6 @@ CONFIG = ROOT / "config" / "dms_config.json"
 
 def step(message: str) -> None:
     print(f"==> {message}", flush=True)
-
-
-def start_localdms(stack: ExitStack, s3_url: str) -> str:
-    from sandbox.ports import free_port
-
-    port = free_port()
-    state_dir = Path(tempfile.mkdtemp(prefix="localdms-demo-"))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "localdms", "serve", "--port", str(port), "--state-dir", str(state_dir),
-         "--log-level", "WARNING"],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "AWS_ENDPOINT_URL_S3": s3_url},
-    )  # fmt: skip
-    assert process.stdout is not None
-    line = process.stdout.readline().strip()
-    if "ready" not in line:
-        process.kill()
-        raise RuntimeError(f"localdms did not start: {line!r}")
-
-    def stop() -> None:
-        process.terminate()
-        process.wait(10)
-
-    stack.callback(stop)
-    return f"http://127.0.0.1:{port}"
-
-
-def provision(dms: Any, dsn: str, bucket: str) -> dict[str, str]:
-    """The replication instance and both endpoints, through the DMS API; returns the ARNs."""
-    url = urllib.parse.urlsplit(dsn)
-    instance = dms.create_replication_instance(
-        ReplicationInstanceIdentifier="demo-instance", ReplicationInstanceClass="dms.t3.medium"
-    )["ReplicationInstance"]["ReplicationInstanceArn"]
-    source = dms.create_endpoint(
-        EndpointIdentifier="demo-postgres", EndpointType="source", EngineName="postgres",
-        ServerName=url.hostname, Port=url.port or 5432, DatabaseName=url.path.lstrip("/"),
-        Username=urllib.parse.unquote(url.username or ""), Password=urllib.parse.unquote(url.password or ""),
-    )["Endpoint"]["EndpointArn"]  # fmt: skip
-    target = dms.create_endpoint(
-        EndpointIdentifier="demo-s3", EndpointType="target", EngineName="s3",
-        S3Settings={"BucketName": bucket, "ServiceAccessRoleArn": "arn:aws:iam::123456789012:role/dms-s3"},
-    )["Endpoint"]["EndpointArn"]  # fmt: skip
-    waiter_config = {"Delay": 0.5, "MaxAttempts": 60}
-    dms.get_waiter("replication_instance_available").wait(
-        Filters=[{"Name": "replication-instance-arn", "Values": [instance]}],
-        WaiterConfig=waiter_config,
-    )
-    for endpoint in (source, target):
-        dms.test_connection(ReplicationInstanceArn=instance, EndpointArn=endpoint)
-        dms.get_waiter("test_connection_succeeds").wait(
-            Filters=[{"Name": "endpoint-arn", "Values": [endpoint]}], WaiterConfig=waiter_config
-        )
-    return {
-        "DMS_SOURCE_ENDPOINT_ARN": source,
-        "DMS_TARGET_ENDPOINT_ARN": target,
-        "DMS_REPLICATION_INSTANCE_ARN": instance,
-    }
 
 
 def print_s3_tree(s3: Any, bucket: str) -> None:
@@ -126,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     from psycopg import sql
 
     from demo.bookings import create_bookings
+    from sandbox.localdms_process import LocalDmsProcess, provision_pipeline
     from sandbox.postgres import PostgresNotInstalledError, ThrowawayPostgres
     from sandbox.prefect_server import PrefectServer
     from sandbox.s3 import MotoS3Server
@@ -152,14 +95,15 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["AWS_ENDPOINT_URL_S3"] = s3_server.url
         s3 = boto3.client("s3", endpoint_url=s3_server.url)
         s3.create_bucket(Bucket="postgres-repo")
-        dms_url = start_localdms(stack, s3_server.url)
+        dms_url = stack.enter_context(LocalDmsProcess(s3_server.url)).url
         os.environ["AWS_ENDPOINT_URL_DATABASE_MIGRATION_SERVICE"] = dms_url
         print(f"    S3 {s3_server.url}   localdms {dms_url}", flush=True)
 
         step("Creating the replication instance and endpoints through the DMS API")
-        os.environ.update(
-            provision(boto3.client("dms", endpoint_url=dms_url), source_dsn, "postgres-repo")
+        arns = provision_pipeline(
+            boto3.client("dms", endpoint_url=dms_url), source_dsn, "postgres-repo"
         )
+        os.environ.update(arns.environment())
 
         step("Starting a Prefect server backed by PostgreSQL")
         prefect_db = f"prefect_{secrets.token_hex(3)}"

@@ -1,0 +1,117 @@
+"""localdms as its own process, and provisioning a pipeline through the DMS API.
+
+Used by the demo and the benchmarks, which want localdms as a separate service (its own CPU and
+memory, as in production); tests embed it in a thread (``localdms.server.ThreadedLocalDms``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sandbox.ports import free_port
+
+
+class LocalDmsProcess:
+    """``python -m localdms serve`` on a free loopback port, writing to the S3 at ``s3_url``."""
+
+    def __init__(
+        self, s3_url: str, transition_seconds: float = 1.0, log_level: str = "WARNING"
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.s3_url = s3_url
+        self.transition_seconds = transition_seconds
+        self.log_level = log_level
+        self.state_dir = Path(tempfile.mkdtemp(prefix="localdms-"))
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self) -> LocalDmsProcess:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "localdms", "serve", "--port", str(self.port),
+             "--state-dir", str(self.state_dir), "--transition-seconds", str(self.transition_seconds),
+             "--log-level", self.log_level],
+            stdout=subprocess.PIPE, text=True, env={**os.environ, "AWS_ENDPOINT_URL_S3": self.s3_url},
+        )  # fmt: skip
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline().strip()
+        if "ready" not in line:
+            self.stop()
+            raise RuntimeError(f"localdms did not start: {line!r}")
+        return self
+
+    def peak_rss_mb(self) -> float:
+        """The process's peak resident memory so far (VmHWM)."""
+        assert self.process is not None
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def __enter__(self) -> LocalDmsProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass(frozen=True)
+class PipelineArns:
+    """What the flow needs from the environment."""
+
+    source_endpoint_arn: str
+    target_endpoint_arn: str
+    replication_instance_arn: str
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "DMS_SOURCE_ENDPOINT_ARN": self.source_endpoint_arn,
+            "DMS_TARGET_ENDPOINT_ARN": self.target_endpoint_arn,
+            "DMS_REPLICATION_INSTANCE_ARN": self.replication_instance_arn,
+        }
+
+
+def provision_pipeline(
+    dms: Any, source_dsn: str, bucket: str, s3_settings: dict[str, Any] | None = None
+) -> PipelineArns:
+    """Create a replication instance and PostgreSQL → S3 endpoints through the DMS API, wait until
+    the instance is available and both connections test successfully; return the ARNs."""
+    url = urllib.parse.urlsplit(source_dsn)
+    instance = dms.create_replication_instance(
+        ReplicationInstanceIdentifier="local-instance", ReplicationInstanceClass="dms.t3.medium"
+    )["ReplicationInstance"]["ReplicationInstanceArn"]
+    source = dms.create_endpoint(
+        EndpointIdentifier="local-postgres", EndpointType="source", EngineName="postgres",
+        ServerName=url.hostname, Port=url.port or 5432, DatabaseName=url.path.lstrip("/") or "postgres",
+        Username=urllib.parse.unquote(url.username or ""), Password=urllib.parse.unquote(url.password or ""),
+    )["Endpoint"]["EndpointArn"]  # fmt: skip
+    target = dms.create_endpoint(
+        EndpointIdentifier="local-s3", EndpointType="target", EngineName="s3",
+        S3Settings={"BucketName": bucket, "ServiceAccessRoleArn": "arn:aws:iam::123456789012:role/dms-s3",
+                    **(s3_settings or {})},
+    )["Endpoint"]["EndpointArn"]  # fmt: skip
+    waiter_config = {"Delay": 0.5, "MaxAttempts": 120}
+    dms.get_waiter("replication_instance_available").wait(
+        Filters=[{"Name": "replication-instance-arn", "Values": [instance]}],
+        WaiterConfig=waiter_config,
+    )
+    for endpoint in (source, target):
+        dms.test_connection(ReplicationInstanceArn=instance, EndpointArn=endpoint)
+        dms.get_waiter("test_connection_succeeds").wait(
+            Filters=[{"Name": "endpoint-arn", "Values": [endpoint]}], WaiterConfig=waiter_config
+        )
+    return PipelineArns(source, target, instance)
