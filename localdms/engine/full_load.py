@@ -238,7 +238,8 @@ class FullLoadRun:
 
         try:
             await writer.delete_previous_files()
-            async with pool.acquire() as connection:
+            connection = await pool.acquire()
+            try:
                 status = await connection.copy_from_query(
                     select_statement(plan, target, load_timestamp),
                     output=sink,
@@ -248,6 +249,13 @@ class FullLoadRun:
                     quote='"',
                     escape='"',
                 )
+            except BaseException:
+                # Interrupted mid-COPY (a stop, a failed upload): the connection cannot be reset for
+                # reuse, so close it; the pool opens a new one when needed.
+                connection.terminate()
+                raise
+            finally:
+                await pool.release(connection)
             await writer.close()
             self.progress.table_completed(plan, int(status.split()[-1]))
         except asyncio.CancelledError:

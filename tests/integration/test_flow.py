@@ -7,7 +7,12 @@ from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterParentFlowRunId,
+)
 
 from flows import dms_ingestion
 from flows.exceptions import ReplicationTaskConflictError, ReplicationTaskFailedError
@@ -94,7 +99,11 @@ async def test_first_run_loads_every_table_with_a_subflow_each_and_a_report(job,
     ]
     assert all(run.state.is_completed() for run in children)
     async with get_client() as client:
-        artifacts = await client.read_artifacts()
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+            )
+        )
     keys = {a.key for a in artifacts}
     assert {"dms-postgres-migration-test-tables", "dms-postgres-migration-test-report"} <= keys
     summary = next(a for a in artifacts if a.key == "dms-postgres-migration-test-report")
