@@ -210,3 +210,37 @@ async def test_cancellation_hook_stops_the_running_task(job, dms, source_db):
     from tests.pipeline import wait_until_finished
 
     assert wait_until_finished(dms, first.task_arn)["StopReason"] == "Stop Reason NORMAL"
+
+
+async def test_a_table_error_fails_the_flow_after_the_configured_reloads(job, dms, source_db, s3):
+    source_db.execute(
+        "CREATE VIEW bookings.broken AS SELECT id, 1 / (id - id) AS boom FROM bookings.flights"
+    )
+    rules = [{"rule-type": "selection", "rule-id": "9", "rule-name": "views", "rule-action": "include",
+              "object-locator": {"schema-name": "bookings", "table-name": "broken", "table-type": "view"}}]  # fmt: skip
+
+    with pytest.raises(ReplicationTaskFailedError) as excinfo:
+        await dms_ingestion(
+            config_path=str(job), poll_interval_seconds=0.2,
+            overrides={"table_mapping_rules": rules, "reload_errored_tables": 2},
+        )  # fmt: skip
+
+    report = excinfo.value.report
+    assert "Tables in error: bookings.broken (Table error)" in str(excinfo.value)
+    assert "division by zero" in str(excinfo.value)
+    assert report.table_reloads == 2
+    states = {t.table_name: t.table_state for t in report.tables}
+    assert states == {"broken": "Table error", "tickets": "Table completed", "flights": "Table completed",
+                      "empty_one": "Table completed"}  # fmt: skip
+    assert "bookings/tickets/LOAD00000001.csv" in read_objects(s3, "postgres-repo")
+    assert not read_objects(s3, "postgres-repo", "bookings/broken/")
+
+
+async def test_delete_task_after_success(job, dms):
+    report = await dms_ingestion(
+        config_path=str(job),
+        poll_interval_seconds=0.2,
+        overrides={"delete_task_after_success": True},
+    )
+    assert report.succeeded
+    assert dms.describe_replication_tasks()["ReplicationTasks"] == []
