@@ -6,10 +6,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help install test lint typecheck unit integration bench demo clean
+.PHONY: help install test lint typecheck unit integration bench demo serve clean
 
 help:
 	@echo "make demo       the whole job on this machine: PostgreSQL -> localdms -> S3, with Prefect"
+	@echo "make serve      local stack + Prefect server, worker and deployments, until Ctrl-C"
 	@echo "make test       lint, type-check and run the whole test suite"
 	@echo "make bench      full-load throughput against the COPY -> S3 pipe; orchestration overhead"
 	@echo "make install    create .venv from uv.lock"
@@ -49,3 +50,6 @@ clean:
 
 demo: install
 	$(BIN)/python -m demo $(DEMO_ARGS)
+
+serve: install
+	$(BIN)/python -m demo.serve $(SERVE_ARGS)

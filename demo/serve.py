@@ -1,0 +1,157 @@
+"""``make serve``: the local development stack, with deployments, until interrupted.
+
+PostgreSQL with the sample ``bookings`` data, moto's S3 server, localdms (instance and endpoints
+created through the DMS API), a Prefect server (SQLite by default, PostgreSQL when
+``PREFECT_API_DATABASE_CONNECTION_URL`` is set), the ``dms-process`` work pool, a process worker,
+the ``dms-local`` AwsCredentials block and the deployments of ``prefect.yaml``. It prints what runs
+where and the command to run; Ctrl-C (or SIGTERM) stops everything.
+
+Then, in another terminal: ``PREFECT_API_URL=<printed> prefect deployment run dms-ingestion/local --watch``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import IO
+
+ROOT = Path(__file__).resolve().parents[1]
+PREFECT = str(Path(sys.executable).parent / "prefect")
+WORK_POOL = "dms-process"
+
+
+def prefect_cli(*args: str, env: dict[str, str]) -> None:
+    """Run a ``prefect`` command non-interactively from the repository; raise with its output."""
+    result = subprocess.run(
+        [PREFECT, "--no-prompt", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"prefect {' '.join(args)} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
+        )
+
+
+def register_deployments(env: dict[str, str]) -> None:
+    """The ``dms-local`` block, the work pool and every deployment of ``prefect.yaml``."""
+    blocks = subprocess.run(
+        [sys.executable, "-m", "blocks", "--profile", "local"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if blocks.returncode != 0:
+        raise RuntimeError(f"creating the AwsCredentials block failed:\n{blocks.stderr[-2000:]}")
+    prefect_cli("work-pool", "create", WORK_POOL, "--type", "process", "--overwrite", env=env)
+    prefect_cli("deploy", "--all", env=env)
+
+
+def start_worker(env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
+    """A process worker on the pool (its flow runs inherit ``env``: endpoints and ARNs)."""
+    return subprocess.Popen(
+        [PREFECT, "worker", "start", "--pool", WORK_POOL], cwd=ROOT, env=env, stdout=log, stderr=log
+    )
+
+
+def stop_worker(process: subprocess.Popen[bytes]) -> None:
+    """A process worker forwards the first signal to its runs and stops on the second."""
+    for _ in range(2):
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(15)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+    process.kill()
+    process.wait(5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m demo.serve", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--scale", choices=["small", "medium", "large"], default="small")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    from blocks.aws_credentials import LOCAL_KEY_ID, LOCAL_SECRET
+
+    os.environ.update(
+        AWS_ACCESS_KEY_ID=LOCAL_KEY_ID,
+        AWS_SECRET_ACCESS_KEY=LOCAL_SECRET,
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+
+    import boto3
+    import psycopg
+
+    from demo.bookings import create_bookings
+    from sandbox.localdms_process import LocalDmsProcess, provision_pipeline
+    from sandbox.postgres import ThrowawayPostgres
+    from sandbox.prefect_server import PrefectServer
+    from sandbox.s3 import MotoS3Server
+
+    with ExitStack() as stack:
+        postgres = stack.enter_context(ThrowawayPostgres())
+        with psycopg.connect(postgres.dsn(), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE demo")
+        counts = create_bookings(postgres.dsn("demo"), args.scale)
+        s3_server = stack.enter_context(MotoS3Server())
+        boto3.client("s3", endpoint_url=s3_server.url).create_bucket(Bucket="postgres-repo")
+        localdms = stack.enter_context(LocalDmsProcess(s3_server.url))
+        arns = provision_pipeline(
+            boto3.client("dms", endpoint_url=localdms.url), postgres.dsn("demo"), "postgres-repo"
+        )
+        server = stack.enter_context(
+            PrefectServer(database_url=os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL"))
+        )
+        env = {
+            **os.environ,
+            **arns.environment(),
+            "PREFECT_API_URL": server.api_url,
+            "PREFECT_WORKER_QUERY_SECONDS": "2",
+            "DMS_INGESTION_HOME": str(ROOT),
+            "AWS_ENDPOINT_URL_S3": s3_server.url,
+            "AWS_ENDPOINT_URL_DATABASE_MIGRATION_SERVICE": localdms.url,
+        }
+        register_deployments(env)
+        worker_log = stack.enter_context((server.home / "worker.log").open("ab"))
+        worker = start_worker(env, worker_log)
+        stack.callback(stop_worker, worker)
+
+        print(f"PostgreSQL   {postgres.host}:{postgres.port}/demo (user postgres; "
+              f"{sum(counts.values()):,} rows in schema bookings)")  # fmt: skip
+        print(f"S3 (moto)    {s3_server.url}  bucket postgres-repo")
+        print(f"localdms     {localdms.url}")
+        print(f"Prefect UI   {server.url}  (API {server.api_url})")
+        print(f"Worker       pool {WORK_POOL}, log {server.home / 'worker.log'}")
+        print("Deployments  dms-ingestion/local, dms-ingestion/aws")
+        print(
+            f"\nRun:  PREFECT_API_URL={server.api_url} prefect deployment run dms-ingestion/local --watch"
+        )
+        print("Ctrl-C stops everything.", flush=True)
+        try:
+            while worker.poll() is None:
+                time.sleep(1)
+            print(
+                f"error: the worker exited ({worker.returncode}); see {server.home / 'worker.log'}",
+                file=sys.stderr,
+            )
+            return 1
+        except KeyboardInterrupt:
+            print("\nStopping ...", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
