@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.integration.test_flow import write_config
+from tests.integration.conftest import write_config
 from tests.pipeline import provision
 
 pytestmark = pytest.mark.integration

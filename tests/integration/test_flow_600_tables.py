@@ -8,7 +8,8 @@ import time
 import pytest
 
 from flows import dms_ingestion
-from tests.integration.test_flow import child_runs, write_config
+from tests.integration.conftest import write_config
+from tests.integration.test_flow import child_runs
 from tests.pipeline import provision
 
 pytestmark = pytest.mark.e2e

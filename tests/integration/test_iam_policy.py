@@ -1,0 +1,92 @@
+"""The README's IAM policy grants exactly what the flow calls: recorded in end-to-end runs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+
+import pytest
+from prefect_aws import AwsCredentials
+
+from flows import dms_ingestion
+from flows.dms_ingestion import stop_task_on_cancellation
+from tests.integration.conftest import write_config
+
+pytestmark = pytest.mark.integration
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+IAM_ACTION_OF_OPERATION = {"s3:ListObjectsV2": "s3:ListBucket"}  # DMS operations map one to one
+
+
+def policy_actions() -> set[str]:
+    text = README.read_text()
+    block = re.search(
+        r"<!-- iam-policy:start -->\s*```json\n(.*?)```\s*<!-- iam-policy:end -->", text, re.S
+    )
+    assert block, "README has no IAM policy block"
+    actions: set[str] = set()
+    for statement in json.loads(block.group(1))["Statement"]:
+        assert statement["Effect"] == "Allow"
+        actions.update(statement["Action"])
+    return actions
+
+
+async def test_policy_matches_the_operations_the_flow_makes(job, dms, source_db, monkeypatch):
+    recorded: set[str] = set()
+
+    def record(model, **kwargs):  # botocore "before-call" event
+        prefix = {"database-migration-service": "dms"}.get(
+            model.service_model.service_id.hyphenize(), "s3"
+        )
+        operation = f"{prefix}:{model.name}"
+        recorded.add(IAM_ACTION_OF_OPERATION.get(operation, operation))
+
+    credentials = AwsCredentials()  # what the flow uses without a block: the same cached clients
+    for service in ("dms", "s3"):
+        credentials.get_client(service).meta.events.register(
+            "before-call", record, unique_id=f"iam-{service}"
+        )
+
+    source_db.execute(
+        "CREATE TABLE bookings.big AS SELECT g AS id, repeat('x', 100) AS pad FROM generate_series(1, 1000000) g"
+    )
+    source_db.execute(
+        "CREATE VIEW bookings.broken AS SELECT 1 / (id - id) AS boom FROM bookings.flights"
+    )
+    rules = [{"rule-type": "selection", "rule-id": "9", "rule-name": "views", "rule-action": "include",
+              "object-locator": {"schema-name": "bookings", "table-name": "broken", "table-type": "view"}}]  # fmt: skip
+    # 1. create, start, monitor, verify; a table error while the load runs is reloaded (ReloadTables)
+    with pytest.raises(Exception, match="Tables in error"):
+        await dms_ingestion(
+            config_path=str(job), poll_interval_seconds=0.2,
+            overrides={"table_mapping_rules": rules, "reload_errored_tables": 1},
+        )  # fmt: skip
+    # 2. changed mappings: modify, reload-target, then delete after success
+    write_config(job, [{"schema_name": "bookings", "table_name": "flights"}])
+    await dms_ingestion(
+        config_path=str(job),
+        poll_interval_seconds=0.2,
+        overrides={"delete_task_after_success": True},
+    )
+    # 3. the cancellation hook stops a running task
+    write_config(job, [{"schema_name": "bookings", "table_name": "big"}])
+    run = asyncio.ensure_future(dms_ingestion(config_path=str(job), poll_interval_seconds=0.2))
+    while not any(
+        t["Status"] == "running"
+        for t in dms.describe_replication_tasks(WithoutSettings=True).get("ReplicationTasks", [])
+    ):
+        await asyncio.sleep(0.1)
+    await stop_task_on_cancellation(
+        dms_ingestion, type("R", (), {"parameters": {"config_path": str(job)}})(), None
+    )  # type: ignore[arg-type]
+    with pytest.raises(Exception, match="Stop Reason NORMAL"):
+        await run
+
+    allowed = policy_actions()
+    created_with_tags = {"dms:AddTagsToResource"}  # implied by CreateReplicationTask's Tags
+    assert recorded - allowed == set(), f"the policy lacks {recorded - allowed}"
+    assert allowed - recorded - created_with_tags == set(), (
+        f"the policy grants unused {allowed - recorded}"
+    )
