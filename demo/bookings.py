@@ -171,3 +171,22 @@ def create_bookings(dsn: str, scale: str = "small") -> dict[str, int]:
             table: int(conn.execute(f'SELECT count(*) FROM bookings."{table}"').fetchone()[0])  # type: ignore[index]
             for table in tables
         }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m demo.bookings --dsn URL [--scale small]`` (the Compose stack's data loader)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m demo.bookings", description="Generate the bookings schema."
+    )
+    parser.add_argument("--dsn", required=True, help="PostgreSQL URL of the source database")
+    parser.add_argument("--scale", choices=sorted(SCALES), default="small")
+    args = parser.parse_args(argv)
+    counts = create_bookings(args.dsn, args.scale)
+    print("bookings: " + ", ".join(f"{table} {rows:,}" for table, rows in counts.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -86,23 +86,39 @@ class PipelineArns:
 
 
 def provision_pipeline(
-    dms: Any, source_dsn: str, bucket: str, s3_settings: dict[str, Any] | None = None
+    dms: Any,
+    source_dsn: str,
+    bucket: str,
+    s3_settings: dict[str, Any] | None = None,
+    fixed_arns: bool = False,
 ) -> PipelineArns:
     """Create a replication instance and PostgreSQL → S3 endpoints through the DMS API, wait until
-    the instance is available and both connections test successfully; return the ARNs."""
+    the instance is available and both connections test successfully; return the ARNs.
+
+    With ``fixed_arns`` the resources get ResourceIdentifiers (``dms-ingestion-instance``,
+    ``-source``, ``-target``), so their ARNs are known in advance (the Compose stack's ``.env``).
+    """
     url = urllib.parse.urlsplit(source_dsn)
+
+    def fixed(kind: str) -> dict[str, str]:
+        return {"ResourceIdentifier": f"dms-ingestion-{kind}"} if fixed_arns else {}
+
     instance = dms.create_replication_instance(
-        ReplicationInstanceIdentifier="local-instance", ReplicationInstanceClass="dms.t3.medium"
+        ReplicationInstanceIdentifier="local-instance",
+        ReplicationInstanceClass="dms.t3.medium",
+        **fixed("instance"),
     )["ReplicationInstance"]["ReplicationInstanceArn"]
     source = dms.create_endpoint(
         EndpointIdentifier="local-postgres", EndpointType="source", EngineName="postgres",
         ServerName=url.hostname, Port=url.port or 5432, DatabaseName=url.path.lstrip("/") or "postgres",
         Username=urllib.parse.unquote(url.username or ""), Password=urllib.parse.unquote(url.password or ""),
+        **fixed("source"),
     )["Endpoint"]["EndpointArn"]  # fmt: skip
     target = dms.create_endpoint(
         EndpointIdentifier="local-s3", EndpointType="target", EngineName="s3",
         S3Settings={"BucketName": bucket, "ServiceAccessRoleArn": "arn:aws:iam::123456789012:role/dms-s3",
                     **(s3_settings or {})},
+        **fixed("target"),
     )["Endpoint"]["EndpointArn"]  # fmt: skip
     waiter_config = {"Delay": 0.5, "MaxAttempts": 120}
     dms.get_waiter("replication_instance_available").wait(
@@ -115,3 +131,27 @@ def provision_pipeline(
             Filters=[{"Name": "endpoint-arn", "Values": [endpoint]}], WaiterConfig=waiter_config
         )
     return PipelineArns(source, target, instance)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sandbox.localdms_process --source-dsn URL --bucket NAME``: provision with fixed ARNs.
+
+    Uses the standard AWS configuration (``AWS_ENDPOINT_URL_DATABASE_MIGRATION_SERVICE`` → localdms).
+    Run once per localdms state directory (the Compose stack's setup service).
+    """
+    import argparse
+
+    import boto3
+
+    parser = argparse.ArgumentParser(prog="python -m sandbox.localdms_process")
+    parser.add_argument("--source-dsn", required=True)
+    parser.add_argument("--bucket", required=True)
+    args = parser.parse_args(argv)
+    arns = provision_pipeline(boto3.client("dms"), args.source_dsn, args.bucket, fixed_arns=True)
+    for name, value in arns.environment().items():
+        print(f"{name}={value}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,40 @@
+"""The one-shot commands of the Compose stack's setup service, run natively."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_sample_data_and_provisioning_clis(source_db, localdms, s3, s3_server):
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL_DATABASE_MIGRATION_SERVICE": localdms.url,
+        "AWS_ENDPOINT_URL_S3": s3_server.url,
+    }
+    s3.create_bucket(Bucket="postgres-repo")
+
+    data = subprocess.run(
+        [sys.executable, "-m", "demo.bookings", "--dsn", source_db.dsn, "--scale", "small"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert data.returncode == 0, data.stderr
+    assert "tickets 70,000" in data.stdout
+    provisioned = subprocess.run(
+        [sys.executable, "-m", "sandbox.localdms_process", "--source-dsn", source_db.dsn, "--bucket", "postgres-repo"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert provisioned.returncode == 0, provisioned.stderr
+    env_example = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
+    example = dict(
+        line.split("=", 1) for line in env_example.splitlines() if line.startswith("DMS_")
+    )
+    printed = dict(line.split("=", 1) for line in provisioned.stdout.splitlines())
+    assert printed == example  # the fixed ARNs are the ones .env.example documents
+    assert source_db.server.password not in provisioned.stdout + provisioned.stderr
