@@ -47,7 +47,8 @@ SETTLE_TIMEOUT_SECONDS = 1800
 
 def retry_on_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
     """Prefect retry condition: retry only throttling, 5xx and connection errors."""
-    exception = state.result(raise_on_failure=False)
+    # In an async task Prefect dispatches ``result`` to a coroutine; ``_sync`` reads it in place.
+    exception = state.result(raise_on_failure=False, _sync=True)  # type: ignore[call-overload]
     if isinstance(exception, BaseException) and is_transient(exception):
         TRANSIENT_ERRORS[str(task_run.flow_run_id)] += 1
         return True

@@ -142,12 +142,13 @@ def client_error(code: str, status: int = 400) -> botocore.exceptions.ClientErro
         (ValueError("bug"), False),
     ],
 )
-def test_retry_only_transient_errors(exception, retried):
+async def test_retry_only_transient_errors(exception, retried):
+    # async, as in the task engine of an async task, where State.result returns a coroutine
     run = type("TaskRun", (), {"flow_run_id": "f"})()
     assert retry_on_transient(None, run, Failed(data=exception)) is retried  # type: ignore[arg-type]
 
 
-def test_a_successful_state_is_not_retried():
+async def test_a_successful_state_is_not_retried():
     run = type("TaskRun", (), {"flow_run_id": "f"})()
     assert retry_on_transient(None, run, Completed(data=1)) is False  # type: ignore[arg-type]
 
