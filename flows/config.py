@@ -233,12 +233,7 @@ class DmsIngestionConfig(BaseSettings):
         each, ids 1..n) followed by ``table_mapping_rules``.
         """
         if self.table_mappings_file is not None:
-            try:
-                document = json.loads(self.table_mappings_file.read_text())
-            except (OSError, ValueError) as exc:
-                raise ValueError(
-                    f"table_mappings_file {str(self.table_mappings_file)!r}: {exc}"
-                ) from exc
+            document = _read_json("table_mappings_file", self.table_mappings_file)
         else:
             rules: list[dict[str, Any]] = [
                 {
@@ -269,14 +264,18 @@ class DmsIngestionConfig(BaseSettings):
         """The ReplicationTaskSettings JSON to send, or None to keep DMS's defaults."""
         settings: dict[str, Any] = {}
         if self.replication_task_settings_file is not None:
-            try:
-                settings = json.loads(self.replication_task_settings_file.read_text())
-            except (OSError, ValueError) as exc:
-                raise ValueError(
-                    f"replication_task_settings_file {str(self.replication_task_settings_file)!r}: {exc}"
-                ) from exc
+            settings = _read_json(
+                "replication_task_settings_file", self.replication_task_settings_file
+            )
         settings.update(self.replication_task_settings or {})
         return json.dumps(settings) if settings else None
+
+
+def _read_json(field_name: str, path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{field_name} {str(path)!r}: {exc}") from exc
 
 
 class _ConfigFile:

@@ -143,15 +143,21 @@ async def test_wrong_password_fails_with_the_reason(
         await dms_ingestion(config_path=str(config), poll_interval_seconds=0.2)
 
 
-async def test_running_task_is_refused_or_attached(job, dms, source_db):
-    config = job
+@pytest.fixture
+async def reloading_task(job, dms, source_db) -> tuple[Any, str]:
+    """A finished first run, then the task restarted by hand with a table big enough to be running."""
     source_db.execute(
         "CREATE TABLE bookings.big AS SELECT g AS id, repeat('x', 100) AS pad FROM generate_series(1, 1500000) g"
     )
-    first = await dms_ingestion(config_path=str(config), poll_interval_seconds=0.2)
+    first = await dms_ingestion(config_path=str(job), poll_interval_seconds=0.2)
     dms.start_replication_task(
         ReplicationTaskArn=first.task_arn, StartReplicationTaskType="reload-target"
     )
+    return job, first.task_arn
+
+
+async def test_running_task_is_refused_or_attached(reloading_task):
+    config, _ = reloading_task
 
     with pytest.raises(ReplicationTaskConflictError, match=r"is already (starting|running)"):
         await dms_ingestion(config_path=str(config), poll_interval_seconds=0.2)
@@ -164,24 +170,17 @@ async def test_running_task_is_refused_or_attached(job, dms, source_db):
     assert {t.table_name: t.full_load_rows for t in attached.tables}["big"] == 1_500_000
 
 
-async def test_cancellation_hook_stops_the_running_task(job, dms, source_db):
+async def test_cancellation_hook_stops_the_running_task(reloading_task, dms):
     from flows.dms_ingestion import stop_task_on_cancellation
 
-    config = job
-    source_db.execute(
-        "CREATE TABLE bookings.big AS SELECT g AS id, repeat('x', 100) AS pad FROM generate_series(1, 1500000) g"
-    )
-    first = await dms_ingestion(config_path=str(config), poll_interval_seconds=0.2)
-    dms.start_replication_task(
-        ReplicationTaskArn=first.task_arn, StartReplicationTaskType="reload-target"
-    )
+    config, task_arn = reloading_task
     flow_run = type("FlowRun", (), {"parameters": {"config_path": str(config)}})()
 
     await stop_task_on_cancellation(dms_ingestion, flow_run, None)  # type: ignore[arg-type]
 
     from tests.pipeline import wait_until_finished
 
-    assert wait_until_finished(dms, first.task_arn)["StopReason"] == "Stop Reason NORMAL"
+    assert wait_until_finished(dms, task_arn)["StopReason"] == "Stop Reason NORMAL"
 
 
 async def test_a_table_error_fails_the_flow_after_the_configured_reloads(job, dms, source_db, s3):
