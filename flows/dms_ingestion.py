@@ -17,6 +17,7 @@ from typing import Any
 from prefect import Flow, flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.client.schemas.objects import FlowRun, State
+from prefect.context import FlowRunContext
 
 from dms_spec.status import StartType, TableState, TaskStatus
 from flows.aws import dms_hook
@@ -222,7 +223,5 @@ async def _publish(report: IngestionReport) -> None:
 
 
 def _flow_run_id() -> Any:
-    from prefect.context import FlowRunContext
-
     context = FlowRunContext.get()
     return context.flow_run.id if context and context.flow_run else None

@@ -19,10 +19,10 @@ from prefect import get_run_logger, task
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 from prefect.cache_policies import NONE
 from prefect.client.schemas.objects import State, TaskRun
+from prefect.context import TaskRunContext
 from prefect.tasks import Task
 
 from dms_spec.status import (
-    FINISHED_FULL_LOAD_REASONS,
     MigrationType,
     StartType,
     TableState,
@@ -339,11 +339,19 @@ async def monitor_replication_task(
             ]
             if errored and reloads_left and task_description.get("Status") == TaskStatus.RUNNING:
                 reloads_left -= 1
-                outcome.table_reloads += 1
                 logger.warning(
                     "Reloading tables in error: %s", ", ".join(f"{s}.{t}" for s, t in errored[:10])
                 )
-                await asyncio.to_thread(hook.reload_tables, arn, errored[:10])
+                try:
+                    await asyncio.to_thread(hook.reload_tables, arn, errored[:10])
+                    outcome.table_reloads += 1
+                except DmsApiError as exc:
+                    if exc.code != "InvalidResourceStateFault":
+                        raise
+                    # The load ended between the poll and the call; the flow resumes it instead.
+                    logger.info(
+                        "The task stopped before ReloadTables; its errors are handled after the load"
+                    )
         if time.monotonic() - started > config.timeout_seconds:
             raise ReplicationTimeoutError(
                 f"Replication task {config.dms_task_name} did not finish within "
@@ -356,8 +364,6 @@ async def monitor_replication_task(
 
 
 def task_run_flow_id() -> Any:
-    from prefect.context import TaskRunContext
-
     context = TaskRunContext.get()
     return context.task_run.flow_run_id if context else None
 
@@ -438,12 +444,4 @@ async def stop_replication_task(
         arn,
         min(config.poll_interval_seconds, 15.0),
         SETTLE_TIMEOUT_SECONDS,
-    )
-
-
-def finished_full_load(task: dict[str, Any]) -> bool:
-    """A task whose StopReason says its full load finished."""
-    return (
-        task.get("Status") == TaskStatus.STOPPED
-        and task.get("StopReason") in FINISHED_FULL_LOAD_REASONS
     )

@@ -10,6 +10,7 @@ through ``TaskRunProgress``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import json
@@ -689,8 +690,6 @@ class DmsBackend:
             )
             await conn.close()
 
-        import asyncio
-
         try:
             asyncio.run(connect())
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
@@ -1003,15 +1002,26 @@ class DmsBackend:
                     f"Replication task {task.arn} is {task.status}: tables can be reloaded only "
                     "while the task is in the RUNNING state."
                 )
-            # A full-load task is running only while it loads; every selected table is loaded or
-            # queued in this run, so a reload request is already satisfied by the run itself.
-            for item in tables:
-                key = table_key(str(item.get("SchemaName")), str(item.get("TableName")))
-                if key not in task.tables:
+            keys = [(str(item.get("SchemaName")), str(item.get("TableName"))) for item in tables]
+            for schema, table in keys:
+                if table_key(schema, table) not in task.tables:
                     raise ResourceNotFoundFault(
-                        f"Table {item.get('SchemaName')}.{item.get('TableName')} is not part of "
-                        f"replication task {task.identifier}."
+                        f"Table {schema}.{table} is not part of replication task {task.identifier}."
                     )
+            run = self.runs.get(task.arn)
+            if run is None or not run.reload(keys):
+                raise InvalidResourceStateFault(
+                    f"Replication task {task.arn} is finishing its load: tables can be reloaded "
+                    "only while the task is in the RUNNING state. Start it with resume-processing."
+                )
+            for schema, table in keys:
+                statistics = task.tables[table_key(schema, table)]
+                statistics.state = TableState.RELOADING
+                statistics.reloaded = True
+                statistics.full_load_rows = 0
+                statistics.error = ""
+                statistics.last_update = time.time()
+            self._save()
             return {"ReplicationTaskArn": task.arn}
 
     # ----------------------------------------------------------------- tags

@@ -99,6 +99,9 @@ class FullLoadRun:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._main_task: asyncio.Task[None] | None = None
         self._stop_requested = threading.Event()
+        self._reload_lock = threading.Lock()
+        self._reloads: list[tuple[str, str]] = []
+        self._accepting_reloads = True
         self._thread = threading.Thread(
             target=self._thread_main, name=f"localdms-{spec.task_identifier}", daemon=True
         )
@@ -113,6 +116,26 @@ class FullLoadRun:
         if loop is not None and task is not None:
             with contextlib.suppress(RuntimeError):  # the run ended and closed its loop meanwhile
                 loop.call_soon_threadsafe(task.cancel)
+
+    def reload(self, tables: Sequence[tuple[str, str]]) -> bool:
+        """Load these (schema, table) again before the run ends (ReloadTables).
+
+        Returns:
+            False when the run is already finishing and takes no more tables.
+        """
+        with self._reload_lock:
+            if not self._accepting_reloads:
+                return False
+            self._reloads.extend(tables)
+            return True
+
+    def _take_reloads(self) -> list[tuple[str, str]]:
+        """The pending reload requests; when there are none, stop accepting more."""
+        with self._reload_lock:
+            taken, self._reloads = self._reloads, []
+            if not taken:
+                self._accepting_reloads = False
+            return list(dict.fromkeys(taken))
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
@@ -198,6 +221,9 @@ class FullLoadRun:
                 await self._load_table(plan, pool, s3, upload_slots, load_timestamp)
 
         await asyncio.gather(*(load(plan) for plan in todo))
+        by_table = {(plan.source.schema, plan.source.name): plan for plan in plans}
+        while requested := self._take_reloads():
+            await asyncio.gather(*(load(by_table[key]) for key in requested if key in by_table))
         self.progress.finished()
 
     async def _load_table(

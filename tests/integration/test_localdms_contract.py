@@ -16,6 +16,7 @@ from tests.pipeline import (
     create_task,
     describe_task,
     provision,
+    read_objects,
     run_task,
     select_rules,
     table_statistics,
@@ -433,3 +434,52 @@ def test_state_survives_a_restart_and_a_running_task_comes_back_failed(tmp_path,
         assert finished["Status"] == "stopped"
         assert table_statistics(dms, arn)[("public", "big")]["FullLoadRows"] == 1_000_000
         assert time.time() - finished["ReplicationTaskStats"]["StopDate"].timestamp() < 60
+
+
+def test_reload_tables_loads_a_table_again_while_the_task_runs(dms, s3, source_db):
+    source_db.execute(
+        "CREATE TABLE public.big AS SELECT g AS id, repeat('x', 200) AS pad FROM generate_series(1, 1500000) g"
+    )
+    source_db.execute("CREATE TABLE public.small AS SELECT g AS id FROM generate_series(1, 100) g")
+    pipeline = provision(dms, s3, source_db)
+    arn = create_task(dms, pipeline, select_rules(("public", "%")))
+    dms.start_replication_task(ReplicationTaskArn=arn, StartReplicationTaskType="start-replication")
+    deadline = time.monotonic() + 60
+    while (
+        table_statistics(dms, arn).get(("public", "small"), {}).get("TableState")
+        != "Table completed"
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert describe_task(dms, arn)["Status"] == "running"  # big is still loading
+    source_db.execute("INSERT INTO public.small VALUES (101)")
+
+    dms.reload_tables(
+        ReplicationTaskArn=arn, TablesToReload=[{"SchemaName": "public", "TableName": "small"}]
+    )
+    assert table_statistics(dms, arn)[("public", "small")]["TableState"] in (
+        "Table is being reloaded",
+        "Full load",
+    )
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        dms.reload_tables(
+            ReplicationTaskArn=arn, TablesToReload=[{"SchemaName": "public", "TableName": "nope"}]
+        )
+    assert error_of(excinfo)[0] == "ResourceNotFoundFault"
+    task = wait_until_finished(dms, arn)
+
+    assert task["StopReason"] == "Stop Reason FULL_LOAD_ONLY_FINISHED"
+    small = table_statistics(dms, arn)[("public", "small")]
+    assert (small["TableState"], small["FullLoadRows"], small["FullLoadReloaded"]) == (
+        "Table completed",
+        101,
+        True,
+    )
+    objects = read_objects(s3, pipeline.bucket, "public/small/")
+    assert list(objects) == ["public/small/LOAD00000001.csv"]
+    assert len(objects["public/small/LOAD00000001.csv"].splitlines()) == 101
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        dms.reload_tables(
+            ReplicationTaskArn=arn, TablesToReload=[{"SchemaName": "public", "TableName": "small"}]
+        )
+    assert error_of(excinfo)[0] == "InvalidResourceStateFault"
