@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sandbox.ports import free_port
+from sandbox.ports import free_port, stop_process
 
 
 class LocalDmsProcess:
@@ -57,8 +57,7 @@ class LocalDmsProcess:
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
+            stop_process(self.process)
             self.process = None
         shutil.rmtree(self.state_dir, ignore_errors=True)
 

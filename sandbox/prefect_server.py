@@ -23,7 +23,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from sandbox.ports import free_port
+from sandbox.ports import free_port, stop_process
 
 
 class PrefectServer:
@@ -105,12 +105,7 @@ class PrefectServer:
         if "prefect" in sys.modules:
             self.drain_clients()
         if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(20)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(5)
+            stop_process(self._process, timeout=20)
             self._process = None
         shutil.rmtree(self.home, ignore_errors=True)
 

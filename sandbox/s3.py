@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 
-from sandbox.ports import free_port
+from sandbox.ports import free_port, stop_process
 
 
 class MotoS3Server:
@@ -52,11 +52,7 @@ class MotoS3Server:
 
     def stop(self) -> None:
         if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
+            stop_process(self._process)
             self._process = None
 
     def __enter__(self) -> MotoS3Server:

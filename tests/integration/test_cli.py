@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +23,20 @@ def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
         text=True,
         env=env,
         timeout=600,
+    )
+
+
+def run_job(
+    config: Path, report_path: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    return run_cli(
+        "--config",
+        str(config),
+        "--poll-interval",
+        "0.5",
+        "--report-json",
+        str(report_path),
+        env=env,
     )
 
 
@@ -49,15 +64,7 @@ def test_cli_runs_on_a_fresh_temporary_prefect_api(cli_env, tmp_path):
     config, report_path = tmp_path / "dms_config.json", tmp_path / "report.json"
     write_config(config, [{"schema_name": "bookings", "table_name": "tickets"}])
 
-    result = run_cli(
-        "--config",
-        str(config),
-        "--poll-interval",
-        "0.5",
-        "--report-json",
-        str(report_path),
-        env=env,
-    )
+    result = run_job(config, report_path, env=env)
 
     assert result.returncode == 0, result.stderr[-3000:]
     assert (
@@ -79,15 +86,7 @@ def test_cli_failure_prints_the_reason_without_a_traceback(cli_env, prefect_api,
     config, report_path = tmp_path / "dms_config.json", tmp_path / "report.json"
     write_config(config, [{"schema_name": "bookings", "table_name": "missing_table"}])
 
-    result = run_cli(
-        "--config",
-        str(config),
-        "--poll-interval",
-        "0.5",
-        "--report-json",
-        str(report_path),
-        env=cli_env,
-    )
+    result = run_job(config, report_path, env=cli_env)
 
     assert result.returncode == 1
     assert "error: Replication task postgres-migration-test ended failed" in result.stderr
