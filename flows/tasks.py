@@ -187,12 +187,26 @@ async def ensure_replication_task(
 
 
 async def _settle(hook: Any, arn: str, delay: float) -> None:
+    """Wait until a created or modified task is ready, stopped or failed."""
     try:
         await asyncio.to_thread(
             hook.wait, "ReplicationTaskSettled", arn, delay, SETTLE_TIMEOUT_SECONDS
         )
     except botocore.exceptions.WaiterError as exc:
-        raise DmsApiError("wait for the task to settle", "WaiterError", str(exc)) from exc
+        tasks: list[dict[str, Any]] = (exc.last_response or {}).get("ReplicationTasks") or [{}]
+        status = str(tasks[0].get("Status", "not found"))
+        if "Max attempts exceeded" in str(exc):
+            raise ReplicationTimeoutError(
+                f"Replication task {arn} was still {status} after {SETTLE_TIMEOUT_SECONDS} s. Check "
+                f"it with `aws dms describe-replication-tasks --filters Name=replication-task-arn,Values={arn}`."
+            ) from exc
+        raise ReplicationTaskConflictError(
+            f"Replication task {arn} became {status} instead of ready after it was created or "
+            "modified (someone is deleting it, or it vanished). Let the deletion finish and run the "
+            "flow again: it will create the task anew.",
+            arn,
+            status,
+        ) from exc
 
 
 @task(name="start-replication-task", **RETRYABLE)

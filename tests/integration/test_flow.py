@@ -80,7 +80,12 @@ async def test_first_run_loads_every_table_with_a_subflow_each_and_a_report(job,
     assert {"dms-postgres-migration-test-tables", "dms-postgres-migration-test-report"} <= keys
     summary = next(a for a in artifacts if a.key == "dms-postgres-migration-test-report")
     assert "succeeded" in summary.data
-    json.loads(report.model_dump_json())  # the JSON report serialises
+    exported = json.loads(report.model_dump_json())  # what --report-json writes
+    assert {"task_identifier", "task_arn", "status", "stop_reason", "tables"} <= set(exported)
+    assert {(t["schema_name"], t["table_name"], t["table_state"], t["full_load_rows"]) for t in exported["tables"]} == {
+        ("bookings", "tickets", "Table completed", 5000), ("bookings", "flights", "Table completed", 300),
+        ("bookings", "empty_one", "Table completed", 0),
+    }  # fmt: skip
 
 
 async def test_second_run_reloads_the_same_task_without_stale_files(job, s3, dms, source_db):

@@ -181,3 +181,15 @@ def test_success_depends_on_status_stop_reason_and_tables(
         task_succeeded({"Status": status, "StopReason": reason}, migration_type, reports)
         is succeeded
     )
+
+
+async def test_a_task_deleted_while_settling_fails_with_what_to_do(stubbed):
+    from flows.exceptions import ReplicationTaskConflictError
+    from flows.tasks import _settle
+
+    hook, stubber = stubbed
+    describe(stubber, task("creating"), task("deleting"))
+    with pytest.raises(
+        ReplicationTaskConflictError, match=r"became deleting instead of ready.*run the flow again"
+    ):
+        await _settle(hook, ARN, 0.01)
