@@ -193,7 +193,8 @@ async def _settle(hook: Any, arn: str, delay: float) -> None:
             hook.wait, "ReplicationTaskSettled", arn, delay, SETTLE_TIMEOUT_SECONDS
         )
     except botocore.exceptions.WaiterError as exc:
-        tasks: list[dict[str, Any]] = (exc.last_response or {}).get("ReplicationTasks") or [{}]
+        response: dict[str, Any] = dict(exc.last_response or {})
+        tasks = response.get("ReplicationTasks") or [{}]
         status = str(tasks[0].get("Status", "not found"))
         if "Max attempts exceeded" in str(exc):
             raise ReplicationTimeoutError(
