@@ -7,8 +7,9 @@ MaxFullLoadSubTasks are active at once), and at the end for any table that never
 selected table gets exactly one run per load. Starts are staggered and capped, because each start
 writes to the Prefect API and a SQLite-backed server answers concurrent writes slowly.
 
-Subflows receive only names as parameters (Prefect stores and shows parameters); their feed is
-looked up in this process by ``feed_key``.
+Subflows receive only names as parameters (Prefect stores and shows parameters); each run's feed
+is looked up in this process by its own ``feed_key``, bound when the run is created, so a reload's
+new run and an earlier run still waiting to start never share a feed.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ STAGE_PROGRESS = {
 API_ATTEMPTS = 6
 _END = object()
 logger = logging.getLogger(__name__)
-_TRACKERS: dict[str, TableTracker] = {}
+_FEEDS: dict[str, asyncio.Queue[Any]] = {}
+"""Each subflow run's feed, by feed key."""
 
 
 class TableLoadError(Exception):
@@ -52,8 +54,9 @@ class TableTracker:
     """
 
     def __init__(self, max_concurrent: int = 8, stagger_seconds: float = 0.05) -> None:
-        self.key = uuid.uuid4().hex
         self.queues: dict[tuple[str, str], asyncio.Queue[Any]] = {}
+        """The feed of each table's current subflow run."""
+        self.feed_keys: list[str] = []
         self.runs: list[asyncio.Task[State[Any] | None]] = []
         self.active: set[tuple[str, str]] = set()
         self.started_runs = 0
@@ -61,7 +64,6 @@ class TableTracker:
         self._slots = asyncio.Semaphore(max_concurrent)
         self._stagger = stagger_seconds
         self._next_start = 0.0
-        _TRACKERS[self.key] = self
 
     def publish(self, statistics: list[dict[str, Any]], final: bool = False) -> None:
         """Hand one poll's statistics to the subflows, starting those whose table began loading."""
@@ -76,15 +78,17 @@ class TableTracker:
                 )
                 if not (reloading or (never_seen and (final or state != TableState.BEFORE_LOAD))):
                     continue  # still queued, or this load's end was already reported
-                self.queues[key] = asyncio.Queue()
+                feed_key = uuid.uuid4().hex
+                self.feed_keys.append(feed_key)
+                self.queues[key] = _FEEDS[feed_key] = asyncio.Queue()
                 self.active.add(key)
-                self.runs.append(asyncio.create_task(self._run(key)))
+                self.runs.append(asyncio.create_task(self._run(key, feed_key)))
             self.queues[key].put_nowait(stats)
             if state in TERMINAL_TABLE_STATES or final:
                 self.queues[key].put_nowait(_END)
                 self.active.discard(key)
 
-    async def _run(self, key: tuple[str, str]) -> State[Any] | None:
+    async def _run(self, key: tuple[str, str], feed_key: str) -> State[Any] | None:
         async with self._slots:
             for attempt in range(API_ATTEMPTS):
                 wait = self._next_start - time.monotonic()
@@ -93,7 +97,7 @@ class TableTracker:
                     await asyncio.sleep(wait)
                 try:
                     state: State[Any] = await track_table_load(
-                        schema_name=key[0], table_name=key[1], feed_key=self.key, return_state=True
+                        schema_name=key[0], table_name=key[1], feed_key=feed_key, return_state=True
                     )
                 except PrefectHTTPStatusError as exc:
                     # The Prefect API is overloaded (a SQLite-backed server answers 503 under
@@ -120,7 +124,8 @@ class TableTracker:
         try:
             return [state for state in await asyncio.gather(*self.runs) if state is not None]
         finally:
-            _TRACKERS.pop(self.key, None)
+            for feed_key in self.feed_keys:
+                _FEEDS.pop(feed_key, None)
 
 
 def _describe(stats: dict[str, Any]) -> str:
@@ -135,7 +140,7 @@ async def track_table_load(schema_name: str, table_name: str, feed_key: str) -> 
         TableLoadError: the table ended in 'Table error' (the run shows as failed).
     """
     logger = get_run_logger()
-    queue = _TRACKERS[feed_key].queues[(schema_name, table_name)]
+    queue = _FEEDS[feed_key]
     artifact: Any = None
     latest: dict[str, Any] | None = None
     last_state: str | None = None
