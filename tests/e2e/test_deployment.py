@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from playwright.async_api import async_playwright
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import (
     ArtifactFilter,
@@ -27,6 +28,10 @@ from prefect.client.schemas.filters import (
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
+# Where the screenshots of the Prefect UI land (CI keeps this folder; the README names it).
+SCREENSHOTS = ROOT / "artifacts" / "prefect-ui"
+# Debian's chromium (`.ci/run` installs it); DMS_TEST_CHROMIUM points at another build.
+CHROMIUM = os.environ.get("DMS_TEST_CHROMIUM", "/usr/bin/chromium")
 TABLES = {
     "aircrafts_data", "airports_data", "boarding_passes", "bookings", "flights", "seats",
     "ticket_flights", "tickets",
@@ -80,6 +85,8 @@ async def test_make_serve_runs_the_local_deployment_to_completion(tmp_path):
             report = next(a for a in artifacts if a.key == "dms-postgres-migration-test-report")
             assert "## DMS ingestion succeeded" in report.data
             assert "dms-postgres-migration-test-tables" in {a.key for a in artifacts}
+
+        await check_flow_run_page(api_url.removesuffix("/api"), str(runs[0].id))
     finally:
         serve.send_signal(signal.SIGINT)
         serve.wait(120)
@@ -87,3 +94,42 @@ async def test_make_serve_runs_the_local_deployment_to_completion(tmp_path):
     for url in set(re.findall(r"http://127\.0\.0\.1:\d+", output.read_text())):
         with pytest.raises(urllib.error.URLError):
             urllib.request.urlopen(url, timeout=2)
+
+
+async def check_flow_run_page(ui_url: str, flow_run_id: str) -> None:
+    """Open the flow run in the Prefect UI in headless Chromium: the subflow tab lists one run per
+    table, the artifacts tab shows the report, and the report renders. Screenshots go to SCREENSHOTS."""
+    if not Path(CHROMIUM).exists():
+        message = f"no Chromium at {CHROMIUM}: apt-get install chromium (or set DMS_TEST_CHROMIUM)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    async with async_playwright() as playwright:
+        # SwiftShader draws the run graph (WebGL) without a GPU.
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"],
+        )
+        try:
+            page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(20_000)
+            await page.goto(f"{ui_url}/runs/flow-run/{flow_run_id}")
+
+            await page.get_by_text("Subflow Runs", exact=True).click()
+            await page.get_by_text("8 Flow runs").wait_for()
+            for table in sorted(TABLES):
+                await page.get_by_text(f"bookings.{table}", exact=True).wait_for()
+            await page.screenshot(path=SCREENSHOTS / "flow-run-subflows.png", full_page=True)
+
+            await page.get_by_text("Artifacts", exact=True).click()
+            report = page.get_by_text("dms-postgres-migration-test-report", exact=True)
+            await page.get_by_text("dms-postgres-migration-test-tables", exact=True).wait_for()
+            await page.screenshot(path=SCREENSHOTS / "flow-run-artifacts.png", full_page=True)
+
+            await report.click()
+            await page.get_by_role("heading", name="DMS ingestion succeeded").wait_for()
+            await page.get_by_text("Tables: 8 (8 completed, 0 errored)").wait_for()
+            await page.screenshot(path=SCREENSHOTS / "report.png", full_page=True)
+        finally:
+            await browser.close()
