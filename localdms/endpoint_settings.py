@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from localdms.exceptions import InvalidParameterValueException
 
@@ -106,9 +107,28 @@ class S3Target:
     include_op_for_full_load: bool = False
     timestamp_column_name: str = ""
     max_file_size_kb: int = 1_048_576
+    cdc_inserts_only: bool = False
+    cdc_inserts_and_updates: bool = False
+    cdc_max_batch_interval: int = 60
+    """Seconds; a CDC file is written at least this often while changes arrive."""
+    cdc_min_file_size_kb: int = 32_000
+    """A CDC file is written as soon as a table's pending changes reach this size."""
+    date_partition_enabled: bool = False
+    date_partition_sequence: str = "YYYYMMDD"
+    date_partition_delimiter: str = "SLASH"
+    date_partition_timezone: str = "UTC"
+    parquet_version: str = "parquet-1-0"
+    parquet_encoding: str = "rle-dictionary"
+    parquet_row_group_length: int = 10_000
+    parquet_data_page_size: int = 1_048_576
+    parquet_dict_page_size_limit: int = 1_048_576
+    parquet_enable_statistics: bool = True
+    parquet_timestamp_in_millisecond: bool = False
 
     @property
     def extension(self) -> str:
+        if self.data_format == "parquet":
+            return ".parquet"  # gzip applies inside the file (the column chunks' codec)
         return ".csv.gz" if self.compression == "gzip" else ".csv"
 
     def table_prefix(self, schema: str, table: str) -> str:
@@ -125,8 +145,8 @@ class S3Target:
                 "The S3 target endpoint needs S3Settings.BucketName (the bucket DMS writes to)."
             )
         data_format = str(settings.get("DataFormat", "csv")).lower()
-        if data_format != "csv":
-            raise _bad("DataFormat", data_format, "localdms writes csv")
+        if data_format not in ("csv", "parquet"):
+            raise _bad("DataFormat", data_format, "valid values are csv and parquet")
         compression = str(settings.get("CompressionType", "none")).lower()
         if compression not in ("none", "gzip"):
             raise _bad("CompressionType", compression, "valid values are none and gzip")
@@ -158,7 +178,85 @@ class S3Target:
             include_op_for_full_load=_flag(settings.get("IncludeOpForFullLoad"), False),
             timestamp_column_name=str(settings.get("TimestampColumnName", "")),
             max_file_size_kb=max_file_size,
+            **_cdc_settings(settings),
+            **_parquet_settings(settings),
         )
+
+
+def _int_setting(settings: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
+    value = settings.get(name, default)
+    try:
+        number = int(value)
+    except (TypeError, ValueError) as exc:
+        raise _bad(name, value, f"an integer from {low} to {high}") from exc
+    if not low <= number <= high:
+        raise _bad(name, value, f"an integer from {low} to {high}")
+    return number
+
+
+def _parquet_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The S3Settings of Parquet files, validated as DMS does."""
+    version = str(settings.get("ParquetVersion", "parquet-1-0")).lower().replace("_", "-")
+    if version not in ("parquet-1-0", "parquet-2-0"):
+        raise _bad("ParquetVersion", version, "parquet-1-0 or parquet-2-0")
+    encoding = str(settings.get("EncodingType", "rle-dictionary")).lower().replace("_", "-")
+    if encoding not in ("rle-dictionary", "plain", "plain-dictionary"):
+        raise _bad("EncodingType", encoding, "rle-dictionary, plain or plain-dictionary")
+    return {
+        "parquet_version": version,
+        "parquet_encoding": encoding,
+        "parquet_row_group_length": _int_setting(
+            settings, "RowGroupLength", 10_000, 1, 100_000_000
+        ),
+        "parquet_data_page_size": _int_setting(
+            settings, "DataPageSize", 1_048_576, 1024, 1_073_741_824
+        ),
+        "parquet_dict_page_size_limit": _int_setting(
+            settings, "DictPageSizeLimit", 1_048_576, 1024, 1_073_741_824
+        ),
+        "parquet_enable_statistics": _flag(settings.get("EnableStatistics"), True),
+        "parquet_timestamp_in_millisecond": _flag(
+            settings.get("ParquetTimestampInMillisecond"), False
+        ),
+    }
+
+
+def _cdc_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The S3Settings that shape CDC files, validated as DMS does."""
+    inserts_only = _flag(settings.get("CdcInsertsOnly"), False)
+    inserts_and_updates = _flag(settings.get("CdcInsertsAndUpdates"), False)
+    if inserts_only and inserts_and_updates:
+        raise InvalidParameterValueException(
+            "S3Settings CdcInsertsOnly and CdcInsertsAndUpdates cannot both be true."
+        )
+    if _flag(settings.get("PreserveTransactions"), False):
+        raise _bad(
+            "PreserveTransactions", settings.get("PreserveTransactions"),
+            "transaction-order files (CdcPath) are not emulated; CDC files are written per table",
+        )  # fmt: skip
+    sequence = str(settings.get("DatePartitionSequence", "YYYYMMDD")).upper()
+    if sequence not in ("YYYYMMDD", "YYYYMMDDHH", "YYYYMM", "MMYYYYDD", "DDMMYYYY"):
+        raise _bad(
+            "DatePartitionSequence", sequence, "YYYYMMDD, YYYYMMDDHH, YYYYMM, MMYYYYDD or DDMMYYYY"
+        )
+    delimiter = str(settings.get("DatePartitionDelimiter", "SLASH")).upper()
+    if delimiter not in ("SLASH", "DASH", "UNDERSCORE", "NONE"):
+        raise _bad("DatePartitionDelimiter", delimiter, "SLASH, DASH, UNDERSCORE or NONE")
+    timezone = str(settings.get("DatePartitionTimezone") or "UTC")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise _bad("DatePartitionTimezone", timezone, "an Area/Location name") from exc
+    return {
+        "cdc_inserts_only": inserts_only,
+        "cdc_inserts_and_updates": inserts_and_updates,
+        "cdc_max_batch_interval": _int_setting(settings, "CdcMaxBatchInterval", 60, 1, 3600),
+        "cdc_min_file_size_kb": _int_setting(settings, "CdcMinFileSize", 32_000, 1, 1_048_576),
+        "date_partition_enabled": _flag(settings.get("DatePartitionEnabled"), False),
+        "date_partition_sequence": sequence,
+        "date_partition_delimiter": delimiter,
+        "date_partition_timezone": timezone,
+    }
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ Each public method is one API operation: it takes the request's parameters (AWS 
 existence and state (raising the exact DMS fault), makes the transition, persists, and returns the
 response body. Short-lived states (``creating``, ``modifying``, ``deleting``, ``testing``) are
 kept for ``transition_seconds`` and advanced lazily whenever the backend is read, so the boto3
-waiters see them as on AWS. Full loads run in ``engine.full_load`` threads that report back
-through ``TaskRunProgress``.
+waiters see them as on AWS. Task runs (the full load, then change capture for CDC tasks) run in
+``engine.full_load`` threads that report back through ``TaskRunProgress``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from typing import Any
@@ -40,7 +40,9 @@ from localdms.endpoint_settings import (
     S3Target,
     parse_extra_connection_attributes,
 )
-from localdms.engine.full_load import FullLoadRun, RunSpec, check_bucket, source_error
+from localdms.engine.cdc import StopAt, drop_capture, on_thread, slot_name
+from localdms.engine.full_load import CdcSpec, FullLoadRun, RunSpec, check_bucket, source_error
+from localdms.engine.pgoutput import parse_lsn
 from localdms.exceptions import (
     InvalidParameterCombinationException,
     InvalidParameterValueException,
@@ -205,19 +207,27 @@ class TableStatistics:
     last_update: float = 0.0
     estimated_rows: int = 0
     error: str = ""
+    inserts: int = 0
+    updates: int = 0
+    deletes: int = 0
+    ddls: int = 0
+    applied_inserts: int = 0
+    applied_updates: int = 0
+    applied_deletes: int = 0
+    applied_ddls: int = 0
 
     def to_api(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "SchemaName": self.schema_name,
             "TableName": self.table_name,
-            "Inserts": 0,
-            "Deletes": 0,
-            "Updates": 0,
-            "Ddls": 0,
-            "AppliedInserts": 0,
-            "AppliedDeletes": 0,
-            "AppliedUpdates": 0,
-            "AppliedDdls": 0,
+            "Inserts": self.inserts,
+            "Deletes": self.deletes,
+            "Updates": self.updates,
+            "Ddls": self.ddls,
+            "AppliedInserts": self.applied_inserts,
+            "AppliedDeletes": self.applied_deletes,
+            "AppliedUpdates": self.applied_updates,
+            "AppliedDdls": self.applied_ddls,
             "FullLoadRows": self.full_load_rows,
             "FullLoadCondtnlChkFailedRows": 0,
             "FullLoadErrorRows": 0,
@@ -255,13 +265,18 @@ class ReplicationTask(Resource):
     cdc_start_position: str | None = None
     cdc_stop_position: str | None = None
     task_data: str | None = None
+    slot_name: str | None = None
+    """The CDC replication slot localdms created on the source for this task."""
+    recovery_checkpoint: str | None = None
+    capturing: bool = False
+    """The full load is over (or there is none) and the task captures changes."""
     tables: dict[str, TableStatistics] = field(default_factory=dict)
 
     def stats(self, now: float) -> dict[str, Any]:
         """ReplicationTaskStats, derived from the tables."""
         states = [t.state for t in self.tables.values()]
         done = sum(s in (TableState.COMPLETED, TableState.ERROR) for s in states)
-        if (
+        if self.capturing or (
             self.status == TaskStatus.STOPPED
             and self.stop_reason == StopReason.FULL_LOAD_ONLY_FINISHED
         ):
@@ -317,6 +332,7 @@ class ReplicationTask(Resource):
             "ReplicationTaskStartDate": self.start_date,
             "CdcStartPosition": self.cdc_start_position,
             "CdcStopPosition": self.cdc_stop_position,
+            "RecoveryCheckpoint": self.recovery_checkpoint,
             "TaskData": self.task_data,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
@@ -380,11 +396,17 @@ class DmsBackend:
         for raw in state.get("tasks", []):
             tables = {k: TableStatistics(**v) for k, v in raw.pop("tables", {}).items()}
             task = ReplicationTask(**raw, tables=tables)
-            if task.status in RUNNING_STATES:
+            if task.status in RUNNING_STATES and not task.capturing:
                 self._recover_interrupted(task)
             self.tasks[task.arn] = task
         self.tags = state.get("tags", {})
         self._save()
+        for task in self.tasks.values():
+            if task.status in RUNNING_STATES and task.capturing:
+                # The slot kept every change after the checkpoint: capture simply goes on.
+                log.info("task %s: resuming change capture from %s", task.identifier,
+                         task.recovery_checkpoint)  # fmt: skip
+                self._start(task, StartType.RESUME_PROCESSING)
 
     def _recover_interrupted(self, task: ReplicationTask) -> None:
         message = RESTART_MESSAGE.format(status=task.status)
@@ -774,6 +796,7 @@ class DmsBackend:
                 cdc_stop_position=params.get("CdcStopPosition"),
                 task_data=params.get("TaskData"),
             )
+            _check_cdc_positions(task)
             task.schedule(TaskStatus.CREATING, TaskStatus.READY, self.transition_seconds)
             self.tasks[task.arn] = task
             self._set_tags(task.arn, params.get("Tags") or [])
@@ -879,6 +902,25 @@ class DmsBackend:
                 raise InvalidParameterCombinationException(
                     "CdcStartTime and CdcStartPosition cannot both be given."
                 )
+            if params.get("CdcStartTime") is not None:
+                raise InvalidParameterCombinationException(
+                    "A PostgreSQL source cannot start change capture from a time: use "
+                    "CdcStartPosition (a WAL position such as 4AF/B00000D0)."
+                )
+            if task.migration_type == MigrationType.FULL_LOAD and (
+                params.get("CdcStartPosition") or params.get("CdcStopPosition")
+            ):
+                raise InvalidParameterCombinationException(
+                    "CdcStartPosition and CdcStopPosition apply to cdc and full-load-and-cdc "
+                    "tasks only."
+                )
+            for name, attribute in (
+                ("CdcStartPosition", "cdc_start_position"),
+                ("CdcStopPosition", "cdc_stop_position"),
+            ):
+                if params.get(name) is not None:
+                    setattr(task, attribute, str(params[name]))
+            _check_cdc_positions(task)
             self._start(task, StartType(start_type))
             return {"ReplicationTask": task.to_api(time.time())}
 
@@ -897,17 +939,13 @@ class DmsBackend:
         task.has_run = True
         task.start_date = now
         task.stop_reason = task.last_failure_message = None
-        task.stop_date = task.full_load_finish = None
-        task.full_load_start = None
+        task.stop_date = None
+        cdc = self._cdc_spec(task, start_type)
+        if cdc is None or cdc.fresh:
+            task.full_load_start = task.full_load_finish = None
+            task.capturing = False
+            task.recovery_checkpoint = None
         self._save()
-        if task.migration_type != MigrationType.FULL_LOAD:
-            self._fail_later(
-                task,
-                "Last Error  localdms implements full-load tasks only; migration type "
-                f"{task.migration_type} (change data capture) is not supported yet. "
-                "Stop Reason FATAL_ERROR Error Level FATAL",
-            )
-            return
         source = self._endpoint(task.source_arn)
         target = self._endpoint(task.target_arn)
         full_load = task.settings.get("FullLoadSettings", {})
@@ -919,18 +957,42 @@ class DmsBackend:
             rules=validate_table_mappings(task.table_mappings),
             max_subtasks=int(full_load.get("MaxFullLoadSubTasks", 8)),
             fail_on_no_tables=bool(errors.get("FailOnNoTablesCaptured", True)),
-            skip_tables=skip,
+            # A fresh CDC start reloads every table in the new slot's snapshot.
+            skip_tables=skip if cdc is None or not cdc.fresh else frozenset(),
             min_starting_seconds=self.transition_seconds,
+            cdc=cdc,
         )
         run = FullLoadRun(spec, TaskRunProgress(self, task.arn), self.s3_factory)
         self.runs[task.arn] = run
         run.start()
 
-    def _fail_later(self, task: ReplicationTask, message: str) -> None:
-        def fail() -> None:
-            TaskRunProgress(self, task.arn).failed(message)
+    def _cdc_spec(self, task: ReplicationTask, start_type: StartType) -> CdcSpec | None:
+        """How the run captures changes: None for full-load tasks.
 
-        threading.Timer(self.transition_seconds, fail).start()
+        A fresh start (start-replication, reload-target, or resume-processing of a task whose
+        full load never finished) creates the slot and loads the tables in its snapshot; a resume
+        of a capturing task continues the slot from the RecoveryCheckpoint.
+        """
+        if task.migration_type == MigrationType.FULL_LOAD:
+            return None
+        settings = task.settings.get("FullLoadSettings", {})
+        after = (
+            "not-applied"
+            if settings.get("StopTaskCachedChangesNotApplied")
+            else "applied"
+            if settings.get("StopTaskCachedChangesApplied")
+            else ""
+        )
+        stop_at = StopAt.parse(task.cdc_stop_position) if task.cdc_stop_position else None
+        slot = task.slot_name or slot_name(task.arn)
+        if start_type == StartType.RESUME_PROCESSING and task.capturing and task.slot_name:
+            start = task.recovery_checkpoint
+            return CdcSpec(slot, False, False, parse_lsn(start) if start else 0, stop_at, after)
+        if start_type == StartType.RESUME_PROCESSING:
+            task.tables = {}
+        full_load = task.migration_type == MigrationType.FULL_LOAD_AND_CDC
+        start = task.cdc_start_position if not full_load else None
+        return CdcSpec(slot, True, full_load, parse_lsn(start) if start else 0, stop_at, after)
 
     def stop_replication_task(self, params: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
@@ -963,6 +1025,9 @@ class DmsBackend:
                 )
             task.schedule(TaskStatus.DELETING, GONE, self.transition_seconds)
             self.runs.pop(task.arn, None)
+            if task.slot_name and task.source_arn in self.endpoints:
+                source, slot = self._endpoint(task.source_arn).source(), task.slot_name
+                on_thread(lambda: drop_capture(source, slot), f"drop-slot-{slot}")
             self._save()
             return {"ReplicationTask": task.to_api(time.time())}
 
@@ -1163,10 +1228,10 @@ class TaskRunProgress:
 
         self._update(change)
 
-    def stopped(self) -> None:
+    def stopped(self, reason: str = StopReason.NORMAL) -> None:
         def change(task: ReplicationTask) -> None:
             task.status = TaskStatus.STOPPED
-            task.stop_reason = StopReason.NORMAL
+            task.stop_reason = reason
             task.stop_date = time.time()
             for table in task.tables.values():
                 if table.state == TableState.FULL_LOAD:
@@ -1182,6 +1247,76 @@ class TaskRunProgress:
             task.stop_date = time.time()
 
         self._update(change)
+
+    def capture_created(self, slot: str) -> None:
+        def change(task: ReplicationTask) -> None:
+            task.slot_name = slot
+            task.recovery_checkpoint = None
+
+        self._update(change)
+
+    def capturing(self) -> None:
+        """The full load is over (or there is none): the task now captures changes."""
+
+        def change(task: ReplicationTask) -> None:
+            now = time.time()
+            if task.migration_type == MigrationType.FULL_LOAD_AND_CDC and not task.capturing:
+                task.full_load_finish = now
+            task.capturing = True
+            for table in task.tables.values():
+                if table.state == TableState.BEFORE_LOAD:  # cdc tasks have no load
+                    table.state = TableState.COMPLETED
+                table.last_update = now
+
+        self._update(change)
+
+    def changes_captured(self, counts: Mapping[TablePlan, Mapping[str, int]]) -> None:
+        def change(task: ReplicationTask) -> None:
+            now = time.time()
+            for plan, numbers in counts.items():
+                table = self._table(task, plan)
+                table.inserts += numbers["I"]
+                table.updates += numbers["U"]
+                table.deletes += numbers["D"]
+                table.ddls += numbers["DDL"]
+                table.last_update = now
+
+        self._update(change, save="soon")
+
+    def changes_applied(
+        self, counts: Mapping[TablePlan, Mapping[str, int]], checkpoint: str
+    ) -> None:
+        """Changes are in S3: store the checkpoint durably before the slot is told."""
+
+        def change(task: ReplicationTask) -> None:
+            now = time.time()
+            for plan, numbers in counts.items():
+                table = self._table(task, plan)
+                table.applied_inserts += numbers["I"]
+                table.applied_updates += numbers["U"]
+                table.applied_deletes += numbers["D"]
+                table.applied_ddls += numbers["DDL"]
+                table.last_update = now
+            task.recovery_checkpoint = checkpoint
+
+        self._update(change)
+
+
+def _check_cdc_positions(task: ReplicationTask) -> None:
+    """InvalidParameterValueException unless the task's CDC positions can be read."""
+    try:
+        if task.cdc_start_position:
+            parse_lsn(task.cdc_start_position)
+    except ValueError as exc:
+        raise InvalidParameterValueException(
+            f"CdcStartPosition {task.cdc_start_position!r} is not valid for a PostgreSQL "
+            "source: give a WAL position (LSN) such as 4AF/B00000D0."
+        ) from exc
+    try:
+        if task.cdc_stop_position:
+            StopAt.parse(task.cdc_stop_position)
+    except ValueError as exc:
+        raise InvalidParameterValueException(str(exc)) from exc
 
 
 def _migration_type(value: Any) -> str:

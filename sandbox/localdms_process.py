@@ -55,6 +55,13 @@ class LocalDmsProcess:
                 return int(line.split()[1]) / 1024
         return float("nan")
 
+    def kill(self) -> None:
+        """SIGKILL the server (no clean shutdown), keeping its state for a restart with ``start``."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(30)
+            self.process = None
+
     def stop(self) -> None:
         if self.process is not None:
             stop_process(self.process)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -94,7 +95,27 @@ def source_db(postgres: PostgresServer) -> Iterator[SourceDatabase]:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     yield SourceDatabase(postgres, name)
     with psycopg.connect(postgres.dsn(), autocommit=True) as conn:
+        drop_replication_slots(conn, name)
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def drop_replication_slots(conn: psycopg.Connection[Any], database: str) -> None:
+    """Drop the CDC slots a test left on ``database`` (PostgreSQL will not drop it otherwise)."""
+    for _ in range(50):
+        conn.execute(
+            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+            "WHERE database = %s AND active_pid IS NOT NULL",
+            (database,),
+        )
+        try:
+            conn.execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                "WHERE database = %s",
+                (database,),
+            )
+            return
+        except psycopg.errors.ObjectInUse:
+            time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")

@@ -82,14 +82,19 @@ def provision(
 
 
 def create_task(
-    dms: Any, pipeline: Pipeline, table_mappings: str, identifier: str = "test-task", **extra: Any
+    dms: Any,
+    pipeline: Pipeline,
+    table_mappings: str,
+    identifier: str = "test-task",
+    migration_type: str = "full-load",
+    **extra: Any,
 ) -> str:
     task = dms.create_replication_task(
         ReplicationTaskIdentifier=identifier,
         SourceEndpointArn=pipeline.source_arn,
         TargetEndpointArn=pipeline.target_arn,
         ReplicationInstanceArn=pipeline.instance_arn,
-        MigrationType="full-load",
+        MigrationType=migration_type,
         TableMappings=table_mappings,
         **extra,
     )["ReplicationTask"]

@@ -1,4 +1,5 @@
-"""A full-load run: PostgreSQL tables → S3 LOAD files, ``MaxFullLoadSubTasks`` at a time.
+"""A task run: the full load (PostgreSQL tables → S3 LOAD files, ``MaxFullLoadSubTasks`` at a
+time), then, for CDC tasks, change capture (``cdc.py``) until the task is stopped.
 
 One run is one thread with its own asyncio loop. Each table is one ``COPY (SELECT ...) TO STDOUT``
 streamed by asyncpg (which hands over whole rows in C-buffered chunks) into a ``LoadFileWriter``.
@@ -21,19 +22,38 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import adbc_driver_manager
 import asyncpg
 import botocore.exceptions
+import pyarrow as pa
+from psycopg import sql
 
 from dms_spec.table_mappings import Rule
 from localdms.endpoint_settings import PostgresSource, S3Target
 from localdms.engine.catalog import read_catalog
+from localdms.engine.cdc import (
+    CdcError,
+    ChangeCapture,
+    StopAt,
+    check_source,
+    create_publications,
+    drop_capture,
+    emit_marker,
+    slot_exists,
+)
+from localdms.engine.parquet_writer import (
+    LoadStopped,
+    ParquetLoadWriter,
+    load_table_parquet,
+    parquet_select,
+)
 from localdms.engine.rendering import (
     SESSION_SETUP,
     RowDelimiterTranslator,
     header_line,
     select_statement,
 )
-from localdms.engine.s3_writer import LoadFileWriter
+from localdms.engine.s3_writer import LoadFileWriter, delete_prefix
 from localdms.table_mappings import MappingError, TablePlan, plan_tables
 
 log = logging.getLogger(__name__)
@@ -56,7 +76,7 @@ def fatal_message(text: str) -> str:
 
 
 class RunProgress(Protocol):
-    """What a run tells the task's owner. Every method is called from the run's thread."""
+    """What a run tells the task's owner. Every method is called from the run's threads."""
 
     def running(self, plans: Sequence[TablePlan]) -> None: ...
     def table_started(self, plan: TablePlan) -> None: ...
@@ -64,8 +84,28 @@ class RunProgress(Protocol):
     def table_completed(self, plan: TablePlan, rows: int) -> None: ...
     def table_failed(self, plan: TablePlan, message: str) -> None: ...
     def finished(self) -> None: ...
-    def stopped(self) -> None: ...
+    def stopped(self, reason: str = "Stop Reason NORMAL") -> None: ...
     def failed(self, message: str) -> None: ...
+    def capture_created(self, slot: str) -> None: ...
+    def capturing(self) -> None: ...
+    def changes_captured(self, counts: Any) -> None: ...
+    def changes_applied(self, counts: Any, checkpoint: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class CdcSpec:
+    """How a CDC task's run captures changes."""
+
+    slot: str
+    fresh: bool
+    """Create the slot and publications (dropping earlier ones); else continue the existing slot."""
+    full_load: bool
+    """Load the tables first, in the slot's snapshot (full-load-and-cdc on a fresh start)."""
+    start_lsn: int = 0
+    """Continue from this position (the RecoveryCheckpoint, or CdcStartPosition)."""
+    stop_at: StopAt | None = None
+    after_full_load: str = ""
+    """``applied`` (StopTaskCachedChangesApplied), ``not-applied``, or ``""`` to keep running."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +121,7 @@ class RunSpec:
     skip_tables: frozenset[tuple[str, str]] = frozenset()
     """Source (schema, table) already completed, for ``resume-processing``."""
     min_starting_seconds: float = 0.0
+    cdc: CdcSpec | None = None
 
 
 class FullLoadRun:
@@ -102,6 +143,8 @@ class FullLoadRun:
         self._reload_lock = threading.Lock()
         self._reloads: list[tuple[str, str]] = []
         self._accepting_reloads = True
+        self._capturing = False
+        self._snapshot: str | None = None
         self._thread = threading.Thread(
             target=self._thread_main, name=f"localdms-{spec.task_identifier}", daemon=True
         )
@@ -110,8 +153,11 @@ class FullLoadRun:
         self._thread.start()
 
     def stop(self) -> None:
-        """Ask the run to stop; tables being loaded are abandoned and their files removed."""
+        """Ask the run to stop; tables being loaded are abandoned and their files removed, while a
+        capture writes its pending changes first."""
         self._stop_requested.set()
+        if self._capturing:
+            return
         loop, task = self._loop, self._main_task
         if loop is not None and task is not None:
             with contextlib.suppress(RuntimeError):  # the run ended and closed its loop meanwhile
@@ -157,6 +203,8 @@ class FullLoadRun:
             await self._run()
         except asyncio.CancelledError:
             self.progress.stopped()
+        except CdcError as exc:
+            self.progress.failed(cdc_failure(exc))
         finally:
             self._loop = self._main_task = None
 
@@ -209,8 +257,74 @@ class FullLoadRun:
         if not plans and self.spec.fail_on_no_tables:
             self.progress.failed(NO_TABLES_MESSAGE)
             return
-        await asyncio.sleep(max(0.0, self.spec.min_starting_seconds - (time.monotonic() - started)))
-        self.progress.running(plans)
+        cdc = self.spec.cdc
+        capture = None
+        if cdc is not None:
+            capture = await self._prepare_capture(cdc, pool, s3, plans)
+        try:
+            await asyncio.sleep(
+                max(0.0, self.spec.min_starting_seconds - (time.monotonic() - started))
+            )
+            self.progress.running(plans)
+            if cdc is None or cdc.full_load:
+                await self._load_tables(plans, pool, s3)
+            if capture is not None and cdc is not None:
+                await self._capture(capture, cdc)
+            else:
+                self.progress.finished()
+        finally:
+            if capture is not None:
+                capture.close()
+
+    async def _prepare_capture(
+        self, cdc: CdcSpec, pool: Any, s3: Any, plans: Sequence[TablePlan]
+    ) -> ChangeCapture:
+        """Check the source, then create the slot (fresh start) or find it (resume)."""
+        source = self.spec.source
+        if self.spec.target.data_format != "csv":
+            raise CdcError(
+                "localdms writes CDC files as CSV only: use DataFormat=csv on the target endpoint "
+                "for cdc and full-load-and-cdc tasks (Parquet is supported for full-load tasks)."
+            )
+        async with pool.acquire() as connection:
+            await check_source(connection)
+            if cdc.fresh:
+                await asyncio.to_thread(drop_capture, source, cdc.slot)
+                await create_publications(connection, cdc.slot, plans)
+        capture = ChangeCapture(source, self.spec.target, plans, cdc.slot, s3, self.progress)
+        if cdc.fresh:
+            try:
+                self._snapshot = await asyncio.to_thread(capture.create_slot)
+            except CdcError:
+                await asyncio.to_thread(drop_capture, source, cdc.slot)
+                raise
+            self.progress.capture_created(cdc.slot)
+        elif not await asyncio.to_thread(slot_exists, source, cdc.slot):
+            raise CdcError(
+                f"Replication slot {cdc.slot} no longer exists on the PostgreSQL source, so the "
+                "task cannot resume. Start it with reload-target."
+            )
+        return capture
+
+    async def _capture(self, capture: ChangeCapture, cdc: CdcSpec) -> None:
+        """After the full load: capture changes until stopped (or a stop setting says so)."""
+        self._snapshot = None
+        self.progress.capturing()
+        with self._reload_lock:
+            self._accepting_reloads = False
+        if cdc.after_full_load == "not-applied" and cdc.full_load:
+            self.progress.stopped("Stop Reason STOPPED_AFTER_FULL_LOAD")
+            return
+        until_marker = cdc.after_full_load == "applied" and cdc.full_load
+        if until_marker:
+            await asyncio.to_thread(emit_marker, self.spec.source, cdc.slot)
+        self._capturing = True
+        reason = await asyncio.to_thread(
+            capture.stream, self._stop_requested, cdc.start_lsn, cdc.stop_at, until_marker
+        )
+        self.progress.stopped(reason or "Stop Reason NORMAL")
+
+    async def _load_tables(self, plans: Sequence[TablePlan], pool: Any, s3: Any) -> None:
         todo = [p for p in plans if (p.source.schema, p.source.name) not in self.spec.skip_tables]
         subtasks = asyncio.Semaphore(max(1, self.spec.max_subtasks))
         upload_slots = asyncio.Semaphore(UPLOAD_SLOTS)
@@ -224,7 +338,37 @@ class FullLoadRun:
         by_table = {(plan.source.schema, plan.source.name): plan for plan in plans}
         while requested := self._take_reloads():
             await asyncio.gather(*(load(by_table[key]) for key in requested if key in by_table))
-        self.progress.finished()
+
+    async def _load_table_parquet(self, plan: TablePlan, s3: Any, load_timestamp: str) -> None:
+        """One table to Parquet LOAD files, in a worker thread (ADBC and pyarrow are blocking)."""
+        target = self.spec.target
+        statement, schema = parquet_select(plan, target, load_timestamp)
+        prefix = target.table_prefix(plan.target_schema, plan.target_table)
+        await asyncio.to_thread(
+            delete_prefix, s3, target.bucket_name, prefix if self.spec.cdc else prefix + "LOAD"
+        )
+        writer = ParquetLoadWriter(s3, target, prefix, schema)
+        next_report = time.monotonic()
+
+        def on_rows(rows: int) -> None:
+            nonlocal next_report
+            if time.monotonic() >= next_report:
+                self.progress.table_rows(plan, rows)
+                next_report = time.monotonic() + PROGRESS_INTERVAL_SECONDS
+
+        try:
+            rows = await asyncio.to_thread(
+                load_table_parquet,
+                self.spec.source, statement, schema, writer, self._stop_requested, on_rows,
+            )  # fmt: skip
+        except LoadStopped:
+            raise asyncio.CancelledError from None
+        except Exception as exc:
+            if not _parquet_load_error(exc):
+                raise
+            self.progress.table_failed(plan, table_error(plan, str(exc).strip().splitlines()[0]))
+            return
+        self.progress.table_completed(plan, rows)
 
     async def _load_table(
         self,
@@ -236,6 +380,9 @@ class FullLoadRun:
     ) -> None:
         target = self.spec.target
         self.progress.table_started(plan)
+        if target.data_format == "parquet":
+            await self._load_table_parquet(plan, s3, load_timestamp)
+            return
         writer = LoadFileWriter(
             s3,
             target.bucket_name,
@@ -263,9 +410,16 @@ class FullLoadRun:
             await writer.write(translator.translate(chunk) if translator else chunk)
 
         try:
-            await writer.delete_previous_files()
+            # A fresh CDC start also removes earlier CDC files: they would replay onto the new load.
+            await writer.delete_previous_files(everything=self.spec.cdc is not None)
             connection = await pool.acquire()
             try:
+                if self._snapshot is not None:
+                    # Read in the slot's snapshot: each change is in the load or in CDC, not both.
+                    await connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    await connection.execute(
+                        f"SET TRANSACTION SNAPSHOT {sql.Literal(self._snapshot).as_string(None)}"
+                    )
                 status = await connection.copy_from_query(
                     select_statement(plan, target, load_timestamp),
                     output=sink,
@@ -275,6 +429,8 @@ class FullLoadRun:
                     quote='"',
                     escape='"',
                 )
+                if self._snapshot is not None:
+                    await connection.execute("COMMIT")
             except BaseException:
                 # Interrupted mid-COPY (a stop, a failed upload): the connection cannot be reset for
                 # reuse, so close it; the pool opens a new one when needed.
@@ -296,6 +452,25 @@ class FullLoadRun:
             ):
                 await writer.abort()
             self.progress.table_failed(plan, table_error(plan, f"Failed to write to S3: {exc}"))
+
+
+def _parquet_load_error(exc: BaseException) -> bool:
+    """Errors of a Parquet load that fail the table (not the run)."""
+    return isinstance(
+        exc,
+        adbc_driver_manager.Error
+        | pa.ArrowException
+        | botocore.exceptions.BotoCoreError
+        | botocore.exceptions.ClientError
+        | OSError,
+    )
+
+
+def cdc_failure(exc: CdcError) -> str:
+    """A CDC failure in DMS's task failure format; recoverable ones can be resumed."""
+    if exc.recoverable:
+        return f"Last Error  {exc} Stop Reason RECOVERABLE_ERROR Error Level RECOVERABLE"
+    return fatal_message(str(exc))
 
 
 def table_error(plan: TablePlan, text: str) -> str:

@@ -48,6 +48,17 @@ def row_end_after(chunk: bytes, offset: int, row_end: bytes) -> int:
     return len(chunk)
 
 
+def delete_prefix(s3: Any, bucket: str, prefix: str) -> int:
+    """Delete every object under ``prefix``; return how many."""
+    deleted = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+            deleted += len(keys)
+    return deleted
+
+
 @dataclass
 class _ObjectUpload:
     key: str
@@ -101,19 +112,11 @@ class LoadFileWriter:
         self.bytes_written = 0
         self._current: _ObjectUpload | None = None
 
-    async def delete_previous_files(self) -> int:
-        """Remove the LOAD files an earlier load left under the prefix; return how many."""
-        return await asyncio.to_thread(self._delete_matching, self.prefix + "LOAD")
-
-    def _delete_matching(self, prefix: str) -> int:
-        deleted = 0
-        paginator = self.s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-            keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
-            if keys:
-                self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
-                deleted += len(keys)
-        return deleted
+    async def delete_previous_files(self, everything: bool = False) -> int:
+        """Remove the LOAD files (or, with ``everything``, all files) an earlier run left under the
+        prefix; return how many."""
+        prefix = self.prefix if everything else self.prefix + "LOAD"
+        return await asyncio.to_thread(delete_prefix, self.s3, self.bucket, prefix)
 
     async def write(self, chunk: bytes) -> None:
         """Append a row-aligned chunk, rolling over and uploading parts as needed."""

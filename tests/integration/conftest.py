@@ -21,7 +21,10 @@ def job(dms, s3, source_db, aws_endpoints, prefect_api, monkeypatch, tmp_path):
         "CREATE TABLE bookings.flights AS SELECT g AS id FROM generate_series(1, 300) g"
     )
     source_db.execute("CREATE TABLE bookings.empty_one (id int)")
-    pipeline = provision(dms, s3, source_db, bucket="postgres-repo")
+    # CDC files every second (the default is 60 s); full-load tasks ignore it.
+    pipeline = provision(
+        dms, s3, source_db, bucket="postgres-repo", s3_settings={"CdcMaxBatchInterval": 1}
+    )
     monkeypatch.setenv("DMS_SOURCE_ENDPOINT_ARN", pipeline.source_arn)
     monkeypatch.setenv("TARGET_ENDPOINT_ARN", pipeline.target_arn)  # the unprefixed name works too
     monkeypatch.setenv("DMS_REPLICATION_INSTANCE_ARN", pipeline.instance_arn)

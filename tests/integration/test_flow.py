@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -220,3 +221,27 @@ async def test_delete_task_after_success(job, dms):
     )
     assert report.succeeded
     assert dms.describe_replication_tasks()["ReplicationTasks"] == []
+
+
+async def test_full_load_and_cdc_returns_once_loaded_and_keeps_capturing(job, s3, dms, source_db):
+    """The flow drives a full-load-and-cdc task: it returns when the load is done, the task goes
+    on capturing, and a change made afterwards reaches S3 as a CDC file."""
+    source_db.execute("ALTER TABLE bookings.tickets ADD PRIMARY KEY (id)")
+    write_config(
+        job, [{"schema_name": "bookings", "table_name": "%"}], migration_type="full-load-and-cdc"
+    )
+    report = await dms_ingestion(config_path=str(job), poll_interval_seconds=0.2)
+
+    assert report.succeeded, report.failure_message()
+    assert report.status == "running"
+    assert {t.table_state for t in report.tables} == {"Table completed"}
+    source_db.execute("UPDATE bookings.tickets SET name = 'changed' WHERE id = 7")
+    task = dms.describe_replication_tasks()["ReplicationTasks"][0]
+    for _ in range(150):
+        cdc = [k for k in read_objects(s3, "postgres-repo", "bookings/tickets/") if "LOAD" not in k]
+        if cdc:
+            break
+        await asyncio.sleep(0.2)
+    body = read_objects(s3, "postgres-repo", cdc[0])[cdc[0]].decode()
+    assert body == "U,7,changed\n"
+    dms.stop_replication_task(ReplicationTaskArn=task["ReplicationTaskArn"])

@@ -66,7 +66,7 @@ def test_s3_settings_accept_any_case_and_extra_connection_attributes():
     ("settings", "message"),
     [
         ({}, "BucketName"),
-        ({"BucketName": "b", "DataFormat": "parquet"}, "DataFormat"),
+        ({"BucketName": "b", "DataFormat": "orc"}, "DataFormat"),
         ({"BucketName": "b", "CompressionType": "zstd"}, "none and gzip"),
         ({"BucketName": "b", "CsvDelimiter": "||"}, "one character"),
         ({"BucketName": "b", "MaxFileSize": 0}, "1 to 1048576"),

@@ -1,0 +1,572 @@
+"""Change data capture from PostgreSQL logical decoding into per-table CDC files on S3.
+
+What a CDC task creates on the source (and what deleting the task drops):
+
+* a logical replication slot ``localdms_<task id>`` using ``pgoutput``, the decoding plugin built
+  into PostgreSQL (no extension to install; DMS itself prefers pglogical, then test_decoding);
+* two publications naming the task's tables: ``localdms_<task id>`` publishes inserts, updates,
+  deletes and truncates of the tables that have a replica identity (a primary key, a replica
+  identity index, or REPLICA IDENTITY FULL); ``localdms_<task id>_ins`` publishes only inserts and
+  truncates of the others. DMS ignores updates and deletes of tables without a primary key; this
+  does the same, and it keeps PostgreSQL from refusing UPDATE/DELETE on those tables (which it does
+  for tables published for updates without a replica identity).
+
+Consistency (full-load-and-cdc): the slot is created with an exported snapshot over the
+replication protocol, and every table of the full load is read in that snapshot. A transaction is
+therefore either in the LOAD files (committed before the slot's start) or in the CDC files, never
+both and never neither.
+
+Checkpoints: changes are buffered per table and written as CDC files every CdcMaxBatchInterval
+seconds, or sooner once a table's pending changes reach CdcMinFileSize. Only after the files are in
+S3 is the commit position stored as the task's RecoveryCheckpoint (the task state is fsynced) and
+confirmed to the slot. A stop writes what is pending first; after a crash, PostgreSQL sends again
+what was not confirmed, so nothing is lost. A crash between writing files and storing the
+checkpoint can write those changes twice (in two CDC files, in order); replaying by key gives the
+same final state.
+
+Not emulated (documented in the README): PreserveTransactions/CdcPath, DDL other than TRUNCATE
+(an ALTER TABLE shows as new columns in later files), source filters on CDC rows, and values of
+unchanged TOASTed columns in updates without REPLICA IDENTITY FULL (written as NULL; a warning is
+logged).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import select
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import botocore.exceptions
+import psycopg2
+import psycopg2.extensions
+import psycopg2.extras
+from psycopg import sql
+
+from localdms.endpoint_settings import PostgresSource, S3Target
+from localdms.engine import pgoutput
+from localdms.engine.cdc_output import TableOutput, cdc_file_name, partition_folder
+from localdms.engine.s3_writer import delete_prefix
+from localdms.table_mappings import TablePlan
+
+log = logging.getLogger(__name__)
+
+SESSION_OPTIONS = (
+    "-c DateStyle=ISO,YMD -c IntervalStyle=postgres -c TimeZone=UTC -c extra_float_digits=1 "
+    "-c bytea_output=hex -c lc_monetary=C"
+)
+"""The replication session's settings: the same value formats as the full load's sessions."""
+CONNECT_TIMEOUT_SECONDS = 10
+CAPTURED_REPORT_SECONDS = 0.5
+MARKER_PREFIX = "localdms"
+
+REPLICA_IDENTITY_QUERY = """
+SELECT n.nspname AS schema_name, c.relname AS table_name,
+       c.relreplident = 'f'
+       OR (c.relreplident = 'd' AND EXISTS (
+             SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))
+       OR (c.relreplident = 'i' AND EXISTS (
+             SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisreplident))
+       AS has_identity
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p')
+"""
+
+
+class CdcError(Exception):
+    """CDC cannot go on; ``str()`` is the reason as DMS would word it, ``recoverable`` says how."""
+
+    def __init__(self, message: str, recoverable: bool = False) -> None:
+        super().__init__(message)
+        self.recoverable = recoverable
+
+
+def slot_name(task_arn: str) -> str:
+    """The task's slot (and publication) name: ``localdms_`` and the ARN's resource id.
+
+    Example:
+        >>> slot_name("arn:aws:dms:us-east-1:123456789012:task:ABC123DEF")
+        'localdms_abc123def'
+    """
+    resource = re.sub(r"[^a-z0-9_]", "_", task_arn.rsplit(":", 1)[-1].lower())
+    return f"localdms_{resource}"[:59]
+
+
+def publication_names(slot: str) -> tuple[str, str]:
+    """(with replica identity, inserts only) publication names of a task's slot."""
+    return slot, f"{slot}_ins"
+
+
+@dataclass(frozen=True)
+class StopAt:
+    """``CdcStopPosition``: ``server_time:<ISO time>`` or ``commit_time:<ISO time>`` (UTC)."""
+
+    kind: str
+    when: datetime
+
+    @classmethod
+    def parse(cls, text: str) -> StopAt:
+        """Read a CdcStopPosition; ValueError saying what is accepted.
+
+        Example:
+            >>> StopAt.parse("commit_time:2026-01-02T03:04:05").when.isoformat()
+            '2026-01-02T03:04:05+00:00'
+        """
+        kind, sep, value = text.partition(":")
+        kind = kind.strip().lower()
+        if not sep or kind not in ("server_time", "commit_time"):
+            raise ValueError(
+                f"CdcStopPosition {text!r} is not valid: use server_time:<time> or "
+                "commit_time:<time>, e.g. commit_time:2026-01-02T03:04:05"
+            )
+        when = datetime.fromisoformat(value.strip())
+        return cls(kind, when if when.tzinfo else when.replace(tzinfo=UTC))
+
+    @property
+    def reason(self) -> str:
+        return (
+            "Stop Reason STOPPED_AT_SERVER_TIME"
+            if self.kind == "server_time"
+            else "Stop Reason STOPPED_AT_COMMIT_TIME"
+        )
+
+
+class CaptureProgress(Protocol):
+    """What a capture tells the task's owner (called from the capture's thread)."""
+
+    def changes_captured(self, counts: Mapping[TablePlan, Mapping[str, int]]) -> None: ...
+    def changes_applied(
+        self, counts: Mapping[TablePlan, Mapping[str, int]], checkpoint: str
+    ) -> None: ...
+
+
+def _connect(source: PostgresSource, replication: bool) -> Any:
+    try:
+        return psycopg2.connect(
+            host=source.host,
+            port=source.port,
+            user=source.username,
+            password=source.password,
+            dbname=source.database,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            options=SESSION_OPTIONS,
+            sslmode="disable",
+            connection_factory=(
+                psycopg2.extras.LogicalReplicationConnection if replication else None
+            ),
+        )
+    except psycopg2.Error as exc:
+        raise CdcError(_source_text(source, exc), recoverable=True) from exc
+
+
+def _source_text(source: PostgresSource, exc: BaseException) -> str:
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return (
+        f"PostgreSQL source {source.host}:{source.port}/{source.database} as {source.username}: "
+        f"{detail}"
+    )
+
+
+async def check_source(connection: Any) -> None:
+    """The prerequisites of CDC on the source (an asyncpg connection); CdcError when one fails."""
+    settings = dict(
+        await connection.fetch(
+            "SELECT name, setting FROM pg_catalog.pg_settings "
+            "WHERE name IN ('wal_level', 'max_replication_slots', 'max_wal_senders', "
+            "'wal_sender_timeout')"
+        )
+    )
+    if settings.get("wal_level") != "logical":
+        raise CdcError(
+            f"PostgreSQL source wal_level is {settings.get('wal_level')!r}: change data capture "
+            "needs wal_level = logical (set it in postgresql.conf, or "
+            "rds.logical_replication = 1 on RDS, and restart the server)."
+        )
+    timeout = int(settings.get("wal_sender_timeout", "60000"))
+    if 0 < timeout < 10_000:
+        raise CdcError(
+            f"PostgreSQL source wal_sender_timeout is {timeout} ms: change data capture needs 0 "
+            "or at least 10000 ms."
+        )
+
+
+async def create_publications(connection: Any, slot: str, plans: Sequence[TablePlan]) -> None:
+    """(Re)create the task's two publications over its tables (an asyncpg connection)."""
+    identity = {
+        (row["schema_name"], row["table_name"]): row["has_identity"]
+        for row in await connection.fetch(REPLICA_IDENTITY_QUERY)
+    }
+    tables = [p.source for p in plans if p.source.kind == "table"]
+    with_identity = [t for t in tables if identity.get((t.schema, t.name))]
+    without = [t for t in tables if not identity.get((t.schema, t.name))]
+    for name, members, publish in zip(
+        publication_names(slot),
+        (with_identity, without),
+        ("insert, update, delete, truncate", "insert, truncate"),
+        strict=True,
+    ):
+        await connection.execute(
+            sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name)).as_string(None)
+        )
+        statement = sql.SQL("CREATE PUBLICATION {}").format(sql.Identifier(name))
+        if members:
+            statement = sql.SQL("{} FOR TABLE {}").format(
+                statement,
+                sql.SQL(", ").join(sql.Identifier(t.schema, t.name) for t in members),
+            )
+        statement = sql.SQL("{} WITH (publish = {})").format(statement, sql.Literal(publish))
+        await connection.execute(statement.as_string(None))
+
+
+def drop_capture(source: PostgresSource, slot: str) -> None:
+    """Drop the task's slot and publications when they exist (waiting briefly for the slot to be
+    released by a capture that is ending)."""
+    connection = _connect(source, replication=False)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            deadline = time.monotonic() + 10
+            while True:
+                cursor.execute(
+                    "SELECT active FROM pg_catalog.pg_replication_slots WHERE slot_name = %s",
+                    (slot,),
+                )
+                row = cursor.fetchone()
+                if row is None:
+                    break
+                if not row[0] or time.monotonic() > deadline:
+                    cursor.execute("SELECT pg_catalog.pg_drop_replication_slot(%s)", (slot,))
+                    break
+                time.sleep(0.2)
+            for name in publication_names(slot):
+                cursor.execute(
+                    sql.SQL("DROP PUBLICATION IF EXISTS {}")
+                    .format(sql.Identifier(name))
+                    .as_string(None)
+                )
+    finally:
+        connection.close()
+
+
+def slot_exists(source: PostgresSource, slot: str) -> bool:
+    connection = _connect(source, replication=False)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = %s", (slot,)
+            )
+            return cursor.fetchone() is not None
+    finally:
+        connection.close()
+
+
+def emit_marker(source: PostgresSource, slot: str) -> None:
+    """Write a marker into the WAL: the capture stops when it reads it (StopTaskCachedChanges
+    Applied: everything committed before the full load ended has then been written)."""
+    connection = _connect(source, replication=False)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_catalog.pg_logical_emit_message(false, %s, %s)", (MARKER_PREFIX, slot)
+            )
+    finally:
+        connection.close()
+
+
+@dataclass
+class _Transaction:
+    commit_time: datetime
+    changes: list[pgoutput.Message] = field(default_factory=list)
+
+
+class ChangeCapture:
+    """One task's capture: its slot, and the stream from the slot to S3.
+
+    Args:
+        source: the PostgreSQL source.
+        target: the S3 target settings.
+        plans: the task's tables.
+        slot: the slot name.
+        s3: a boto3 S3 client.
+        progress: receives captured and applied counts.
+    """
+
+    def __init__(
+        self,
+        source: PostgresSource,
+        target: S3Target,
+        plans: Sequence[TablePlan],
+        slot: str,
+        s3: Any,
+        progress: CaptureProgress,
+    ) -> None:
+        self.source = source
+        self.target = target
+        self.slot = slot
+        self.s3 = s3
+        self.progress = progress
+        self.plans = {(p.source.schema, p.source.name): p for p in plans}
+        self.outputs = {key: TableOutput(plan, target) for key, plan in self.plans.items()}
+        self.relations: dict[int, pgoutput.Relation] = {}
+        self._connection: Any = None
+        self._last_names: dict[tuple[str, str], datetime] = {}
+        self._confirmed = 0
+        self._processed = 0
+        self._captured: dict[tuple[str, str], dict[str, int]] = {}
+        self._captured_reported = time.monotonic()
+        self._toast_warned: set[tuple[str, str]] = set()
+
+    def create_slot(self) -> str:
+        """Create the slot, holding its exported snapshot until ``stream`` starts.
+
+        Returns:
+            The snapshot name for ``SET TRANSACTION SNAPSHOT``.
+        """
+        self._connection = _connect(self.source, replication=True)
+        try:
+            with self._connection.cursor() as cursor:
+                cursor.execute(
+                    f"CREATE_REPLICATION_SLOT {self.slot} LOGICAL pgoutput EXPORT_SNAPSHOT"
+                )
+                row = cursor.fetchone()
+        except psycopg2.Error as exc:
+            self.close()
+            text = str(exc).strip()
+            if "all replication slots are in use" in text:
+                raise CdcError(
+                    "Failed to create the replication slot: all replication slots are in use "
+                    "on the PostgreSQL source. Drop unused slots or raise max_replication_slots."
+                ) from exc
+            if "already exists" in text:
+                raise CdcError(
+                    f"Failed to create the replication slot {self.slot}: it already exists. "
+                    "Start the task with resume-processing, or drop the slot."
+                ) from exc
+            raise CdcError(f"Failed to create the replication slot: {text}") from exc
+        log.info("slot %s created at %s, snapshot %s", self.slot, row[1], row[2])
+        return str(row[2])
+
+    def close(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(psycopg2.Error):
+                self._connection.close()
+            self._connection = None
+
+    def stream(
+        self,
+        stop: threading.Event,
+        start_lsn: int = 0,
+        stop_at: StopAt | None = None,
+        until_marker: bool = False,
+    ) -> str | None:
+        """Capture changes into CDC files until told to stop.
+
+        Args:
+            stop: set to stop; pending changes are written first.
+            start_lsn: the RecoveryCheckpoint to continue from (0: the slot's position).
+            stop_at: the CdcStopPosition.
+            until_marker: stop after the marker ``emit_marker`` writes.
+
+        Returns:
+            The StopReason when a stop position or the marker ended the capture, else None.
+
+        Raises:
+            CdcError: the source or the target failed.
+        """
+        self._confirmed = self._processed = start_lsn
+        try:
+            if self._connection is None:
+                self._connection = _connect(self.source, replication=True)
+            cursor = self._connection.cursor()
+            cursor.start_replication(
+                slot_name=self.slot,
+                decode=False,
+                start_lsn=start_lsn,
+                status_interval=5,
+                options={
+                    "proto_version": "1",
+                    "publication_names": ",".join(publication_names(self.slot)),
+                    # Logical messages (PostgreSQL 14+) carry the end-of-cached-changes marker.
+                    **({"messages": "true"} if until_marker else {}),
+                },
+            )
+            return self._loop(cursor, stop, stop_at, until_marker)
+        except psycopg2.Error as exc:
+            if "does not exist" in str(exc) and "slot" in str(exc):
+                raise CdcError(
+                    f"Replication slot {self.slot} does not exist on the PostgreSQL source: "
+                    "start the task with reload-target to create it and load the tables again."
+                ) from exc
+            raise CdcError(
+                f"Change capture lost the PostgreSQL source: {_source_text(self.source, exc)}",
+                recoverable=True,
+            ) from exc
+        finally:
+            self.close()
+
+    def _loop(
+        self, cursor: Any, stop: threading.Event, stop_at: StopAt | None, until_marker: bool
+    ) -> str | None:
+        interval = float(self.target.cdc_max_batch_interval)
+        min_bytes = self.target.cdc_min_file_size_kb * 1024
+        flush_due = time.monotonic() + interval
+        transaction: _Transaction | None = None
+        while True:
+            if stop.is_set():
+                self._flush(cursor)
+                return None
+            if stop_at and stop_at.kind == "server_time" and datetime.now(UTC) >= stop_at.when:
+                self._flush(cursor)
+                return stop_at.reason
+            message = cursor.read_message()
+            if message is None:
+                self._report_captured(force=False)
+                if time.monotonic() >= flush_due:
+                    self._flush(cursor)
+                    flush_due = time.monotonic() + interval
+                select.select([cursor], [], [], min(0.2, max(0.0, flush_due - time.monotonic())))
+                continue
+            decoded = pgoutput.parse(message.payload)
+            if isinstance(decoded, pgoutput.Begin):
+                transaction = _Transaction(decoded.commit_time)
+            elif isinstance(decoded, pgoutput.Relation):
+                self.relations[decoded.oid] = decoded
+            elif isinstance(decoded, pgoutput.Commit):
+                if transaction is None:
+                    continue
+                if (
+                    stop_at
+                    and stop_at.kind == "commit_time"
+                    and decoded.commit_time >= stop_at.when
+                ):
+                    self._flush(cursor)
+                    return stop_at.reason
+                if decoded.end_lsn > self._confirmed:
+                    self._apply(transaction)
+                self._processed = max(self._processed, decoded.end_lsn)
+                transaction = None
+                if any(out.size >= min_bytes for out in self.outputs.values()):
+                    self._flush(cursor)
+                    flush_due = time.monotonic() + interval
+            elif isinstance(decoded, pgoutput.LogicalMessage):
+                if (
+                    until_marker
+                    and decoded.prefix == MARKER_PREFIX
+                    and decoded.content == self.slot.encode()
+                ):
+                    self._flush(cursor)
+                    return "Stop Reason STOPPED_AFTER_CACHED_EVENTS"
+            elif transaction is not None and not isinstance(decoded, pgoutput.Other):
+                transaction.changes.append(decoded)
+
+    def _apply(self, transaction: _Transaction) -> None:
+        """Render a committed transaction's changes into the tables' pending rows."""
+        for change in transaction.changes:
+            oids = (
+                change.relation_oids
+                if isinstance(change, pgoutput.Truncate)
+                else (getattr(change, "relation_oid", None),)
+            )
+            for oid in oids:
+                relation = self.relations.get(oid) if oid is not None else None
+                key = (relation.schema, relation.name) if relation else None
+                if relation is None or key not in self.outputs:
+                    continue
+                output = self.outputs[key]
+                counts = self._captured.setdefault(key, {"I": 0, "U": 0, "D": 0, "DDL": 0})
+                columns = [c.name for c in relation.columns]
+                if isinstance(change, pgoutput.Insert):
+                    output.add("I", columns, change.new, transaction.commit_time)
+                    counts["I"] += 1
+                elif isinstance(change, pgoutput.Update):
+                    new = change.new
+                    if change.old is not None:
+                        new = tuple(
+                            o if n is pgoutput.UNCHANGED_TOAST else n
+                            for n, o in zip(change.new, change.old, strict=True)
+                        )
+                    output.add("U", columns, new, transaction.commit_time)
+                    counts["U"] += 1
+                elif isinstance(change, pgoutput.Delete):
+                    output.add("D", columns, change.old, transaction.commit_time)
+                    counts["D"] += 1
+                elif isinstance(change, pgoutput.Truncate):
+                    output.truncate()
+                    counts["DDL"] += 1
+                if output.unchanged_toast_seen and key not in self._toast_warned:
+                    self._toast_warned.add(key)
+                    log.warning(
+                        "%s.%s: an update left a large (TOASTed) value unchanged and PostgreSQL "
+                        "did not send it; it is written as NULL. Set REPLICA IDENTITY FULL on the "
+                        "table to capture it.",
+                        *key,
+                    )
+        self._report_captured(force=False)
+
+    def _report_captured(self, force: bool) -> None:
+        if not self._captured:
+            return
+        if force or time.monotonic() - self._captured_reported >= CAPTURED_REPORT_SECONDS:
+            self.progress.changes_captured(
+                {self.plans[key]: counts for key, counts in self._captured.items()}
+            )
+            self._captured = {}
+            self._captured_reported = time.monotonic()
+
+    def _flush(self, cursor: Any) -> None:
+        """Write the pending CDC files, then store and confirm the checkpoint."""
+        self._report_captured(force=True)
+        applied: dict[TablePlan, dict[str, int]] = {}
+        try:
+            for key, output in self.outputs.items():
+                prefix = self.target.table_prefix(
+                    output.plan.target_schema, output.plan.target_table
+                )
+                if output.truncated:
+                    delete_prefix(self.s3, self.target.bucket_name, prefix)
+                if output.rows and output.first_commit is not None:
+                    name = cdc_file_name(self._file_time(key), self.target.extension)
+                    self.s3.put_object(
+                        Bucket=self.target.bucket_name,
+                        Key=prefix + partition_folder(self.target, output.first_commit) + name,
+                        Body=output.file_body(),
+                    )
+                if any(output.counts.values()):
+                    applied[output.plan] = dict(output.counts)
+                output.reset()
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise CdcError(f"Failed to write CDC files to S3: {exc}", recoverable=True) from exc
+        if self._processed > self._confirmed or applied:
+            self._confirmed = max(self._confirmed, self._processed)
+            self.progress.changes_applied(applied, pgoutput.format_lsn(self._confirmed))
+        cursor.send_feedback(flush_lsn=self._confirmed, reply=False)
+
+    def _file_time(self, key: tuple[str, str]) -> datetime:
+        """Now, but later than this table's previous file (names must not collide)."""
+        now = datetime.now(UTC)
+        last = self._last_names.get(key)
+        if last is not None and now <= last + timedelta(milliseconds=1):
+            now = last + timedelta(milliseconds=1)
+        self._last_names[key] = now
+        return now
+
+
+def on_thread(function: Callable[[], None], name: str) -> threading.Thread:
+    """Run ``function`` on a daemon thread, logging (never raising) what it raises."""
+
+    def main() -> None:
+        try:
+            function()
+        except Exception:
+            log.exception("%s failed", name)
+
+    thread = threading.Thread(target=main, name=name, daemon=True)
+    thread.start()
+    return thread

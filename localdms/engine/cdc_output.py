@@ -1,0 +1,201 @@
+"""How captured changes become DMS's CDC files on S3 (reference §5.1, §5.2).
+
+A CDC file holds one table's changes in commit order, one row per change: the Op column (``I``,
+``U`` or ``D``; see ``op_column``), the TimestampColumnName column (the commit time), then the
+table's columns as the full load writes them. An update row is the after-image; a delete row is
+the before-image PostgreSQL sends: the key columns only (the others NULL) unless the table has
+REPLICA IDENTITY FULL. Files are named ``yyyyMMdd-HHmmssSSS.csv`` (UTC creation time) under the
+table's folder, or under ``<table>/<date>/`` with DatePartitionEnabled (the date of the first
+commit in the file).
+
+Values arrive as PostgreSQL's text output in the same session settings as the full load, so the
+few types the full load reformats in SQL (see ``rendering.column_expression``) are reformatted
+here the same way: timestamptz without its ``+00``, booleans as ``true``/``false``, char(n)
+trimmed, bytea without ``\\x``, money as a plain number.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from localdms.endpoint_settings import S3Target
+from localdms.engine.pgoutput import UNCHANGED_TOAST, Value
+from localdms.table_mappings import SourceColumn, TablePlan
+
+PARTITION_FORMATS = {
+    "YYYYMMDD": ("%Y", "%m", "%d"),
+    "YYYYMMDDHH": ("%Y", "%m", "%d", "%H"),
+    "YYYYMM": ("%Y", "%m"),
+    "MMYYYYDD": ("%m", "%Y", "%d"),
+    "DDMMYYYY": ("%d", "%m", "%Y"),
+}
+PARTITION_DELIMITERS = {"SLASH": "/", "DASH": "-", "UNDERSCORE": "_", "NONE": ""}
+
+
+def cdc_file_name(created: datetime, extension: str) -> str:
+    """``yyyyMMdd-HHmmssSSS`` of the (UTC) creation time, plus the extension.
+
+    Example:
+        >>> cdc_file_name(datetime(2023, 9, 5, 15, 12, 44, 585123, tzinfo=UTC), ".csv")
+        '20230905-151244585.csv'
+    """
+    stamp = created.astimezone(UTC)
+    return f"{stamp:%Y%m%d-%H%M%S}{stamp.microsecond // 1000:03d}{extension}"
+
+
+def partition_folder(target: S3Target, commit_time: datetime) -> str:
+    """The DatePartitionEnabled folder (with a trailing slash), or ``""`` when disabled.
+
+    Example:
+        >>> target = S3Target("b", date_partition_enabled=True, date_partition_delimiter="DASH")
+        >>> partition_folder(target, datetime(2022, 10, 23, 1, 38, tzinfo=UTC))
+        '2022-10-23/'
+    """
+    if not target.date_partition_enabled:
+        return ""
+    when = commit_time.astimezone(ZoneInfo(target.date_partition_timezone))
+    parts = [when.strftime(piece) for piece in PARTITION_FORMATS[target.date_partition_sequence]]
+    delimiter = PARTITION_DELIMITERS[target.date_partition_delimiter]
+    return (delimiter.join(parts) if delimiter else "".join(parts)) + "/"
+
+
+def commit_timestamp(commit_time: datetime) -> str:
+    """The TimestampColumnName value of a change: ``yyyy-MM-dd HH:mm:ss.SSSSSS`` (UTC)."""
+    return commit_time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def op_column(target: S3Target) -> bool:
+    """Whether CDC rows carry the Op field (reference §5.2, the InsertOps matrix)."""
+    if target.cdc_inserts_only or target.cdc_inserts_and_updates:
+        return target.include_op_for_full_load
+    return True
+
+
+def written_ops(target: S3Target) -> frozenset[str]:
+    """The operations CDC files hold: all, inserts only, or inserts and updates."""
+    if target.cdc_inserts_only:
+        return frozenset("I")
+    if target.cdc_inserts_and_updates:
+        return frozenset("IU")
+    return frozenset("IUD")
+
+
+def render_value(column: SourceColumn, value: str) -> str:
+    """A pgoutput text value as the full load writes the same value.
+
+    Example:
+        >>> render_value(SourceColumn("t", "timestamp with time zone", "timestamptz"), "2024-01-02 03:04:05.5+00")
+        '2024-01-02 03:04:05.5'
+    """
+    base = column.base_type
+    if base == "timestamptz":
+        return value.replace("+00", "", 1)
+    if base == "bool":
+        return "true" if value == "t" else "false"
+    if base == "bpchar":
+        return value.rstrip(" ")
+    if base == "bytea":
+        return value[2:] if value.startswith("\\x") else value
+    if base == "money":
+        return value.replace("$", "").replace(",", "")
+    return value
+
+
+@dataclass
+class TableOutput:
+    """Renders one table's changes and holds them until the next flush.
+
+    Args:
+        plan: the table, its kept columns and their output names.
+        target: the S3 settings.
+    """
+
+    plan: TablePlan
+    target: S3Target
+    rows: list[bytes] = field(default_factory=list)
+    size: int = 0
+    first_commit: datetime | None = None
+    truncated: bool = False
+    counts: dict[str, int] = field(default_factory=lambda: {"I": 0, "U": 0, "D": 0, "DDL": 0})
+    unchanged_toast_seen: bool = False
+
+    def add(
+        self,
+        op: str,
+        columns: Sequence[str],
+        values: Sequence[Value],
+        commit_time: datetime,
+    ) -> None:
+        """Add one change (values by relation column name) if the target keeps this operation."""
+        self.counts[op] += 1
+        if op not in written_ops(self.target):
+            return
+        by_name = dict(zip(columns, values, strict=True))
+        fields: list[str | None] = []
+        if op_column(self.target):
+            fields.append(op)
+        if self.target.timestamp_column_name:
+            fields.append(commit_timestamp(commit_time))
+        for column, _ in self.plan.columns:
+            value = by_name.get(column.name)
+            if value is UNCHANGED_TOAST:
+                self.unchanged_toast_seen = True
+                value = None
+            fields.append(None if value is None else render_value(column, str(value)))
+        self.append_row(fields, commit_time)
+
+    def append_row(self, fields: Sequence[str | None], commit_time: datetime) -> None:
+        line = self.target.csv_delimiter.join(self._field(value) for value in fields)
+        row = (line + self.target.csv_row_delimiter).encode()
+        self.rows.append(row)
+        self.size += len(row)
+        if self.first_commit is None:
+            self.first_commit = commit_time
+
+    def truncate(self) -> None:
+        """TRUNCATE: the table's pending rows and (at the flush) all its files go."""
+        self.rows.clear()
+        self.size = 0
+        self.first_commit = None
+        self.truncated = True
+        self.counts["DDL"] += 1
+
+    def header(self) -> bytes:
+        if not self.target.add_column_name:
+            return b""
+        names = ["Op"] if op_column(self.target) else []
+        if self.target.timestamp_column_name:
+            names.append(self.target.timestamp_column_name)
+        names.extend(name for _, name in self.plan.columns)
+        return (
+            self.target.csv_delimiter.join(self._field(name) for name in names)
+            + self.target.csv_row_delimiter
+        ).encode()
+
+    def file_body(self) -> bytes:
+        body = self.header() + b"".join(self.rows)
+        return gzip.compress(body, compresslevel=6) if self.target.compression == "gzip" else body
+
+    def reset(self) -> None:
+        self.rows, self.size, self.first_commit, self.truncated = [], 0, None, False
+        self.counts = {"I": 0, "U": 0, "D": 0, "DDL": 0}
+
+    def _field(self, value: str | None) -> str:
+        """One CSV field as PostgreSQL's COPY (FORMAT csv) quotes it, so LOAD and CDC files agree."""
+        target = self.target
+        if value is None:
+            return target.csv_null_value
+        if (
+            value == target.csv_null_value
+            or target.csv_delimiter in value
+            or '"' in value
+            or "\n" in value
+            or "\r" in value
+            or value == "\\."
+        ):
+            return '"' + value.replace('"', '""') + '"'
+        return value

@@ -1,0 +1,310 @@
+"""localdms change data capture through boto3: LOAD then CDC files replayed in order must give
+exactly the source's final state, whatever happened in between (changes during the load, stop and
+resume, a SIGKILL of localdms)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import boto3
+import psycopg
+import pytest
+
+from localdms.engine.pgoutput import parse_lsn
+from sandbox.localdms_process import LocalDmsProcess
+from tests.conftest import SourceDatabase
+from tests.dms_csv import parse_dms_csv
+from tests.pipeline import (
+    create_task,
+    describe_task,
+    provision,
+    read_objects,
+    select_rules,
+    table_statistics,
+    wait_for_status,
+)
+
+pytestmark = pytest.mark.integration
+
+CDC_S3 = {"CdcMaxBatchInterval": 1}
+ACCOUNTS = "app/accounts/"
+
+
+def make_accounts(source: SourceDatabase, rows: int) -> None:
+    source.execute("CREATE SCHEMA app")
+    source.execute(
+        "CREATE TABLE app.accounts (id int PRIMARY KEY, name text, balance numeric(12,2), "
+        "updated timestamptz, active boolean, doc jsonb)"
+    )
+    source.execute(
+        "INSERT INTO app.accounts SELECT g, 'owner ' || g, g * 1.25, "
+        "timestamptz '2024-01-01 00:00:00+00' + g * interval '1 minute', g %% 2 = 0, "
+        "jsonb_build_object('n', g) FROM generate_series(1, %s) g",
+        (rows,),
+    )
+
+
+def change_accounts(source: SourceDatabase, first_id: int, count: int) -> None:
+    """One transaction per change: inserts, updates (including a quote, a newline and a NULL), deletes."""
+    with psycopg.connect(source.dsn, autocommit=True) as conn:
+        for step in range(count):
+            key = first_id + step
+            conn.execute(
+                "INSERT INTO app.accounts VALUES (%s, %s, %s, now(), true, %s)",
+                (key, f'new "{key}",\nline', Decimal("10.50"), json.dumps({"k": key})),
+            )
+            conn.execute(
+                "UPDATE app.accounts SET balance = balance + 1, name = NULL, active = NOT active "
+                "WHERE id = %s",
+                (step * 7 + 1,),
+            )
+            conn.execute("DELETE FROM app.accounts WHERE id = %s", (step * 11 + 3,))
+
+
+def source_state(source: SourceDatabase) -> dict[int, tuple[Any, ...]]:
+    rows = source.fetchall("SELECT id, name, balance, updated, active, doc FROM app.accounts")
+    return {row[0]: row[1:] for row in rows}
+
+
+def typed(fields: list[str | None]) -> tuple[int, tuple[Any, ...]]:
+    """A DMS CSV row of app.accounts read back into Python values."""
+    key, name, balance, updated, active, doc = fields
+    assert key is not None
+    assert updated is not None
+    return int(key), (
+        name,
+        None if balance is None else Decimal(balance),
+        datetime.fromisoformat(updated).replace(tzinfo=UTC),
+        None if active is None else active == "true",
+        None if doc is None else json.loads(doc),
+    )
+
+
+def replay(s3: Any, bucket: str, prefix: str = ACCOUNTS) -> dict[int, tuple[Any, ...]]:
+    """Apply the LOAD files, then the CDC files in name order, as a consumer would."""
+    objects = read_objects(s3, bucket, prefix)
+    state: dict[int, tuple[Any, ...]] = {}
+    for key in sorted(k for k in objects if k.rsplit("/", 1)[-1].startswith("LOAD")):
+        for row in parse_dms_csv(objects[key].decode()):
+            identifier, values = typed(row)
+            state[identifier] = values
+    for key in sorted(k for k in objects if not k.rsplit("/", 1)[-1].startswith("LOAD")):
+        for op, *row in parse_dms_csv(objects[key].decode()):
+            if op == "D":
+                state.pop(int(row[0] or 0), None)
+            else:
+                assert op in ("I", "U"), op
+                identifier, values = typed(row)
+                state[identifier] = values
+    return state
+
+
+def wait_for_sentinel(s3: Any, bucket: str, sentinel: int, timeout: float = 60) -> None:
+    """Wait until the row inserted last is in a CDC file: every earlier change is then too."""
+    deadline = time.monotonic() + timeout
+    while sentinel not in replay(s3, bucket):
+        assert time.monotonic() < deadline, f"row {sentinel} never reached S3"
+        time.sleep(0.3)
+
+
+def start(dms: Any, arn: str, start_type: str = "start-replication", **extra: Any) -> None:
+    dms.start_replication_task(ReplicationTaskArn=arn, StartReplicationTaskType=start_type, **extra)
+
+
+def wait_capturing(dms: Any, arn: str, timeout: float = 120) -> dict[str, Any]:
+    """Wait until the full load is over and the task is running (capturing changes)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        task = describe_task(dms, arn)
+        assert task["Status"] in ("starting", "running"), task
+        stats = task.get("ReplicationTaskStats", {})
+        if task["Status"] == "running" and stats.get("FullLoadProgressPercent") == 100:
+            return task
+        assert time.monotonic() < deadline, task
+        time.sleep(0.2)
+
+
+def slots(source: SourceDatabase) -> list[str]:
+    return [
+        row[0]
+        for row in source.fetchall(
+            "SELECT slot_name FROM pg_replication_slots WHERE database = current_database()"
+        )
+    ]
+
+
+def test_full_load_and_cdc_loses_and_repeats_nothing(dms, s3, source_db):
+    make_accounts(source_db, 30_000)
+    pipeline = provision(dms, s3, source_db, s3_settings=CDC_S3)
+    arn = create_task(
+        dms, pipeline, select_rules(("app", "%")), migration_type="full-load-and-cdc",
+        ReplicationTaskSettings=json.dumps({"FullLoadSettings": {"MaxFullLoadSubTasks": 1}}),
+    )  # fmt: skip
+    during = threading.Thread(target=change_accounts, args=(source_db, 100_001, 150))
+    start(dms, arn)
+    wait_for_status(dms, arn, {"running"})
+    during.start()  # changes race the load: each must land in LOAD or CDC, exactly once
+    task = wait_capturing(dms, arn)
+    during.join()
+    assert task["ReplicationTaskStats"]["FullLoadProgressPercent"] == 100
+    change_accounts(source_db, 200_001, 50)
+    source_db.execute("INSERT INTO app.accounts VALUES (999999, 'sentinel', 0, now(), true, '{}')")
+    wait_for_sentinel(s3, pipeline.bucket, 999_999)
+
+    assert replay(s3, pipeline.bucket) == source_state(source_db)
+    statistics = table_statistics(dms, arn)[("app", "accounts")]
+    assert statistics["Inserts"] >= 51
+    assert statistics["Updates"] >= 50
+    assert statistics["Deletes"] >= 50
+    assert statistics["AppliedInserts"] >= 51
+    task = describe_task(dms, arn)
+    assert parse_lsn(task["RecoveryCheckpoint"]) > 0
+    cdc_files = [k for k in read_objects(s3, pipeline.bucket, ACCOUNTS) if "/LOAD" not in k]
+    assert cdc_files
+    assert all(len(k.rsplit("/", 1)[-1]) == len("20230905-151244585.csv") for k in cdc_files)
+
+    dms.stop_replication_task(ReplicationTaskArn=arn)
+    stopped = wait_for_status(dms, arn, {"stopped"})
+    assert stopped["StopReason"] == "Stop Reason NORMAL"
+    change_accounts(source_db, 300_001, 30)  # while stopped: kept by the slot
+    start(dms, arn, "resume-processing")
+    source_db.execute("INSERT INTO app.accounts VALUES (999998, 'sentinel', 0, now(), true, '{}')")
+    wait_for_sentinel(s3, pipeline.bucket, 999_998)
+    assert replay(s3, pipeline.bucket) == source_state(source_db)
+
+    dms.stop_replication_task(ReplicationTaskArn=arn)
+    wait_for_status(dms, arn, {"stopped"})
+    assert len(slots(source_db)) == 1
+    dms.delete_replication_task(ReplicationTaskArn=arn)
+    deadline = time.monotonic() + 30
+    while slots(source_db) or source_db.fetchall("SELECT 1 FROM pg_publication"):
+        assert time.monotonic() < deadline, "the slot or a publication outlived the task"
+        time.sleep(0.2)
+
+
+def test_cached_changes_applied_then_stops(dms, s3, source_db):
+    make_accounts(source_db, 2_000)
+    # A view that waits for an advisory lock the test holds keeps the full load open while the
+    # changes commit (an advisory lock takes no transaction id, so the slot is created at once).
+    source_db.execute(
+        "CREATE VIEW app.gated AS SELECT 1 AS x FROM (SELECT pg_advisory_xact_lock_shared(42)) AS w"
+    )
+    rules = json.loads(select_rules(("app", "accounts"), ("app", "gated")))
+    rules["rules"][1]["object-locator"]["table-type"] = "view"
+    pipeline = provision(dms, s3, source_db, s3_settings=CDC_S3)
+    arn = create_task(
+        dms, pipeline, json.dumps(rules), migration_type="full-load-and-cdc",
+        ReplicationTaskSettings=json.dumps(
+            {"FullLoadSettings": {"StopTaskCachedChangesApplied": True}}
+        ),
+    )  # fmt: skip
+    with psycopg.connect(source_db.dsn, autocommit=True) as gate:
+        gate.execute("SELECT pg_advisory_lock(42)")
+        start(dms, arn)
+        wait_for_status(dms, arn, {"running"})
+        change_accounts(source_db, 100_001, 40)  # committed during the load: cached changes
+        assert describe_task(dms, arn)["Status"] == "running"
+    task = wait_for_status(dms, arn, {"stopped", "failed"})
+    assert task["StopReason"] == "Stop Reason STOPPED_AFTER_CACHED_EVENTS", task
+    assert replay(s3, pipeline.bucket) == source_state(source_db)
+    assert table_statistics(dms, arn)[("app", "accounts")]["AppliedInserts"] == 40
+
+
+def test_localdms_killed_during_cdc_resumes_from_its_checkpoint(s3, s3_server, source_db):
+    make_accounts(source_db, 5_000)
+    server = LocalDmsProcess(s3_server.url, transition_seconds=0.2).start()
+    try:
+        dms = boto3.client("dms", endpoint_url=server.url)
+        pipeline = provision(dms, s3, source_db, s3_settings=CDC_S3)
+        arn = create_task(
+            dms, pipeline, select_rules(("app", "accounts")), migration_type="full-load-and-cdc"
+        )
+        start(dms, arn)
+        wait_capturing(dms, arn)
+        change_accounts(source_db, 100_001, 40)
+        source_db.execute("INSERT INTO app.accounts VALUES (999997, 's', 0, now(), true, '{}')")
+        wait_for_sentinel(s3, pipeline.bucket, 999_997)
+        killer = threading.Thread(target=change_accounts, args=(source_db, 200_001, 80))
+        killer.start()
+        time.sleep(0.5)
+        server.kill()  # mid-stream: some changes captured, some not yet written
+        killer.join()
+        change_accounts(source_db, 300_001, 20)  # while localdms is down
+        server.start()
+        assert describe_task(dms, arn)["Status"] in ("starting", "running")  # resuming by itself
+        wait_for_status(dms, arn, {"running"})
+        source_db.execute("INSERT INTO app.accounts VALUES (999996, 's', 0, now(), true, '{}')")
+        wait_for_sentinel(s3, pipeline.bucket, 999_996)
+        assert replay(s3, pipeline.bucket) == source_state(source_db)
+        dms.stop_replication_task(ReplicationTaskArn=arn)
+        wait_for_status(dms, arn, {"stopped"})
+    finally:
+        server.stop()
+
+
+def test_cdc_task_writes_only_changes_and_honours_table_identity(dms, s3, source_db):
+    make_accounts(source_db, 100)
+    source_db.execute("CREATE TABLE app.events (kind text, at int)")  # no primary key
+    source_db.execute("INSERT INTO app.events VALUES ('old', 0)")
+    pipeline = provision(dms, s3, source_db, s3_settings={**CDC_S3, "DatePartitionEnabled": True})
+    arn = create_task(dms, pipeline, select_rules(("app", "%")), migration_type="cdc")
+    start(dms, arn)
+    wait_capturing(dms, arn)
+    change_accounts(source_db, 500, 5)
+    source_db.execute("INSERT INTO app.events VALUES ('click', 1)")
+    source_db.execute("UPDATE app.events SET at = 2")  # not refused on the source, not captured
+    source_db.execute("DELETE FROM app.events WHERE kind = 'old'")
+    source_db.execute("INSERT INTO app.accounts VALUES (999995, 's', 0, now(), true, '{}')")
+    wait_for_sentinel(s3, pipeline.bucket, 999_995)
+
+    objects = read_objects(s3, pipeline.bucket)
+    assert not [k for k in objects if "/LOAD" in k]  # a cdc task has no full load
+    today = datetime.now(UTC).strftime("%Y/%m/%d")
+    assert all(f"/{today}/" in key for key in objects), sorted(objects)
+    events = [
+        row
+        for key, body in objects.items()
+        if key.startswith("app/events/")
+        for row in parse_dms_csv(body.decode())
+    ]
+    assert events == [["I", "click", "1"]]
+    accounts = [
+        row[0]
+        for k, b in objects.items()
+        if k.startswith(ACCOUNTS)
+        for row in parse_dms_csv(b.decode())
+    ]
+    assert accounts.count("I") == 6
+    assert accounts.count("U") == 5
+    assert accounts.count("D") == 5
+
+    source_db.execute("TRUNCATE app.events")
+    deadline = time.monotonic() + 30
+    while s3.list_objects_v2(Bucket=pipeline.bucket, Prefix="app/events/")["KeyCount"]:
+        assert time.monotonic() < deadline, "TRUNCATE did not remove the table's files"
+        time.sleep(0.3)
+    assert table_statistics(dms, arn)[("app", "events")]["Ddls"] == 1
+    dms.stop_replication_task(ReplicationTaskArn=arn)
+    wait_for_status(dms, arn, {"stopped"})
+
+
+def test_cdc_refuses_a_source_that_cannot_stream(dms, s3, source_db):
+    make_accounts(source_db, 10)
+    source_db.execute("ALTER SYSTEM SET wal_sender_timeout = 5000")
+    source_db.execute("SELECT pg_reload_conf()")
+    try:
+        pipeline = provision(dms, s3, source_db)
+        arn = create_task(dms, pipeline, select_rules(("app", "%")), migration_type="cdc")
+        start(dms, arn)
+        task = wait_for_status(dms, arn, {"failed"})
+    finally:
+        source_db.execute("ALTER SYSTEM RESET wal_sender_timeout")
+        source_db.execute("SELECT pg_reload_conf()")
+    assert "wal_sender_timeout is 5000 ms" in task["LastFailureMessage"]
+    assert task["StopReason"].endswith("Stop Reason FATAL_ERROR Error Level FATAL")
+    assert slots(source_db) == []
