@@ -43,6 +43,7 @@ integration: install
 
 bench: install
 	$(BIN)/python -m benchmarks.full_load $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.cdc
 	$(BIN)/python -m benchmarks.orchestration
 
 clean:

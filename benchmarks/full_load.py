@@ -1,11 +1,12 @@
-"""Full-load throughput: localdms against the COPY → S3 pipe, same tables, same run.
+"""Full-load throughput: localdms (CSV and Parquet) against the COPY → S3 pipe, same tables, same run.
 
 Baseline (what a user could script instead): ``psql -c "\\copy (SELECT * FROM t) TO STDOUT csv"``
 piped into a Python process that reads 16 MiB blocks and uploads them as S3 multipart parts, four
 in flight. ``../shared/reference/performance-anchors.md`` measured this path at ~530k rows/s on the
 mixed table here.
 
-localdms runs as its own process (``localdms serve``) so that its peak RSS (``VmHWM``) is its own.
+localdms runs as its own process (``localdms serve``), one per format, so that each peak RSS
+(``VmHWM``) is that run's own. MB/s counts the bytes written (Parquet files are smaller than CSV).
 Both write to the same moto S3 server process. Each path runs ``--repeat`` times; the best counts.
 
 Usage: ``python -m benchmarks.full_load [--rows 2000000] [--narrow-rows 5000000] [--repeat 2]``
@@ -122,6 +123,32 @@ def run_localdms(dms: Any, task_arn: str, start_type: str) -> float:
     return time.perf_counter() - started
 
 
+def measure_localdms(
+    s3_url: str, s3: Any, dsn: str, table: str, rows: int, data_format: str, repeat: int
+) -> Result:
+    """Full-load ``table`` with a localdms process of its own (so the peak RSS is this run's)."""
+    folder = f"localdms-{data_format}"
+    with LocalDmsProcess(s3_url, transition_seconds=0.1) as localdms:
+        dms = boto3.client("dms", endpoint_url=localdms.url)
+        arns = provision_pipeline(
+            dms, dsn, "bench", {"BucketFolder": folder, "DataFormat": data_format}
+        )
+        task = dms.create_replication_task(
+            ReplicationTaskIdentifier=f"bench-{table}", SourceEndpointArn=arns.source_endpoint_arn,
+            TargetEndpointArn=arns.target_endpoint_arn, ReplicationInstanceArn=arns.replication_instance_arn,
+            MigrationType="full-load",
+            TableMappings='{"rules":[{"rule-type":"selection","rule-id":"1","rule-name":"1",'
+            f'"rule-action":"include","object-locator":{{"schema-name":"public","table-name":"{table}"}}}}]}}',
+        )["ReplicationTask"]["ReplicationTaskArn"]  # fmt: skip
+        time.sleep(0.3)
+        seconds = min(
+            run_localdms(dms, task, "start-replication" if i == 0 else "reload-target")
+            for i in range(repeat)
+        )
+        size = object_bytes(s3, "bench", f"{folder}/public/{table}/")
+        return Result(seconds, rows, size, localdms.peak_rss_mb())
+
+
 def object_bytes(s3: Any, bucket: str, prefix: str) -> int:
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
     return sum(item["Size"] for page in pages for item in page.get("Contents", []))
@@ -165,43 +192,36 @@ def main() -> None:
         with MotoS3Server() as s3_server:
             s3 = boto3.client("s3", endpoint_url=s3_server.url)
             s3.create_bucket(Bucket="bench")
-            with LocalDmsProcess(s3_server.url, transition_seconds=0.1) as localdms:
-                dms = boto3.client("dms", endpoint_url=localdms.url)
-                arns = provision_pipeline(dms, dsn, "bench", {"BucketFolder": "localdms"})
-                print()
-                print(
-                    f"{'table':<8} {'path':<22} {'seconds':>8} {'rows/s':>11} {'MB/s':>7} {'peak RSS MB':>12}"
+            print()
+            print(
+                f"{'table':<8} {'path':<22} {'seconds':>8} {'rows/s':>11} {'MB/s':>7} {'peak RSS MB':>12}"
+            )
+            for table, rows in tables.items():
+                baseline = min(
+                    (run_baseline(dsn, table, s3_server.url, "bench") for _ in range(args.repeat)),
+                    key=lambda r: r.seconds,
                 )
-                for table, rows in tables.items():
-                    baseline = min(
-                        (
-                            run_baseline(dsn, table, s3_server.url, "bench")
-                            for _ in range(args.repeat)
-                        ),
-                        key=lambda r: r.seconds,
-                    )
-                    task = dms.create_replication_task(
-                        ReplicationTaskIdentifier=f"bench-{table}", SourceEndpointArn=arns.source_endpoint_arn,
-                        TargetEndpointArn=arns.target_endpoint_arn, ReplicationInstanceArn=arns.replication_instance_arn, MigrationType="full-load",
-                        TableMappings='{"rules":[{"rule-type":"selection","rule-id":"1","rule-name":"1",'
-                        f'"rule-action":"include","object-locator":{{"schema-name":"public","table-name":"{table}"}}}}]}}',
-                    )["ReplicationTask"]["ReplicationTaskArn"]  # fmt: skip
-                    time.sleep(0.3)
-                    seconds = min(
-                        run_localdms(dms, task, "start-replication" if i == 0 else "reload-target")
-                        for i in range(args.repeat)
-                    )
-                    size = object_bytes(s3, "bench", f"localdms/public/{table}/")
-                    ours = Result(seconds, rows, size, localdms.peak_rss_mb())
-                    for name, result in (("COPY | S3 pipe", baseline), ("localdms", ours)):
-                        print(
-                            f"{table:<8} {name:<22} {result.seconds:>8.2f} {result.rows_per_second:>11,.0f} "
-                            f"{result.mb_per_second:>7.1f} {result.peak_rss_mb:>12.0f}"
-                        )
-                    ratio = baseline.seconds / ours.seconds
+                csv = measure_localdms(s3_server.url, s3, dsn, table, rows, "csv", args.repeat)
+                parquet = measure_localdms(
+                    s3_server.url, s3, dsn, table, rows, "parquet", args.repeat
+                )
+                for name, result in (
+                    ("COPY | S3 pipe (CSV)", baseline),
+                    ("localdms CSV", csv),
+                    ("localdms Parquet", parquet),
+                ):
                     print(
-                        f"{table:<8} {'localdms / pipe':<22} {ratio:>8.2f}x throughput (target >= 0.80x)"
+                        f"{table:<8} {name:<22} {result.seconds:>8.2f} {result.rows_per_second:>11,.0f} "
+                        f"{result.mb_per_second:>7.1f} {result.peak_rss_mb:>12.0f}"
                     )
+                print(
+                    f"{table:<8} {'CSV / pipe':<22} {baseline.seconds / csv.seconds:>8.2f}x throughput "
+                    "(target >= 0.80x)"
+                )
+                print(
+                    f"{table:<8} {'Parquet / pipe':<22} {baseline.seconds / parquet.seconds:>8.2f}x, "
+                    f"Parquet / CSV {csv.seconds / parquet.seconds:.2f}x"
+                )
     finally:
         if postgres is not None:
             postgres.stop()

@@ -7,6 +7,7 @@ Settings DMS has that change nothing here are kept and reported back, but not ac
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -268,6 +269,8 @@ class PostgresSource:
     database: str
     username: str
     password: str
+    slot_name: str = ""
+    """PostgreSQLSettings.SlotName: an existing logical slot CDC tasks read (not created here)."""
 
     def __repr__(self) -> str:  # never show the password
         return (
@@ -292,10 +295,17 @@ class PostgresSource:
                 + ", ".join(missing)
                 + " (as parameters or in PostgreSQLSettings)."
             )
+        slot = str(settings.get("SlotName") or "")
+        if slot and not re.fullmatch(r"[a-z0-9_]{1,63}", slot):
+            raise InvalidParameterValueException(
+                f"PostgreSQLSettings SlotName={slot!r} is not a replication slot name: use 1 to 63 "
+                "lower-case letters, digits and underscores."
+            )
         return cls(
             host=str(values["ServerName"]),
             port=int(values["Port"]),  # type: ignore[arg-type]
             database=str(values["DatabaseName"]),
             username=str(values["Username"]),
             password=str(values["Password"]),
+            slot_name=slot,
         )

@@ -984,15 +984,19 @@ class DmsBackend:
             else ""
         )
         stop_at = StopAt.parse(task.cdc_stop_position) if task.cdc_stop_position else None
-        slot = task.slot_name or slot_name(task.arn)
-        if start_type == StartType.RESUME_PROCESSING and task.capturing and task.slot_name:
+        endpoint_slot = self._endpoint(task.source_arn).source().slot_name
+        slot = endpoint_slot or task.slot_name or slot_name(task.arn)
+        own = not endpoint_slot
+        if start_type == StartType.RESUME_PROCESSING and task.capturing:
             start = task.recovery_checkpoint
-            return CdcSpec(slot, False, False, parse_lsn(start) if start else 0, stop_at, after)
+            return CdcSpec(
+                slot, False, False, parse_lsn(start) if start else 0, stop_at, after, own
+            )
         if start_type == StartType.RESUME_PROCESSING:
             task.tables = {}
         full_load = task.migration_type == MigrationType.FULL_LOAD_AND_CDC
         start = task.cdc_start_position if not full_load else None
-        return CdcSpec(slot, True, full_load, parse_lsn(start) if start else 0, stop_at, after)
+        return CdcSpec(slot, True, full_load, parse_lsn(start) if start else 0, stop_at, after, own)
 
     def stop_replication_task(self, params: dict[str, Any]) -> dict[str, Any]:
         with self.lock:

@@ -45,6 +45,7 @@ def provision(
     s3_settings: dict[str, Any] | None = None,
     password: str | None = None,
     port: int | None = None,
+    postgres_settings: dict[str, Any] | None = None,
 ) -> Pipeline:
     s3.create_bucket(Bucket=bucket)
     instance = dms.create_replication_instance(
@@ -60,6 +61,7 @@ def provision(
         DatabaseName=source.name,
         Username=server.user,
         Password=server.password if password is None else password,
+        **({"PostgreSQLSettings": postgres_settings} if postgres_settings else {}),
     )["Endpoint"]
     target_endpoint = dms.create_endpoint(
         EndpointIdentifier="target",

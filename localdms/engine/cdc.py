@@ -196,8 +196,32 @@ async def check_source(connection: Any) -> None:
         )
 
 
-async def create_publications(connection: Any, slot: str, plans: Sequence[TablePlan]) -> None:
-    """(Re)create the task's two publications over its tables (an asyncpg connection)."""
+async def check_slot(connection: Any, slot: str) -> None:
+    """The endpoint's SlotName must exist and decode with pgoutput (an asyncpg connection)."""
+    row = await connection.fetchrow(
+        "SELECT plugin, database FROM pg_catalog.pg_replication_slots WHERE slot_name = $1", slot
+    )
+    if row is None:
+        raise CdcError(
+            f"Replication slot {slot} (the source endpoint's SlotName) does not exist on the "
+            "PostgreSQL source. Create it with pg_create_logical_replication_slot(slot, "
+            "'pgoutput'), or remove SlotName to let the task create its own."
+        )
+    if row["plugin"] != "pgoutput":
+        raise CdcError(
+            f"Replication slot {slot} uses the {row['plugin']} plugin; localdms decodes with "
+            "pgoutput. Create a pgoutput slot."
+        )
+
+
+async def create_publications(
+    connection: Any, slot: str, plans: Sequence[TablePlan], replace: bool = True
+) -> None:
+    """Create the task's two publications over its tables (an asyncpg connection).
+
+    Args:
+        replace: drop existing ones first; otherwise existing publications are kept as they are.
+    """
     identity = {
         (row["schema_name"], row["table_name"]): row["has_identity"]
         for row in await connection.fetch(REPLICA_IDENTITY_QUERY)
@@ -211,6 +235,10 @@ async def create_publications(connection: Any, slot: str, plans: Sequence[TableP
         ("insert, update, delete, truncate", "insert, truncate"),
         strict=True,
     ):
+        if not replace and await connection.fetchval(
+            "SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1", name
+        ):
+            continue
         await connection.execute(
             sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name)).as_string(None)
         )
@@ -315,6 +343,7 @@ class ChangeCapture:
         self.plans = {(p.source.schema, p.source.name): p for p in plans}
         self.outputs = {key: TableOutput(plan, target) for key, plan in self.plans.items()}
         self.relations: dict[int, pgoutput.Relation] = {}
+        self.column_names: dict[int, tuple[str, ...]] = {}
         self._connection: Any = None
         self._last_names: dict[tuple[str, str], datetime] = {}
         self._confirmed = 0
@@ -438,6 +467,7 @@ class ChangeCapture:
                 transaction = _Transaction(decoded.commit_time)
             elif isinstance(decoded, pgoutput.Relation):
                 self.relations[decoded.oid] = decoded
+                self.column_names[decoded.oid] = tuple(c.name for c in decoded.columns)
             elif isinstance(decoded, pgoutput.Commit):
                 if transaction is None:
                     continue
@@ -481,7 +511,7 @@ class ChangeCapture:
                     continue
                 output = self.outputs[key]
                 counts = self._captured.setdefault(key, {"I": 0, "U": 0, "D": 0, "DDL": 0})
-                columns = [c.name for c in relation.columns]
+                columns = self.column_names[relation.oid]
                 if isinstance(change, pgoutput.Insert):
                     output.add("I", columns, change.new, transaction.commit_time)
                     counts["I"] += 1

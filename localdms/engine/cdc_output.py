@@ -84,6 +84,17 @@ def written_ops(target: S3Target) -> frozenset[str]:
     return frozenset("IUD")
 
 
+def pa_string() -> object:
+    """pyarrow's string type, imported only when Parquet is written."""
+    import pyarrow as pa
+
+    return pa.string()
+
+
+REFORMATTED = frozenset({"timestamptz", "bool", "bpchar", "bytea", "money"})
+"""Base types whose text differs from the full load's rendering (see ``render_value``)."""
+
+
 def render_value(column: SourceColumn, value: str) -> str:
     """A pgoutput text value as the full load writes the same value.
 
@@ -117,39 +128,64 @@ class TableOutput:
     plan: TablePlan
     target: S3Target
     rows: list[bytes] = field(default_factory=list)
+    records: list[list[str | None]] = field(default_factory=list)
+    """The pending rows as text values, for Parquet files."""
     size: int = 0
     first_commit: datetime | None = None
     truncated: bool = False
     counts: dict[str, int] = field(default_factory=lambda: {"I": 0, "U": 0, "D": 0, "DDL": 0})
     unchanged_toast_seen: bool = False
 
+    def __post_init__(self) -> None:
+        self._ops = written_ops(self.target)
+        self._op_column = op_column(self.target)
+        self._layouts: dict[tuple[str, ...], list[tuple[int, SourceColumn]]] = {}
+
+    def _layout(self, columns: tuple[str, ...]) -> list[tuple[int, SourceColumn]]:
+        """Where each output column is in the relation's columns (-1: not sent), cached."""
+        layout = self._layouts.get(columns)
+        if layout is None:
+            position = {name: index for index, name in enumerate(columns)}
+            layout = [(position.get(column.name, -1), column) for column, _ in self.plan.columns]
+            self._layouts[columns] = layout
+        return layout
+
     def add(
         self,
         op: str,
-        columns: Sequence[str],
+        columns: tuple[str, ...],
         values: Sequence[Value],
         commit_time: datetime,
     ) -> None:
-        """Add one change (values by relation column name) if the target keeps this operation."""
+        """Add one change (values in the relation's column order) if the target keeps it."""
         self.counts[op] += 1
-        if op not in written_ops(self.target):
+        if op not in self._ops:
             return
-        by_name = dict(zip(columns, values, strict=True))
         fields: list[str | None] = []
-        if op_column(self.target):
+        if self._op_column:
             fields.append(op)
         if self.target.timestamp_column_name:
             fields.append(commit_timestamp(commit_time))
-        for column, _ in self.plan.columns:
-            value = by_name.get(column.name)
+        for index, column in self._layout(columns):
+            value = values[index] if index >= 0 else None
             if value is UNCHANGED_TOAST:
                 self.unchanged_toast_seen = True
                 value = None
-            fields.append(None if value is None else render_value(column, str(value)))
+            if value is not None and column.base_type in REFORMATTED:
+                value = render_value(column, str(value))
+            fields.append(value)  # type: ignore[arg-type]
         self.append_row(fields, commit_time)
 
     def append_row(self, fields: Sequence[str | None], commit_time: datetime) -> None:
-        line = self.target.csv_delimiter.join(self._field(value) for value in fields)
+        if self.target.data_format == "parquet":  # typed at the flush, in cdc_parquet_file
+            self.records.append(list(fields))
+            self.rows.append(b"")
+            self.size += sum(len(value) for value in fields if value is not None)
+            if self.first_commit is None:
+                self.first_commit = commit_time
+            return
+        field = self._field
+        line = self.target.csv_delimiter.join([field(value) for value in fields])
         row = (line + self.target.csv_row_delimiter).encode()
         self.rows.append(row)
         self.size += len(row)
@@ -159,6 +195,7 @@ class TableOutput:
     def truncate(self) -> None:
         """TRUNCATE: the table's pending rows and (at the flush) all its files go."""
         self.rows.clear()
+        self.records.clear()
         self.size = 0
         self.first_commit = None
         self.truncated = True
@@ -177,11 +214,20 @@ class TableOutput:
         ).encode()
 
     def file_body(self) -> bytes:
+        if self.target.data_format == "parquet":
+            from localdms.engine.parquet_writer import cdc_parquet_file, parquet_column
+
+            fields = [("Op", pa_string())] if self._op_column else []
+            if self.target.timestamp_column_name:
+                fields.append((self.target.timestamp_column_name, pa_string()))
+            fields.extend((name, parquet_column(column)[1]) for column, name in self.plan.columns)
+            return cdc_parquet_file(fields, self.records, self.target)
         body = self.header() + b"".join(self.rows)
         return gzip.compress(body, compresslevel=6) if self.target.compression == "gzip" else body
 
     def reset(self) -> None:
         self.rows, self.size, self.first_commit, self.truncated = [], 0, None, False
+        self.records = []
         self.counts = {"I": 0, "U": 0, "D": 0, "DDL": 0}
 
     def _field(self, value: str | None) -> str:

@@ -22,10 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import adbc_driver_manager
 import asyncpg
 import botocore.exceptions
-import pyarrow as pa
 from psycopg import sql
 
 from dms_spec.table_mappings import Rule
@@ -35,17 +33,12 @@ from localdms.engine.cdc import (
     CdcError,
     ChangeCapture,
     StopAt,
+    check_slot,
     check_source,
     create_publications,
     drop_capture,
     emit_marker,
     slot_exists,
-)
-from localdms.engine.parquet_writer import (
-    LoadStopped,
-    ParquetLoadWriter,
-    load_table_parquet,
-    parquet_select,
 )
 from localdms.engine.rendering import (
     SESSION_SETUP,
@@ -106,6 +99,8 @@ class CdcSpec:
     stop_at: StopAt | None = None
     after_full_load: str = ""
     """``applied`` (StopTaskCachedChangesApplied), ``not-applied``, or ``""`` to keep running."""
+    own_slot: bool = True
+    """False for the endpoint's SlotName: used as it is, never created or dropped here."""
 
 
 @dataclass(frozen=True)
@@ -281,17 +276,18 @@ class FullLoadRun:
     ) -> ChangeCapture:
         """Check the source, then create the slot (fresh start) or find it (resume)."""
         source = self.spec.source
-        if self.spec.target.data_format != "csv":
-            raise CdcError(
-                "localdms writes CDC files as CSV only: use DataFormat=csv on the target endpoint "
-                "for cdc and full-load-and-cdc tasks (Parquet is supported for full-load tasks)."
-            )
         async with pool.acquire() as connection:
             await check_source(connection)
-            if cdc.fresh:
+            if not cdc.own_slot:
+                await check_slot(connection, cdc.slot)
+                if cdc.fresh:
+                    await create_publications(connection, cdc.slot, plans, replace=False)
+            elif cdc.fresh:
                 await asyncio.to_thread(drop_capture, source, cdc.slot)
                 await create_publications(connection, cdc.slot, plans)
         capture = ChangeCapture(source, self.spec.target, plans, cdc.slot, s3, self.progress)
+        if not cdc.own_slot:
+            return capture
         if cdc.fresh:
             try:
                 self._snapshot = await asyncio.to_thread(capture.create_slot)
@@ -341,6 +337,14 @@ class FullLoadRun:
 
     async def _load_table_parquet(self, plan: TablePlan, s3: Any, load_timestamp: str) -> None:
         """One table to Parquet LOAD files, in a worker thread (ADBC and pyarrow are blocking)."""
+        # Imported here: pyarrow and ADBC add ~60 MB to a process that only writes CSV.
+        from localdms.engine.parquet_writer import (
+            LoadStopped,
+            ParquetLoadWriter,
+            load_table_parquet,
+            parquet_select,
+        )
+
         target = self.spec.target
         statement, schema = parquet_select(plan, target, load_timestamp)
         prefix = target.table_prefix(plan.target_schema, plan.target_table)
@@ -360,6 +364,7 @@ class FullLoadRun:
             rows = await asyncio.to_thread(
                 load_table_parquet,
                 self.spec.source, statement, schema, writer, self._stop_requested, on_rows,
+                self._snapshot,
             )  # fmt: skip
         except LoadStopped:
             raise asyncio.CancelledError from None
@@ -456,6 +461,9 @@ class FullLoadRun:
 
 def _parquet_load_error(exc: BaseException) -> bool:
     """Errors of a Parquet load that fail the table (not the run)."""
+    import adbc_driver_manager
+    import pyarrow as pa
+
     return isinstance(
         exc,
         adbc_driver_manager.Error

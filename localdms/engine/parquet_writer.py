@@ -18,10 +18,13 @@ The Op and TimestampColumnName columns are strings.
 
 from __future__ import annotations
 
+import datetime as dt
+import io
 import re
 import threading
 import urllib.parse
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import adbc_driver_postgresql.dbapi as adbc
@@ -101,6 +104,54 @@ def parquet_select(plan: TablePlan, target: S3Target, load_timestamp: str) -> tu
     if plan.where is not None:
         statement = sql.SQL("{} WHERE {}").format(statement, plan.where)
     return statement.as_string(None), pa.schema(fields)
+
+
+def writer_options(target: S3Target) -> dict[str, Any]:
+    """``ParquetWriter`` arguments for the target's Parquet settings (LOAD and CDC files)."""
+    return {
+        "version": "1.0" if target.parquet_version == "parquet-1-0" else "2.6",
+        "use_dictionary": target.parquet_encoding != "plain",
+        "compression": "gzip" if target.compression == "gzip" else "none",
+        "data_page_size": target.parquet_data_page_size,
+        "dictionary_pagesize_limit": target.parquet_dict_page_size_limit,
+        "write_statistics": target.parquet_enable_statistics,
+        "coerce_timestamps": "ms" if target.parquet_timestamp_in_millisecond else "us",
+        "allow_truncated_timestamps": True,
+    }
+
+
+def cdc_parquet_file(
+    fields: list[tuple[str, pa.DataType]], rows: list[list[str | None]], target: S3Target
+) -> bytes:
+    """One CDC file in Parquet from rows of text values (as the CSV files would hold them).
+
+    Text is typed column by column with Arrow casts; the few types Arrow cannot parse from text
+    (decimals needing rounding, time, bytea hex) are converted value by value.
+    """
+    arrays = []
+    for index, (_, arrow_type) in enumerate(fields):
+        values = [row[index] for row in rows]
+        if pa.types.is_decimal(arrow_type):
+            quantum = Decimal(1).scaleb(-arrow_type.scale)
+            array = pa.array(
+                [None if v is None else Decimal(v).quantize(quantum) for v in values], arrow_type
+            )
+        elif pa.types.is_time(arrow_type):
+            array = pa.array(
+                [None if v is None else dt.time.fromisoformat(v) for v in values], pa.time64("us")
+            ).cast(arrow_type, safe=False)
+        elif pa.types.is_binary(arrow_type):
+            array = pa.array([None if v is None else bytes.fromhex(v) for v in values], arrow_type)
+        elif pa.types.is_timestamp(arrow_type):
+            array = pc.cast(pa.array(values, pa.string()), pa.timestamp("us")).cast(arrow_type)
+        else:
+            array = pc.cast(pa.array(values, pa.string()), arrow_type)
+        arrays.append(array)
+    table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    buffer = io.BytesIO()
+    options = writer_options(target)
+    pq.write_table(table, buffer, row_group_size=target.parquet_row_group_length, **options)
+    return buffer.getvalue()
 
 
 def adbc_uri(source: PostgresSource) -> str:
@@ -215,19 +266,7 @@ class ParquetLoadWriter:
         key = self.prefix + load_file_name(self.sequence, ".parquet")
         self._sink = _MultipartSink(self.s3, self.target.bucket_name, key)
         self.written.append(key)
-        target = self.target
-        self._writer = pq.ParquetWriter(
-            self._sink,
-            self.schema,
-            version="1.0" if target.parquet_version == "parquet-1-0" else "2.6",
-            use_dictionary=target.parquet_encoding != "plain",
-            compression="gzip" if target.compression == "gzip" else "none",
-            data_page_size=target.parquet_data_page_size,
-            dictionary_pagesize_limit=target.parquet_dict_page_size_limit,
-            write_statistics=target.parquet_enable_statistics,
-            coerce_timestamps="ms" if target.parquet_timestamp_in_millisecond else "us",
-            allow_truncated_timestamps=True,
-        )
+        self._writer = pq.ParquetWriter(self._sink, self.schema, **writer_options(self.target))
         return self._writer
 
     def write(self, batch: pa.RecordBatch) -> None:
@@ -277,17 +316,27 @@ def load_table_parquet(
     writer: ParquetLoadWriter,
     stop: threading.Event,
     on_rows: Callable[[int], None],
+    snapshot: str | None = None,
 ) -> int:
     """Stream one table into ``writer``; return the rows written. Runs in a worker thread.
+
+    Args:
+        snapshot: read in this exported snapshot (a CDC task's slot), when given.
 
     Raises:
         LoadStopped: ``stop`` was set (the files written so far are removed).
     """
     rows = 0
     try:
-        with adbc.connect(adbc_uri(source)) as connection, connection.cursor() as cursor:
+        with (
+            adbc.connect(adbc_uri(source), autocommit=True) as connection,
+            connection.cursor() as cursor,
+        ):
             for setting in SESSION_SETUP.split(";"):
                 cursor.execute(setting)
+            if snapshot is not None:
+                cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                cursor.execute(f"SET TRANSACTION SNAPSHOT {sql.Literal(snapshot).as_string(None)}")
             cursor.execute(statement)
             for batch in cursor.fetch_record_batch():
                 if stop.is_set():
@@ -295,6 +344,8 @@ def load_table_parquet(
                 writer.write(_conform(batch, schema))
                 rows += batch.num_rows
                 on_rows(rows)
+            if snapshot is not None:
+                cursor.execute("COMMIT")
         writer.close()
     except BaseException:
         writer.abort()

@@ -126,19 +126,27 @@ class _Reader:
         return POSTGRES_EPOCH + timedelta(microseconds=self.take("!q"))
 
     def tuple(self) -> tuple[Value, ...]:
+        """TupleData: the hot path of CDC (one call per changed row), so kept flat."""
+        data, offset = self.data, self.offset
+        count = int.from_bytes(data[offset : offset + 2], "big")
+        offset += 2
         values: list[Value] = []
-        for _ in range(self.take("!H")):
-            kind = self.byte()
-            if kind == "n":
-                values.append(None)
-            elif kind == "u":
-                values.append(UNCHANGED_TOAST)
-            elif kind in ("t", "b"):
-                length = self.take("!I")
-                values.append(self.data[self.offset : self.offset + length].decode())
-                self.offset += length
+        append = values.append
+        for _ in range(count):
+            kind = data[offset]
+            offset += 1
+            if kind == 0x74 or kind == 0x62:  # 't' text, 'b' binary
+                length = int.from_bytes(data[offset : offset + 4], "big")
+                offset += 4
+                append(data[offset : offset + length].decode())
+                offset += length
+            elif kind == 0x6E:  # 'n' NULL
+                append(None)
+            elif kind == 0x75:  # 'u' unchanged TOAST
+                append(UNCHANGED_TOAST)
             else:
-                raise ValueError(f"unknown pgoutput tuple value kind {kind!r}")
+                raise ValueError(f"unknown pgoutput tuple value kind {chr(kind)!r}")
+        self.offset = offset
         return tuple(values)
 
 

@@ -4,6 +4,7 @@ resume, a SIGKILL of localdms)."""
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -13,6 +14,8 @@ from typing import Any
 
 import boto3
 import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from localdms.engine.pgoutput import parse_lsn
@@ -308,3 +311,77 @@ def test_cdc_refuses_a_source_that_cannot_stream(dms, s3, source_db):
     assert "wal_sender_timeout is 5000 ms" in task["LastFailureMessage"]
     assert task["StopReason"].endswith("Stop Reason FATAL_ERROR Error Level FATAL")
     assert slots(source_db) == []
+
+
+def replay_parquet(s3: Any, bucket: str, prefix: str = ACCOUNTS) -> dict[int, tuple[Any, ...]]:
+    """LOAD then CDC Parquet files applied in order (the Op column leads CDC files)."""
+    objects = read_objects(s3, bucket, prefix)
+    state: dict[int, tuple[Any, ...]] = {}
+    for key in sorted(objects, key=lambda k: (not k.rsplit("/", 1)[-1].startswith("LOAD"), k)):
+        assert key.endswith(".parquet"), key
+        for row in pq.read_table(io.BytesIO(objects[key])).to_pylist():
+            op = row.pop("Op", "I")
+            values = (row["name"], row["balance"], row["updated"], row["active"], row["doc"])
+            values = (*values[:3], None if values[3] is None else values[3] == "true",
+                      None if values[4] is None else json.loads(values[4]))  # fmt: skip
+            if op == "D":
+                state.pop(row["id"], None)
+            else:
+                state[row["id"]] = values
+    return state
+
+
+def test_full_load_and_cdc_in_parquet(dms, s3, source_db):
+    make_accounts(source_db, 3_000)
+    pipeline = provision(dms, s3, source_db, s3_settings={**CDC_S3, "DataFormat": "parquet"})
+    arn = create_task(
+        dms, pipeline, select_rules(("app", "accounts")), migration_type="full-load-and-cdc"
+    )
+    start(dms, arn)
+    wait_capturing(dms, arn)
+    change_accounts(source_db, 100_001, 30)
+    source_db.execute("INSERT INTO app.accounts VALUES (999994, 's', 0, now(), true, '{}')")
+    deadline = time.monotonic() + 60
+    while 999_994 not in replay_parquet(s3, pipeline.bucket):
+        assert time.monotonic() < deadline, "the sentinel never reached S3"
+        time.sleep(0.3)
+
+    assert replay_parquet(s3, pipeline.bucket) == source_state(source_db)
+    objects = read_objects(s3, pipeline.bucket, ACCOUNTS)
+    assert f"{ACCOUNTS}LOAD00000001.parquet" in objects
+    last_cdc = max(k for k in objects if "/LOAD" not in k)
+    cdc = pq.read_table(io.BytesIO(objects[last_cdc]))
+    assert cdc.schema.field("balance").type == pa.decimal128(12, 2)
+    assert cdc.schema.field("updated").type == pa.timestamp("us", tz="UTC")
+    dms.stop_replication_task(ReplicationTaskArn=arn)
+    wait_for_status(dms, arn, {"stopped"})
+
+
+def test_cdc_reads_the_endpoints_existing_slot_and_leaves_it(dms, s3, source_db):
+    make_accounts(source_db, 30)
+    source_db.execute("SELECT pg_create_logical_replication_slot('analytics_slot', 'pgoutput')")
+    pipeline = provision(
+        dms, s3, source_db, s3_settings=CDC_S3, postgres_settings={"SlotName": "analytics_slot"}
+    )
+    arn = create_task(dms, pipeline, select_rules(("app", "accounts")), migration_type="cdc")
+    start(dms, arn)
+    wait_capturing(dms, arn)
+    change_accounts(source_db, 500, 3)
+    source_db.execute("INSERT INTO app.accounts VALUES (999993, 's', 0, now(), true, '{}')")
+    wait_for_sentinel(s3, pipeline.bucket, 999_993)
+    ops = [row[0] for body in read_objects(s3, pipeline.bucket).values()
+           for row in parse_dms_csv(body.decode())]  # fmt: skip
+    assert (ops.count("I"), ops.count("U"), ops.count("D")) == (4, 3, 3)
+    dms.stop_replication_task(ReplicationTaskArn=arn)
+    wait_for_status(dms, arn, {"stopped"})
+    dms.delete_replication_task(ReplicationTaskArn=arn)
+    time.sleep(2)
+    assert slots(source_db) == ["analytics_slot"]  # the user's slot stays
+
+    source_db.execute("SELECT pg_drop_replication_slot('analytics_slot')")
+    arn = create_task(dms, pipeline, select_rules(("app", "accounts")), "again", "cdc")
+    start(dms, arn)
+    task = wait_for_status(dms, arn, {"failed"})
+    assert "Replication slot analytics_slot (the source endpoint's SlotName) does not exist" in (
+        task["LastFailureMessage"]
+    )
