@@ -124,14 +124,15 @@ async def dms_ingestion(
         await wait_for_full_load_start(ensured.arn, config, aws_credentials_block)
 
     outcome, reloads = await _monitor_with_resumes(ensured.arn, config, aws_credentials_block)
-    if config.stop_after_full_load and outcome.task.get("Status") == TaskStatus.RUNNING:
-        await stop_replication_task(ensured.arn, config, aws_credentials_block)
-
     tables = sorted(
         (TableReport.from_statistics(s) for s in outcome.statistics),
         key=lambda t: (t.schema_name, t.table_name),
     )
+    # Judged on the state that ended monitoring (a running CDC task with its tables loaded).
     succeeded = task_succeeded(outcome.task, config.migration_type, tables)
+    if config.stop_after_full_load and outcome.task.get("Status") == TaskStatus.RUNNING:
+        # The report describes the task as it ends up: stopped, not as last monitored.
+        outcome.task = await stop_replication_task(ensured.arn, config, aws_credentials_block)
     verification = (
         await verify_s3_output(config, tables, aws_credentials_block)
         if config.verify_s3 and succeeded

@@ -449,8 +449,8 @@ async def delete_replication_task(
 @task(name="stop-replication-task", **RETRYABLE)
 async def stop_replication_task(
     arn: str, config: DmsIngestionConfig, aws_credentials_block: str | None
-) -> None:
-    """Stop the task and wait for it to be stopped."""
+) -> dict[str, Any]:
+    """Stop the task, wait for it to be stopped, and return its description then."""
     hook = await dms_hook(aws_credentials_block)
     await asyncio.to_thread(hook.stop_task, arn)
     await asyncio.to_thread(
@@ -460,3 +460,4 @@ async def stop_replication_task(
         min(config.poll_interval_seconds, 15.0),
         SETTLE_TIMEOUT_SECONDS,
     )
+    return await asyncio.to_thread(hook.describe_task, arn)

@@ -245,3 +245,30 @@ async def test_full_load_and_cdc_returns_once_loaded_and_keeps_capturing(job, s3
     body = read_objects(s3, "postgres-repo", cdc[0])[cdc[0]].decode()
     assert body == "U,7,changed\n"
     dms.stop_replication_task(ReplicationTaskArn=task["ReplicationTaskArn"])
+
+
+async def test_cdc_task_is_monitored_for_the_configured_time(job, dms):
+    write_config(
+        job, [{"schema_name": "bookings", "table_name": "%"}],
+        migration_type="cdc", cdc_monitor_seconds=2,
+    )  # fmt: skip
+    report = await dms_ingestion(config_path=str(job), poll_interval_seconds=0.2)
+
+    assert report.succeeded, report.failure_message()
+    task = dms.describe_replication_tasks()["ReplicationTasks"][0]
+    assert task["MigrationType"] == "cdc"
+    assert report.elapsed_seconds >= 2
+    dms.stop_replication_task(ReplicationTaskArn=task["ReplicationTaskArn"])
+
+
+async def test_stop_after_full_load_stops_a_full_load_and_cdc_task(job, dms):
+    write_config(
+        job, [{"schema_name": "bookings", "table_name": "%"}],
+        migration_type="full-load-and-cdc", stop_after_full_load=True,
+    )  # fmt: skip
+    report = await dms_ingestion(config_path=str(job), poll_interval_seconds=0.2)
+
+    assert report.succeeded, report.failure_message()
+    assert report.status == "stopped"
+    assert report.stop_reason == "Stop Reason NORMAL"
+    assert {t.table_state for t in report.tables} == {"Table completed"}

@@ -382,6 +382,7 @@ def test_cdc_reads_the_endpoints_existing_slot_and_leaves_it(dms, s3, source_db)
     arn = create_task(dms, pipeline, select_rules(("app", "accounts")), "again", "cdc")
     start(dms, arn)
     task = wait_for_status(dms, arn, {"failed"})
-    assert "Replication slot analytics_slot (the source endpoint's SlotName) does not exist" in (
-        task["LastFailureMessage"]
+    assert (
+        "Replication slot analytics_slot (the source endpoint's SlotName) does not exist"
+        in (task["LastFailureMessage"])
     )
