@@ -8,8 +8,10 @@ travels as a parameter: Prefect stores and shows parameters in the UI.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
+from prefect.runtime import flow_run
 from prefect_aws import AwsCredentials
 
 from flows.dms_hook import DmsHook
@@ -35,9 +37,18 @@ async def load_aws_credentials(block_name: str | None) -> AwsCredentials:
     return credentials
 
 
+SDK_RETRIES: Counter[str] = Counter()
+"""Retries boto3 made by itself (throttling, 5xx), per flow run id, for the report."""
+
+
 async def dms_hook(block_name: str | None) -> DmsHook:
-    """A ``DmsHook`` on the block's ``dms`` client."""
-    return DmsHook((await load_aws_credentials(block_name)).get_client("dms"))
+    """A ``DmsHook`` on the block's ``dms`` client, counting boto3's retries for this flow run."""
+    run_id = str(flow_run.id)
+
+    def count(retries: int) -> None:
+        SDK_RETRIES[run_id] += retries
+
+    return DmsHook((await load_aws_credentials(block_name)).get_client("dms"), count)
 
 
 async def s3_client(block_name: str | None) -> Any:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -35,17 +36,31 @@ def _waiter_model() -> botocore.waiter.WaiterModel:
 
 
 class DmsHook:
-    """DMS operations the flow needs, on one boto3 ``dms`` client."""
+    """DMS operations the flow needs, on one boto3 ``dms`` client.
 
-    def __init__(self, client: Any) -> None:
+    Args:
+        client: a boto3 ``dms`` client.
+        on_sdk_retries: told how many times boto3 itself retried a call (throttling, 5xx), when
+            it did.
+    """
+
+    def __init__(self, client: Any, on_sdk_retries: Callable[[int], None] | None = None) -> None:
         self.client = client
         self.calls: Counter[str] = Counter()
+        self.on_sdk_retries = on_sdk_retries
+
+    def _count_retries(self, response: dict[str, Any]) -> None:
+        retries = int(response.get("ResponseMetadata", {}).get("RetryAttempts", 0))
+        if retries and self.on_sdk_retries is not None:
+            self.on_sdk_retries(retries)
 
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         self.calls[operation] += 1
         try:
             response: dict[str, Any] = getattr(self.client, operation)(**kwargs)
+            self._count_retries(response)
         except botocore.exceptions.ClientError as exc:
+            self._count_retries(dict(exc.response))
             if is_transient(exc):
                 raise
             error = exc.response.get("Error", {})

@@ -20,7 +20,7 @@ from prefect.client.schemas.objects import FlowRun, State
 from prefect.context import FlowRunContext
 
 from dms_spec.status import StartType, TableState, TaskStatus
-from flows.aws import dms_hook
+from flows.aws import SDK_RETRIES, dms_hook
 from flows.config import DmsIngestionConfig, load_config
 from flows.exceptions import ReplicationTaskFailedError
 from flows.report import IngestionReport, TableReport, task_succeeded
@@ -161,6 +161,7 @@ async def dms_ingestion(
         dms_api_calls=outcome.calls,
         max_monitoring_calls_per_poll=outcome.max_calls_per_poll,
         transient_errors=TRANSIENT_ERRORS.pop(flow_run_id, 0),
+        sdk_retries=SDK_RETRIES.pop(flow_run_id, 0),
         table_reloads=reloads,
     )
     await _publish(report)

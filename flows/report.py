@@ -79,7 +79,10 @@ class IngestionReport(BaseModel):
     dms_api_calls: dict[str, int] = Field(default_factory=dict)
     max_monitoring_calls_per_poll: int = 0
     transient_errors: int = Field(
-        default=0, description="Throttling/5xx/connection errors retried."
+        default=0, description="Throttling/5xx/connection errors retried by the flow's tasks."
+    )
+    sdk_retries: int = Field(
+        default=0, description="Throttling/5xx answers boto3 retried itself, within one call."
     )
     table_reloads: int = 0
 
@@ -124,7 +127,7 @@ class IngestionReport(BaseModel):
             ),
             f"- DMS API calls: {sum(self.dms_api_calls.values())} "
             f"(at most {self.max_monitoring_calls_per_poll} per poll); transient errors retried: "
-            f"{self.transient_errors}",
+            f"{self.transient_errors} by the flow, {self.sdk_retries} by boto3",
         ]
         if self.s3_verification is not None:
             verification = self.s3_verification

@@ -46,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
         help="region used in ARNs",
     )
+    serve.add_argument(
+        "--faults",
+        default=os.environ.get("LOCALDMS_FAULTS", ""),
+        help="inject API faults for testing: throttle=R,error=R[,seed=N] (default off)",
+    )
     serve.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
 
@@ -58,7 +63,14 @@ def main(argv: list[str] | None = None) -> int:
             "address can read your endpoints and start copies. Bind 127.0.0.1 unless you need this.",
             args.host,
         )
-    server = make_server(args.host, args.port, args.state_dir, args.transition_seconds, args.region)
+    try:
+        server = make_server(
+            args.host, args.port, args.state_dir, args.transition_seconds, args.region, args.faults
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    if server.faults.enabled:
+        logging.warning("fault injection is on: %s", server.faults)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     print(f"localdms ready on {server.url} (state in {args.state_dir})", flush=True)
     try:

@@ -20,6 +20,7 @@ import boto3
 import botocore.config
 
 from localdms.exceptions import DmsFault, SerializationException
+from localdms.faults import FaultInjector
 from localdms.models import DmsBackend
 from localdms.responses import dispatch
 from localdms.store import Store
@@ -63,6 +64,12 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b"{}"
         target = self.headers.get("X-Amz-Target", "")
+        injected = self.server.faults.pick()
+        if injected is not None:
+            status, code, message = injected
+            log.info("%s -> injected %s", target, code)
+            self._send(status, {"__type": code, "message": message})
+            return
         try:
             try:
                 request = json.loads(raw or b"{}")
@@ -92,9 +99,12 @@ class LocalDmsServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], backend: DmsBackend) -> None:
+    def __init__(
+        self, address: tuple[str, int], backend: DmsBackend, faults: FaultInjector | None = None
+    ) -> None:
         super().__init__(address, _Handler)
         self.backend = backend
+        self.faults = faults or FaultInjector()
 
     @property
     def url(self) -> str:
@@ -108,12 +118,17 @@ def make_server(
     state_dir: Path | None = None,
     transition_seconds: float = 1.0,
     region: str = "us-east-1",
+    faults: str | None = None,
 ) -> LocalDmsServer:
-    """Build a server with its backend (state restored from ``state_dir`` if present)."""
+    """Build a server with its backend (state restored from ``state_dir`` if present).
+
+    Args:
+        faults: a fault-injection spec (see ``localdms.faults``); off when None or empty.
+    """
     backend = DmsBackend(
         Store(state_dir), default_s3_client, region=region, transition_seconds=transition_seconds
     )
-    return LocalDmsServer((host, port), backend)
+    return LocalDmsServer((host, port), backend, FaultInjector.parse(faults))
 
 
 class ThreadedLocalDms:
