@@ -123,7 +123,12 @@ class ThrowawayPostgres:
 
     def restart(self) -> None:
         """Restart the server (fast shutdown), keeping its data."""
-        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "restart")
+        # pg_ctl reuses the server options but not the log file: without -l the server would
+        # write to (and hold open) our output pipe, and this call would never return.
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"),
+            "-m", "fast", "-w", "-t", "60", "restart",
+        )  # fmt: skip
 
     def __enter__(self) -> ThrowawayPostgres:
         return self.start()

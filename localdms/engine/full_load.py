@@ -438,11 +438,14 @@ class FullLoadRun:
                     await connection.execute("COMMIT")
             except BaseException:
                 # Interrupted mid-COPY (a stop, a failed upload): the connection cannot be reset for
-                # reuse, so close it; the pool opens a new one when needed.
-                connection.terminate()
+                # reuse, so close it; the pool opens a new one when needed. A connection the server
+                # dropped is already gone: the original error is the one that says why.
+                with contextlib.suppress(asyncpg.InterfaceError):
+                    connection.terminate()
                 raise
             finally:
-                await pool.release(connection)
+                with contextlib.suppress(asyncpg.InterfaceError):
+                    await pool.release(connection)
             await writer.close()
             self.progress.table_completed(plan, int(status.split()[-1]))
         except asyncio.CancelledError:
