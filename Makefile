@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help install test lint typecheck unit integration bench demo serve clean
+.PHONY: help install test lint typecheck unit integration bench demo serve audit clean
 
 help:
 	@echo "make demo       the whole job on this machine: PostgreSQL -> localdms -> S3, with Prefect"
@@ -45,6 +45,10 @@ bench: install
 	$(BIN)/python -m benchmarks.full_load $(BENCH_ARGS)
 	$(BIN)/python -m benchmarks.cdc
 	$(BIN)/python -m benchmarks.orchestration
+
+audit: install
+	$(UV) export --frozen --extra dev --no-hashes --no-emit-project > .tools/requirements-audit.txt
+	$(UV) tool run pip-audit --strict --disable-pip --no-deps -r .tools/requirements-audit.txt
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .pytest_cache .ruff_cache

@@ -59,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(
         {
             "AWS_ACCESS_KEY_ID": "demo",
-            "AWS_SECRET_ACCESS_KEY": "demo-secret",
+            # Dummy keys for the local servers (DEMO_AWS_SECRET_ACCESS_KEY lets the secrets test
+            # give a known one).
+            "AWS_SECRET_ACCESS_KEY": os.environ.get("DEMO_AWS_SECRET_ACCESS_KEY", "demo-secret"),
             "AWS_DEFAULT_REGION": "us-east-1",
         }
     )

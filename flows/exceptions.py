@@ -78,10 +78,35 @@ class ReplicationTimeoutError(DmsIngestionError):
     """The task did not finish within the configured timeout."""
 
 
+API_ERROR_HINTS = {
+    "UnrecognizedClientException": (
+        "The access key is not known to AWS: check the AwsCredentials block's keys (or the "
+        "environment's AWS_ACCESS_KEY_ID) and its region."
+    ),
+    "InvalidSignatureException": (
+        "The secret key does not match the access key: check the AwsCredentials block's "
+        "aws_secret_access_key."
+    ),
+    "AccessDeniedException": (
+        "The credentials lack a DMS permission: attach the IAM policy in the README "
+        "(Running against AWS)."
+    ),
+    "ResourceNotFoundFault": (
+        "Check the ARNs in the environment (DMS_SOURCE_ENDPOINT_ARN, DMS_TARGET_ENDPOINT_ARN, "
+        "DMS_REPLICATION_INSTANCE_ARN) against `aws dms describe-endpoints` / "
+        "`describe-replication-instances` in the same account and region."
+    ),
+}
+"""What to do about the DMS errors a user can fix, appended to their message."""
+
+
 class DmsApiError(DmsIngestionError):
     """A DMS call failed with a terminal error; the message carries the code and DMS's words."""
 
     def __init__(self, operation: str, code: str, message: str) -> None:
-        super().__init__(f"DMS {operation} failed: {code}: {message}")
+        hint = API_ERROR_HINTS.get(code)
+        super().__init__(
+            f"DMS {operation} failed: {code}: {message}" + (f" {hint}" if hint else "")
+        )
         self.operation = operation
         self.code = code
