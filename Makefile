@@ -6,13 +6,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help install test lint typecheck unit integration bench demo serve audit clean
+.PHONY: help install test lint typecheck unit integration bench bench-peers demo serve audit clean
 
 help:
 	@echo "make demo       the whole job on this machine: PostgreSQL -> localdms -> S3, with Prefect"
 	@echo "make serve      local stack + Prefect server, worker and deployments, until Ctrl-C"
 	@echo "make test       lint, type-check and run the whole test suite"
-	@echo "make bench      full-load throughput against the COPY -> S3 pipe; orchestration overhead"
+	@echo "make bench      full-load (CSV, Parquet) against the COPY -> S3 pipe; CDC; orchestration"
+	@echo "make bench-peers  localdms against dlt and the COPY -> S3 pipe (installs dlt)"
+	@echo "make audit      pip-audit of the locked dependencies (needs PyPI's JSON API or OSV)"
 	@echo "make install    create .venv from uv.lock"
 
 .tools/bin/uv:
@@ -45,6 +47,10 @@ bench: install
 	$(BIN)/python -m benchmarks.full_load $(BENCH_ARGS)
 	$(BIN)/python -m benchmarks.cdc
 	$(BIN)/python -m benchmarks.orchestration
+
+bench-peers: install
+	$(UV) sync --frozen --extra dev --extra peers
+	$(BIN)/python -m benchmarks.peers $(BENCH_ARGS)
 
 audit: install
 	$(UV) export --frozen --extra dev --no-hashes --no-emit-project > .tools/requirements-audit.txt

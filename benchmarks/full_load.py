@@ -35,7 +35,7 @@ TABLES = {
     "big": """
         CREATE TABLE public.big AS
         SELECT g::bigint AS id, (g % 1000)::int AS category, md5(g::text) AS label,
-               (g % 100000)::numeric(12,2) / 7 AS amount,
+               ((g % 100000)::numeric / 7)::numeric(12,2) AS amount,
                timestamptz '2024-01-01' + g * interval '1 second' AS created_at,
                g % 2 = 0 AS flag, g * 1.5::double precision AS score,
                ('name-' || g)::varchar(40) AS name
