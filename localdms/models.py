@@ -1278,12 +1278,7 @@ class TaskRunProgress:
         def change(task: ReplicationTask) -> None:
             now = time.time()
             for plan, numbers in counts.items():
-                table = self._table(task, plan)
-                table.inserts += numbers["I"]
-                table.updates += numbers["U"]
-                table.deletes += numbers["D"]
-                table.ddls += numbers["DDL"]
-                table.last_update = now
+                _add_changes(self._table(task, plan), numbers, "", now)
 
         self._update(change, save="soon")
 
@@ -1295,15 +1290,19 @@ class TaskRunProgress:
         def change(task: ReplicationTask) -> None:
             now = time.time()
             for plan, numbers in counts.items():
-                table = self._table(task, plan)
-                table.applied_inserts += numbers["I"]
-                table.applied_updates += numbers["U"]
-                table.applied_deletes += numbers["D"]
-                table.applied_ddls += numbers["DDL"]
-                table.last_update = now
+                _add_changes(self._table(task, plan), numbers, "applied_", now)
             task.recovery_checkpoint = checkpoint
 
         self._update(change)
+
+
+def _add_changes(
+    table: TableStatistics, numbers: Mapping[str, int], prefix: str, now: float
+) -> None:
+    """Add I/U/D/DDL counts to a table's ``inserts``... (or ``applied_inserts``...) fields."""
+    for name, op in (("inserts", "I"), ("updates", "U"), ("deletes", "D"), ("ddls", "DDL")):
+        setattr(table, prefix + name, getattr(table, prefix + name) + numbers[op])
+    table.last_update = now
 
 
 def _check_cdc_positions(task: ReplicationTask) -> None:

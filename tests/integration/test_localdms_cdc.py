@@ -107,10 +107,12 @@ def replay(s3: Any, bucket: str, prefix: str = ACCOUNTS) -> dict[int, tuple[Any,
     return state
 
 
-def wait_for_sentinel(s3: Any, bucket: str, sentinel: int, timeout: float = 60) -> None:
+def wait_for_sentinel(
+    s3: Any, bucket: str, sentinel: int, timeout: float = 60, replayer: Any = None
+) -> None:
     """Wait until the row inserted last is in a CDC file: every earlier change is then too."""
     deadline = time.monotonic() + timeout
-    while sentinel not in replay(s3, bucket):
+    while sentinel not in (replayer or replay)(s3, bucket):
         assert time.monotonic() < deadline, f"row {sentinel} never reached S3"
         time.sleep(0.3)
 
@@ -341,10 +343,7 @@ def test_full_load_and_cdc_in_parquet(dms, s3, source_db):
     wait_capturing(dms, arn)
     change_accounts(source_db, 100_001, 30)
     source_db.execute("INSERT INTO app.accounts VALUES (999994, 's', 0, now(), true, '{}')")
-    deadline = time.monotonic() + 60
-    while 999_994 not in replay_parquet(s3, pipeline.bucket):
-        assert time.monotonic() < deadline, "the sentinel never reached S3"
-        time.sleep(0.3)
+    wait_for_sentinel(s3, pipeline.bucket, 999_994, replayer=replay_parquet)
 
     assert replay_parquet(s3, pipeline.bucket) == source_state(source_db)
     objects = read_objects(s3, pipeline.bucket, ACCOUNTS)
