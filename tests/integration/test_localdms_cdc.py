@@ -8,7 +8,7 @@ import io
 import json
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -20,7 +20,8 @@ import pytest
 
 from localdms.engine.pgoutput import parse_lsn
 from sandbox.localdms_process import LocalDmsProcess
-from tests.conftest import SourceDatabase
+from sandbox.postgres import ThrowawayPostgres
+from tests.conftest import PostgresServer, SourceDatabase
 from tests.dms_csv import parse_dms_csv
 from tests.pipeline import (
     create_task,
@@ -385,3 +386,80 @@ def test_cdc_reads_the_endpoints_existing_slot_and_leaves_it(dms, s3, source_db)
         "Replication slot analytics_slot (the source endpoint's SlotName) does not exist"
         in (task["LastFailureMessage"])
     )
+
+
+def test_cdc_start_and_stop_positions(dms, s3, source_db):
+    """CdcStartPosition skips what came before it; CdcStopPosition commit_time stops the task at
+    the first commit at or after that time, without writing it."""
+    make_accounts(source_db, 30)
+    source_db.execute("SELECT pg_create_logical_replication_slot('positions_slot', 'pgoutput')")
+    pipeline = provision(
+        dms, s3, source_db, s3_settings=CDC_S3, postgres_settings={"SlotName": "positions_slot"}
+    )
+    arn = create_task(dms, pipeline, select_rules(("app", "accounts")), migration_type="cdc")
+    start(dms, arn)  # creates the publications
+    wait_capturing(dms, arn)
+    dms.stop_replication_task(ReplicationTaskArn=arn)
+    wait_for_status(dms, arn, {"stopped"})
+    source_db.execute("INSERT INTO app.accounts VALUES (1001, 'before', 0, now(), true, '{}')")
+    # the insert position: with synchronous_commit=off the write position can lag the commit
+    (position,) = source_db.fetchall("SELECT pg_current_wal_insert_lsn()::text")[0]
+    source_db.execute("INSERT INTO app.accounts VALUES (1002, 'after', 0, now(), true, '{}')")
+    stop_at = (datetime.now(UTC) + timedelta(seconds=4)).strftime("%Y-%m-%dT%H:%M:%S")
+    start(
+        dms,
+        arn,
+        "reload-target",
+        CdcStartPosition=position,
+        CdcStopPosition=f"commit_time:{stop_at}",
+    )
+    wait_for_sentinel(s3, pipeline.bucket, 1002)
+    time.sleep(5)
+    source_db.execute("INSERT INTO app.accounts VALUES (1003, 'too late', 0, now(), true, '{}')")
+    task = wait_for_status(dms, arn, {"stopped", "failed"})
+    assert task["StopReason"] == "Stop Reason STOPPED_AT_COMMIT_TIME", task
+    ids = [row[1] for body in read_objects(s3, pipeline.bucket).values()
+           for row in parse_dms_csv(body.decode())]  # fmt: skip
+    assert ids == ["1002"]
+
+
+def test_cached_changes_not_applied_stops_right_after_the_load(dms, s3, source_db):
+    make_accounts(source_db, 100)
+    pipeline = provision(dms, s3, source_db, s3_settings=CDC_S3)
+    arn = create_task(
+        dms, pipeline, select_rules(("app", "accounts")), migration_type="full-load-and-cdc",
+        ReplicationTaskSettings=json.dumps({"FullLoadSettings": {"StopTaskCachedChangesNotApplied": True}}),
+    )  # fmt: skip
+    start(dms, arn)
+    task = wait_for_status(dms, arn, {"stopped", "failed"})
+    assert task["StopReason"] == "Stop Reason STOPPED_AFTER_FULL_LOAD", task
+    assert len(slots(source_db)) == 1  # kept: resume-processing goes on from it
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            {"wal_level": "replica"},
+            "wal_level is 'replica': change data capture needs wal_level = logical",
+        ),
+        ({"max_replication_slots": "1"}, "all replication slots are in use"),
+    ],
+)
+def test_cdc_prerequisites_fail_the_task_saying_what_to_change(dms, s3, settings, message):
+    with ThrowawayPostgres(settings=settings) as postgres:
+        server = PostgresServer(postgres.host, postgres.port, postgres.user, postgres.password)
+        source = SourceDatabase(server, "postgres")
+        make_accounts(source, 10)
+        if "max_replication_slots" in settings:
+            source.execute("SELECT pg_create_logical_replication_slot('taken', 'pgoutput')")
+        pipeline = provision(dms, s3, source)
+        arn = create_task(
+            dms, pipeline, select_rules(("app", "%")), migration_type="full-load-and-cdc"
+        )
+        start(dms, arn)
+        task = wait_for_status(dms, arn, {"failed"})
+        assert message in task["LastFailureMessage"]
+        assert task["StopReason"].endswith("Stop Reason FATAL_ERROR Error Level FATAL")
+        assert slots(source) == (["taken"] if "max_replication_slots" in settings else [])
+        assert source.fetchall("SELECT pubname FROM pg_publication") == []  # nothing left behind
