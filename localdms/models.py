@@ -5,7 +5,7 @@ existence and state (raising the exact DMS fault), makes the transition, persist
 response body. Short-lived states (``creating``, ``modifying``, ``deleting``, ``testing``) are
 kept for ``transition_seconds`` and advanced lazily whenever the backend is read, so the boto3
 waiters see them as on AWS. Task runs (the full load, then change capture for CDC tasks) run in
-``engine.full_load`` threads that report back through ``TaskRunProgress``.
+``engine.task_run`` threads that report back through ``TaskRunProgress``.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from localdms.endpoint_settings import (
     parse_extra_connection_attributes,
 )
 from localdms.engine.cdc import StopAt, drop_capture, on_thread, slot_name
-from localdms.engine.full_load import CdcSpec, FullLoadRun, RunSpec, check_bucket, source_error
 from localdms.engine.pgoutput import parse_lsn
+from localdms.engine.task_run import CdcSpec, RunSpec, TaskRun, check_bucket, source_error
 from localdms.exceptions import (
     InvalidParameterCombinationException,
     InvalidParameterValueException,
@@ -376,7 +376,7 @@ class DmsBackend:
         self.tasks: dict[str, ReplicationTask] = {}
         self.connections: dict[tuple[str, str], Connection] = {}
         self.tags: dict[str, dict[str, str]] = {}
-        self.runs: dict[str, FullLoadRun] = {}
+        self.runs: dict[str, TaskRun] = {}
         self._last_save = 0.0
         self._dirty = False
         self._load()
@@ -962,7 +962,7 @@ class DmsBackend:
             min_starting_seconds=self.transition_seconds,
             cdc=cdc,
         )
-        run = FullLoadRun(spec, TaskRunProgress(self, task.arn), self.s3_factory)
+        run = TaskRun(spec, TaskRunProgress(self, task.arn), self.s3_factory)
         self.runs[task.arn] = run
         run.start()
 

@@ -1,8 +1,10 @@
 """A task run: the full load (PostgreSQL tables → S3 LOAD files, ``MaxFullLoadSubTasks`` at a
 time), then, for CDC tasks, change capture (``cdc.py``) until the task is stopped.
 
-One run is one thread with its own asyncio loop. Each table is one ``COPY (SELECT ...) TO STDOUT``
-streamed by asyncpg (which hands over whole rows in C-buffered chunks) into a ``LoadFileWriter``.
+One run is one thread with its own asyncio loop. Each CSV table is one ``COPY (SELECT ...) TO
+STDOUT`` streamed by asyncpg (which hands over whole rows in C-buffered chunks) into a
+``LoadFileWriter``; a Parquet table is read as Arrow batches (``parquet_writer.py``). A CDC task
+creates its slot first and loads every table in the slot's snapshot.
 The run reports through ``RunProgress`` (implemented by the backend, which owns the task's state),
 so the engine knows nothing about the API.
 
@@ -119,8 +121,9 @@ class RunSpec:
     cdc: CdcSpec | None = None
 
 
-class FullLoadRun:
-    """Runs one full load in a background thread.
+class TaskRun:
+    """Runs one replication task (full load, then change capture for CDC tasks) in a background
+    thread.
 
     Args:
         spec: what to load and where.
