@@ -478,11 +478,14 @@ class ChangeCapture:
                 ):
                     self._flush(cursor)
                     return stop_at.reason
-                if decoded.end_lsn > self._confirmed:
-                    self._apply(transaction)
+                touched = self._apply(transaction) if decoded.end_lsn > self._confirmed else ()
                 self._processed = max(self._processed, decoded.end_lsn)
                 transaction = None
-                if any(out.size >= min_bytes for out in self.outputs.values()):
+                # Checked per commit too: with a backlog there is always a message waiting, and
+                # CdcMaxBatchInterval must still hold (it also bounds the memory pending rows use).
+                if time.monotonic() >= flush_due or any(
+                    self.outputs[key].size >= min_bytes for key in touched
+                ):
                     self._flush(cursor)
                     flush_due = time.monotonic() + interval
             elif isinstance(decoded, pgoutput.LogicalMessage):
@@ -496,8 +499,13 @@ class ChangeCapture:
             elif transaction is not None and not isinstance(decoded, pgoutput.Other):
                 transaction.changes.append(decoded)
 
-    def _apply(self, transaction: _Transaction) -> None:
-        """Render a committed transaction's changes into the tables' pending rows."""
+    def _apply(self, transaction: _Transaction) -> set[tuple[str, str]]:
+        """Render a committed transaction's changes into the tables' pending rows.
+
+        Returns:
+            The (schema, table) keys it added rows to.
+        """
+        touched: set[tuple[str, str]] = set()
         for change in transaction.changes:
             oids = (
                 change.relation_oids
@@ -510,6 +518,7 @@ class ChangeCapture:
                 if relation is None or key not in self.outputs:
                     continue
                 output = self.outputs[key]
+                touched.add(key)
                 counts = self._captured.setdefault(key, {"I": 0, "U": 0, "D": 0, "DDL": 0})
                 columns = self.column_names[relation.oid]
                 if isinstance(change, pgoutput.Insert):
@@ -539,6 +548,7 @@ class ChangeCapture:
                         *key,
                     )
         self._report_captured(force=False)
+        return touched
 
     def _report_captured(self, force: bool) -> None:
         if not self._captured:
