@@ -463,3 +463,37 @@ def test_cdc_prerequisites_fail_the_task_saying_what_to_change(dms, s3, settings
         assert task["StopReason"].endswith("Stop Reason FATAL_ERROR Error Level FATAL")
         assert slots(source) == (["taken"] if "max_replication_slots" in settings else [])
         assert source.fetchall("SELECT pubname FROM pg_publication") == []  # nothing left behind
+
+
+def test_reload_target_reloads_and_restarts_capture(dms, s3, source_db):
+    """Afterwards: the earlier run's CDC files are gone (they would replay onto the new load),
+    the slot was created again, and LOAD plus new CDC files replay to the source."""
+    make_accounts(source_db, 2_000)
+    pipeline = provision(dms, s3, source_db, s3_settings=CDC_S3)
+    arn = create_task(
+        dms, pipeline, select_rules(("app", "accounts")), migration_type="full-load-and-cdc"
+    )
+    start(dms, arn)
+    wait_capturing(dms, arn)
+    change_accounts(source_db, 100_001, 10)
+    source_db.execute("INSERT INTO app.accounts VALUES (999992, 's', 0, now(), true, '{}')")
+    wait_for_sentinel(s3, pipeline.bucket, 999_992)
+    first_files = {k for k in read_objects(s3, pipeline.bucket, ACCOUNTS) if "/LOAD" not in k}
+    dms.stop_replication_task(ReplicationTaskArn=arn)
+    wait_for_status(dms, arn, {"stopped"})
+
+    start(dms, arn, "reload-target")
+    wait_capturing(dms, arn)
+    change_accounts(source_db, 200_001, 10)
+    source_db.execute("INSERT INTO app.accounts VALUES (999991, 's', 0, now(), true, '{}')")
+    wait_for_sentinel(s3, pipeline.bucket, 999_991)
+
+    files = set(read_objects(s3, pipeline.bucket, ACCOUNTS))
+    assert not first_files & files
+    load = read_objects(s3, pipeline.bucket, f"{ACCOUNTS}LOAD00000001.csv")
+    loaded = {int(row[0] or 0) for body in load.values() for row in parse_dms_csv(body.decode())}
+    assert 100_001 in loaded  # inserted during the first capture: the tables were loaded again
+    assert len(slots(source_db)) == 1
+    assert replay(s3, pipeline.bucket) == source_state(source_db)
+    dms.stop_replication_task(ReplicationTaskArn=arn)
+    wait_for_status(dms, arn, {"stopped"})
