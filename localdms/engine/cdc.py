@@ -196,11 +196,20 @@ async def check_source(connection: Any) -> None:
         )
 
 
-async def check_slot(connection: Any, slot: str) -> None:
-    """The endpoint's SlotName must exist and decode with pgoutput (an asyncpg connection)."""
+async def check_slot(connection: Any, slot: str, owned: bool) -> None:
+    """The slot must exist and decode with pgoutput (an asyncpg connection).
+
+    Args:
+        owned: the task's own slot (resuming), rather than the endpoint's SlotName.
+    """
     row = await connection.fetchrow(
-        "SELECT plugin, database FROM pg_catalog.pg_replication_slots WHERE slot_name = $1", slot
+        "SELECT plugin FROM pg_catalog.pg_replication_slots WHERE slot_name = $1", slot
     )
+    if row is None and owned:
+        raise CdcError(
+            f"Replication slot {slot} no longer exists on the PostgreSQL source, so the task "
+            "cannot resume. Start it with reload-target."
+        )
     if row is None:
         raise CdcError(
             f"Replication slot {slot} (the source endpoint's SlotName) does not exist on the "
@@ -282,30 +291,12 @@ def drop_capture(source: PostgresSource, slot: str) -> None:
         connection.close()
 
 
-def slot_exists(source: PostgresSource, slot: str) -> bool:
-    connection = _connect(source, replication=False)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = %s", (slot,)
-            )
-            return cursor.fetchone() is not None
-    finally:
-        connection.close()
-
-
-def emit_marker(source: PostgresSource, slot: str) -> None:
-    """Write a marker into the WAL: the capture stops when it reads it (StopTaskCachedChanges
-    Applied: everything committed before the full load ended has then been written)."""
-    connection = _connect(source, replication=False)
-    try:
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_catalog.pg_logical_emit_message(false, %s, %s)", (MARKER_PREFIX, slot)
-            )
-    finally:
-        connection.close()
+async def emit_marker(connection: Any, slot: str) -> None:
+    """Write a marker into the WAL (an asyncpg connection): the capture stops when it reads it
+    (StopTaskCachedChangesApplied: everything committed before the load ended is then written)."""
+    await connection.execute(
+        "SELECT pg_catalog.pg_logical_emit_message(false, $1, $2)", MARKER_PREFIX, slot
+    )
 
 
 @dataclass
@@ -571,7 +562,7 @@ class ChangeCapture:
                 )
                 if output.truncated:
                     delete_prefix(self.s3, self.target.bucket_name, prefix)
-                if output.rows and output.first_commit is not None:
+                if output.pending and output.first_commit is not None:
                     name = cdc_file_name(self._file_time(key), self.target.extension)
                     self.s3.put_object(
                         Bucket=self.target.bucket_name,

@@ -84,13 +84,6 @@ def written_ops(target: S3Target) -> frozenset[str]:
     return frozenset("IUD")
 
 
-def pa_string() -> object:
-    """pyarrow's string type, imported only when Parquet is written."""
-    import pyarrow as pa
-
-    return pa.string()
-
-
 REFORMATTED = frozenset({"timestamptz", "bool", "bpchar", "bytea", "money"})
 """Base types whose text differs from the full load's rendering (see ``render_value``)."""
 
@@ -128,8 +121,9 @@ class TableOutput:
     plan: TablePlan
     target: S3Target
     rows: list[bytes] = field(default_factory=list)
+    """The pending rows as CSV lines (CSV targets)."""
     records: list[list[str | None]] = field(default_factory=list)
-    """The pending rows as text values, for Parquet files."""
+    """The pending rows as text values (Parquet targets; typed when the file is written)."""
     size: int = 0
     first_commit: datetime | None = None
     truncated: bool = False
@@ -176,21 +170,23 @@ class TableOutput:
             fields.append(value)  # type: ignore[arg-type]
         self.append_row(fields, commit_time)
 
+    @property
+    def pending(self) -> bool:
+        """Whether rows wait for the next file."""
+        return bool(self.rows or self.records)
+
     def append_row(self, fields: Sequence[str | None], commit_time: datetime) -> None:
-        if self.target.data_format == "parquet":  # typed at the flush, in cdc_parquet_file
+        if self.first_commit is None:
+            self.first_commit = commit_time
+        if self.target.data_format == "parquet":
             self.records.append(list(fields))
-            self.rows.append(b"")
             self.size += sum(len(value) for value in fields if value is not None)
-            if self.first_commit is None:
-                self.first_commit = commit_time
             return
         field = self._field
         line = self.target.csv_delimiter.join([field(value) for value in fields])
         row = (line + self.target.csv_row_delimiter).encode()
         self.rows.append(row)
         self.size += len(row)
-        if self.first_commit is None:
-            self.first_commit = commit_time
 
     def truncate(self) -> None:
         """TRUNCATE: the table's pending rows and (at the flush) all its files go."""
@@ -204,7 +200,7 @@ class TableOutput:
     def header(self) -> bytes:
         if not self.target.add_column_name:
             return b""
-        names = ["Op"] if op_column(self.target) else []
+        names = ["Op"] if self._op_column else []
         if self.target.timestamp_column_name:
             names.append(self.target.timestamp_column_name)
         names.extend(name for _, name in self.plan.columns)
@@ -215,13 +211,11 @@ class TableOutput:
 
     def file_body(self) -> bytes:
         if self.target.data_format == "parquet":
-            from localdms.engine.parquet_writer import cdc_parquet_file, parquet_column
+            # Imported here: pyarrow is loaded only by processes that write Parquet.
+            from localdms.engine.parquet_writer import cdc_parquet_file, file_schema
 
-            fields = [("Op", pa_string())] if self._op_column else []
-            if self.target.timestamp_column_name:
-                fields.append((self.target.timestamp_column_name, pa_string()))
-            fields.extend((name, parquet_column(column)[1]) for column, name in self.plan.columns)
-            return cdc_parquet_file(fields, self.records, self.target)
+            schema = file_schema(self.plan, self.target, self._op_column)
+            return cdc_parquet_file(schema, self.records, self.target)
         body = self.header() + b"".join(self.rows)
         return gzip.compress(body, compresslevel=6) if self.target.compression == "gzip" else body
 

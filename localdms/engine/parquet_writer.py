@@ -85,26 +85,29 @@ def parquet_column(column: SourceColumn) -> tuple[sql.Composable, pa.DataType]:
     return text, pa.string()
 
 
+def file_schema(plan: TablePlan, target: S3Target, op_column: bool) -> pa.Schema:
+    """The schema of a table's Parquet files: [Op], [TimestampColumnName], then the columns."""
+    fields = [pa.field("Op", pa.string())] if op_column else []
+    if target.timestamp_column_name:
+        fields.append(pa.field(target.timestamp_column_name, pa.string()))
+    fields.extend(pa.field(name, parquet_column(column)[1]) for column, name in plan.columns)
+    return pa.schema(fields)
+
+
 def parquet_select(plan: TablePlan, target: S3Target, load_timestamp: str) -> tuple[str, pa.Schema]:
-    """The SELECT that reads one table and the schema its Parquet files have."""
+    """The SELECT that reads one table and the schema its LOAD files have."""
     expressions: list[sql.Composable] = []
-    fields: list[pa.Field] = []
     if target.include_op_for_full_load:
         expressions.append(sql.Literal("I"))
-        fields.append(pa.field("Op", pa.string()))
     if target.timestamp_column_name:
         expressions.append(sql.Literal(load_timestamp))
-        fields.append(pa.field(target.timestamp_column_name, pa.string()))
-    for column, name in plan.columns:
-        expression, arrow_type = parquet_column(column)
-        expressions.append(expression)
-        fields.append(pa.field(name, arrow_type))
+    expressions.extend(parquet_column(column)[0] for column, _ in plan.columns)
     statement = sql.SQL("SELECT {} FROM {}").format(
         sql.SQL(", ").join(expressions), sql.Identifier(plan.source.schema, plan.source.name)
     )
     if plan.where is not None:
         statement = sql.SQL("{} WHERE {}").format(statement, plan.where)
-    return statement.as_string(None), pa.schema(fields)
+    return statement.as_string(None), file_schema(plan, target, target.include_op_for_full_load)
 
 
 def writer_options(target: S3Target) -> dict[str, Any]:
@@ -121,16 +124,14 @@ def writer_options(target: S3Target) -> dict[str, Any]:
     }
 
 
-def cdc_parquet_file(
-    fields: list[tuple[str, pa.DataType]], rows: list[list[str | None]], target: S3Target
-) -> bytes:
+def cdc_parquet_file(schema: pa.Schema, rows: list[list[str | None]], target: S3Target) -> bytes:
     """One CDC file in Parquet from rows of text values (as the CSV files would hold them).
 
     Text is typed column by column with Arrow casts; the few types Arrow cannot parse from text
     (decimals needing rounding, time, bytea hex) are converted value by value.
     """
     arrays = []
-    for index, (_, arrow_type) in enumerate(fields):
+    for index, arrow_type in enumerate(schema.types):
         values = [row[index] for row in rows]
         if pa.types.is_decimal(arrow_type):
             quantum = Decimal(1).scaleb(-arrow_type.scale)
@@ -148,7 +149,7 @@ def cdc_parquet_file(
         else:
             array = pc.cast(pa.array(values, pa.string()), arrow_type)
         arrays.append(array)
-    table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    table = pa.Table.from_arrays(arrays, schema=schema)
     buffer = io.BytesIO()
     options = writer_options(target)
     pq.write_table(table, buffer, row_group_size=target.parquet_row_group_length, **options)

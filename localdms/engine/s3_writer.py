@@ -112,12 +112,6 @@ class LoadFileWriter:
         self.bytes_written = 0
         self._current: _ObjectUpload | None = None
 
-    async def delete_previous_files(self, everything: bool = False) -> int:
-        """Remove the LOAD files (or, with ``everything``, all files) an earlier run left under the
-        prefix; return how many."""
-        prefix = self.prefix if everything else self.prefix + "LOAD"
-        return await asyncio.to_thread(delete_prefix, self.s3, self.bucket, prefix)
-
     async def write(self, chunk: bytes) -> None:
         """Append a row-aligned chunk, rolling over and uploading parts as needed."""
         while chunk:

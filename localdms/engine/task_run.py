@@ -32,6 +32,7 @@ from dms_spec.table_mappings import Rule
 from localdms.endpoint_settings import PostgresSource, S3Target
 from localdms.engine.catalog import read_catalog
 from localdms.engine.cdc import (
+    CaptureProgress,
     CdcError,
     ChangeCapture,
     StopAt,
@@ -40,7 +41,6 @@ from localdms.engine.cdc import (
     create_publications,
     drop_capture,
     emit_marker,
-    slot_exists,
 )
 from localdms.engine.rendering import (
     SESSION_SETUP,
@@ -70,8 +70,9 @@ def fatal_message(text: str) -> str:
     return f"Last Error  {text} Stop Reason FATAL_ERROR Error Level FATAL"
 
 
-class RunProgress(Protocol):
-    """What a run tells the task's owner. Every method is called from the run's threads."""
+class RunProgress(CaptureProgress, Protocol):
+    """What a run tells the task's owner (with ``CaptureProgress``'s change counts). Every method
+    is called from the run's threads."""
 
     def running(self, plans: Sequence[TablePlan]) -> None: ...
     def table_started(self, plan: TablePlan) -> None: ...
@@ -83,8 +84,6 @@ class RunProgress(Protocol):
     def failed(self, message: str) -> None: ...
     def capture_created(self, slot: str) -> None: ...
     def capturing(self) -> None: ...
-    def changes_captured(self, counts: Any) -> None: ...
-    def changes_applied(self, counts: Any, checkpoint: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -267,7 +266,7 @@ class TaskRun:
             if cdc is None or cdc.full_load:
                 await self._load_tables(plans, pool, s3)
             if capture is not None and cdc is not None:
-                await self._capture(capture, cdc)
+                await self._capture(capture, cdc, pool)
             else:
                 self.progress.finished()
         finally:
@@ -281,31 +280,24 @@ class TaskRun:
         source = self.spec.source
         async with pool.acquire() as connection:
             await check_source(connection)
-            if not cdc.own_slot:
-                await check_slot(connection, cdc.slot)
-                if cdc.fresh:
-                    await create_publications(connection, cdc.slot, plans, replace=False)
+            if not cdc.own_slot or not cdc.fresh:  # a slot that must already be there
+                await check_slot(connection, cdc.slot, owned=cdc.own_slot)
+            if not cdc.own_slot and cdc.fresh:
+                await create_publications(connection, cdc.slot, plans, replace=False)
             elif cdc.fresh:
                 await asyncio.to_thread(drop_capture, source, cdc.slot)
                 await create_publications(connection, cdc.slot, plans)
         capture = ChangeCapture(source, self.spec.target, plans, cdc.slot, s3, self.progress)
-        if not cdc.own_slot:
-            return capture
-        if cdc.fresh:
+        if cdc.own_slot and cdc.fresh:
             try:
                 self._snapshot = await asyncio.to_thread(capture.create_slot)
             except CdcError:
                 await asyncio.to_thread(drop_capture, source, cdc.slot)
                 raise
             self.progress.capture_created(cdc.slot)
-        elif not await asyncio.to_thread(slot_exists, source, cdc.slot):
-            raise CdcError(
-                f"Replication slot {cdc.slot} no longer exists on the PostgreSQL source, so the "
-                "task cannot resume. Start it with reload-target."
-            )
         return capture
 
-    async def _capture(self, capture: ChangeCapture, cdc: CdcSpec) -> None:
+    async def _capture(self, capture: ChangeCapture, cdc: CdcSpec, pool: Any) -> None:
         """After the full load: capture changes until stopped (or a stop setting says so)."""
         self._snapshot = None
         self.progress.capturing()
@@ -316,7 +308,8 @@ class TaskRun:
             return
         until_marker = cdc.after_full_load == "applied" and cdc.full_load
         if until_marker:
-            await asyncio.to_thread(emit_marker, self.spec.source, cdc.slot)
+            async with pool.acquire() as connection:
+                await emit_marker(connection, cdc.slot)
         self._capturing = True
         reason = await asyncio.to_thread(
             capture.stream, self._stop_requested, cdc.start_lsn, cdc.stop_at, until_marker
@@ -338,6 +331,17 @@ class TaskRun:
         while requested := self._take_reloads():
             await asyncio.gather(*(load(by_table[key]) for key in requested if key in by_table))
 
+    async def _delete_previous_files(self, s3: Any, prefix: str) -> None:
+        """Before a table loads: remove the LOAD files an earlier run left under ``prefix``, and
+        for a CDC task also its CDC files (they would replay onto the new load)."""
+        everything = self.spec.cdc is not None
+        await asyncio.to_thread(
+            delete_prefix,
+            s3,
+            self.spec.target.bucket_name,
+            prefix if everything else prefix + "LOAD",
+        )
+
     async def _load_table_parquet(self, plan: TablePlan, s3: Any, load_timestamp: str) -> None:
         """One table to Parquet LOAD files, in a worker thread (ADBC and pyarrow are blocking)."""
         # Imported here: pyarrow and ADBC add ~60 MB to a process that only writes CSV.
@@ -351,9 +355,7 @@ class TaskRun:
         target = self.spec.target
         statement, schema = parquet_select(plan, target, load_timestamp)
         prefix = target.table_prefix(plan.target_schema, plan.target_table)
-        await asyncio.to_thread(
-            delete_prefix, s3, target.bucket_name, prefix if self.spec.cdc else prefix + "LOAD"
-        )
+        await self._delete_previous_files(s3, prefix)
         writer = ParquetLoadWriter(s3, target, prefix, schema)
         next_report = time.monotonic()
 
@@ -418,8 +420,7 @@ class TaskRun:
             await writer.write(translator.translate(chunk) if translator else chunk)
 
         try:
-            # A fresh CDC start also removes earlier CDC files: they would replay onto the new load.
-            await writer.delete_previous_files(everything=self.spec.cdc is not None)
+            await self._delete_previous_files(s3, writer.prefix)
             connection = await pool.acquire()
             try:
                 if self._snapshot is not None:
