@@ -65,6 +65,10 @@ SESSION_OPTIONS = (
 CONNECT_TIMEOUT_SECONDS = 10
 CAPTURED_REPORT_SECONDS = 0.5
 MARKER_PREFIX = "localdms"
+RESUME_HINT = (
+    "Start the task with resume-processing once it is reachable again: the slot keeps every "
+    "change after the RecoveryCheckpoint, so nothing is lost."
+)
 
 REPLICA_IDENTITY_QUERY = """
 SELECT n.nspname AS schema_name, c.relname AS table_name,
@@ -425,7 +429,8 @@ class ChangeCapture:
                     "start the task with reload-target to create it and load the tables again."
                 ) from exc
             raise CdcError(
-                f"Change capture lost the PostgreSQL source: {_source_text(self.source, exc)}",
+                f"Change capture lost the PostgreSQL source: {_source_text(self.source, exc)}. "
+                f"{RESUME_HINT}",
                 recoverable=True,
             ) from exc
         finally:
@@ -573,7 +578,9 @@ class ChangeCapture:
                     applied[output.plan] = dict(output.counts)
                 output.reset()
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise CdcError(f"Failed to write CDC files to S3: {exc}", recoverable=True) from exc
+            raise CdcError(
+                f"Failed to write CDC files to S3: {exc}. {RESUME_HINT}", recoverable=True
+            ) from exc
         if self._processed > self._confirmed or applied:
             self._confirmed = max(self._confirmed, self._processed)
             self.progress.changes_applied(applied, pgoutput.format_lsn(self._confirmed))
