@@ -8,6 +8,7 @@ import io
 import json
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -24,6 +25,7 @@ from sandbox.postgres import ThrowawayPostgres
 from tests.conftest import PostgresServer, SourceDatabase
 from tests.dms_csv import parse_dms_csv
 from tests.pipeline import (
+    Pipeline,
     create_task,
     describe_task,
     provision,
@@ -109,7 +111,11 @@ def replay(s3: Any, bucket: str, prefix: str = ACCOUNTS) -> dict[int, tuple[Any,
 
 
 def wait_for_sentinel(
-    s3: Any, bucket: str, sentinel: int, timeout: float = 60, replayer: Any = None
+    s3: Any,
+    bucket: str,
+    sentinel: int,
+    timeout: float = 60,
+    replayer: Callable[[Any, str], dict[int, tuple[Any, ...]]] | None = None,
 ) -> None:
     """Wait until the row inserted last is in a CDC file: every earlier change is then too."""
     deadline = time.monotonic() + timeout
@@ -133,6 +139,26 @@ def wait_capturing(dms: Any, arn: str, timeout: float = 120) -> dict[str, Any]:
             return task
         assert time.monotonic() < deadline, task
         time.sleep(0.2)
+
+
+def capturing_task(
+    dms: Any,
+    s3: Any,
+    source: SourceDatabase,
+    migration_type: str = "full-load-and-cdc",
+    tables: tuple[str, str] = ("app", "accounts"),
+    s3_settings: dict[str, Any] | None = None,
+    slot: str | None = None,
+) -> tuple[Pipeline, str]:
+    """Provision, create and start a CDC task (CDC files every second); return once it captures."""
+    pipeline = provision(
+        dms, s3, source, s3_settings={**CDC_S3, **(s3_settings or {})},
+        postgres_settings={"SlotName": slot} if slot else None,
+    )  # fmt: skip
+    arn = create_task(dms, pipeline, select_rules(tables), migration_type=migration_type)
+    start(dms, arn)
+    wait_capturing(dms, arn)
+    return pipeline, arn
 
 
 def slots(source: SourceDatabase) -> list[str]:
@@ -226,12 +252,7 @@ def test_localdms_killed_during_cdc_resumes_from_its_checkpoint(s3, s3_server, s
     server = LocalDmsProcess(s3_server.url, transition_seconds=0.2).start()
     try:
         dms = boto3.client("dms", endpoint_url=server.url)
-        pipeline = provision(dms, s3, source_db, s3_settings=CDC_S3)
-        arn = create_task(
-            dms, pipeline, select_rules(("app", "accounts")), migration_type="full-load-and-cdc"
-        )
-        start(dms, arn)
-        wait_capturing(dms, arn)
+        pipeline, arn = capturing_task(dms, s3, source_db)
         change_accounts(source_db, 100_001, 40)
         source_db.execute("INSERT INTO app.accounts VALUES (999997, 's', 0, now(), true, '{}')")
         wait_for_sentinel(s3, pipeline.bucket, 999_997)
@@ -257,10 +278,9 @@ def test_cdc_task_writes_only_changes_and_honours_table_identity(dms, s3, source
     make_accounts(source_db, 100)
     source_db.execute("CREATE TABLE app.events (kind text, at int)")  # no primary key
     source_db.execute("INSERT INTO app.events VALUES ('old', 0)")
-    pipeline = provision(dms, s3, source_db, s3_settings={**CDC_S3, "DatePartitionEnabled": True})
-    arn = create_task(dms, pipeline, select_rules(("app", "%")), migration_type="cdc")
-    start(dms, arn)
-    wait_capturing(dms, arn)
+    pipeline, arn = capturing_task(
+        dms, s3, source_db, "cdc", ("app", "%"), {"DatePartitionEnabled": True}
+    )
     change_accounts(source_db, 500, 5)
     source_db.execute("INSERT INTO app.events VALUES ('click', 1)")
     source_db.execute("UPDATE app.events SET at = 2")  # not refused on the source, not captured
@@ -336,12 +356,7 @@ def replay_parquet(s3: Any, bucket: str, prefix: str = ACCOUNTS) -> dict[int, tu
 
 def test_full_load_and_cdc_in_parquet(dms, s3, source_db):
     make_accounts(source_db, 3_000)
-    pipeline = provision(dms, s3, source_db, s3_settings={**CDC_S3, "DataFormat": "parquet"})
-    arn = create_task(
-        dms, pipeline, select_rules(("app", "accounts")), migration_type="full-load-and-cdc"
-    )
-    start(dms, arn)
-    wait_capturing(dms, arn)
+    pipeline, arn = capturing_task(dms, s3, source_db, s3_settings={"DataFormat": "parquet"})
     change_accounts(source_db, 100_001, 30)
     source_db.execute("INSERT INTO app.accounts VALUES (999994, 's', 0, now(), true, '{}')")
     wait_for_sentinel(s3, pipeline.bucket, 999_994, replayer=replay_parquet)
@@ -360,12 +375,7 @@ def test_full_load_and_cdc_in_parquet(dms, s3, source_db):
 def test_cdc_reads_the_endpoints_existing_slot_and_leaves_it(dms, s3, source_db):
     make_accounts(source_db, 30)
     source_db.execute("SELECT pg_create_logical_replication_slot('analytics_slot', 'pgoutput')")
-    pipeline = provision(
-        dms, s3, source_db, s3_settings=CDC_S3, postgres_settings={"SlotName": "analytics_slot"}
-    )
-    arn = create_task(dms, pipeline, select_rules(("app", "accounts")), migration_type="cdc")
-    start(dms, arn)
-    wait_capturing(dms, arn)
+    pipeline, arn = capturing_task(dms, s3, source_db, "cdc", slot="analytics_slot")
     change_accounts(source_db, 500, 3)
     source_db.execute("INSERT INTO app.accounts VALUES (999993, 's', 0, now(), true, '{}')")
     wait_for_sentinel(s3, pipeline.bucket, 999_993)
@@ -393,12 +403,7 @@ def test_cdc_start_and_stop_positions(dms, s3, source_db):
     the first commit at or after that time, without writing it."""
     make_accounts(source_db, 30)
     source_db.execute("SELECT pg_create_logical_replication_slot('positions_slot', 'pgoutput')")
-    pipeline = provision(
-        dms, s3, source_db, s3_settings=CDC_S3, postgres_settings={"SlotName": "positions_slot"}
-    )
-    arn = create_task(dms, pipeline, select_rules(("app", "accounts")), migration_type="cdc")
-    start(dms, arn)  # creates the publications
-    wait_capturing(dms, arn)
+    pipeline, arn = capturing_task(dms, s3, source_db, "cdc", slot="positions_slot")  # publications
     dms.stop_replication_task(ReplicationTaskArn=arn)
     wait_for_status(dms, arn, {"stopped"})
     source_db.execute("INSERT INTO app.accounts VALUES (1001, 'before', 0, now(), true, '{}')")
@@ -469,12 +474,7 @@ def test_reload_target_reloads_and_restarts_capture(dms, s3, source_db):
     """Afterwards: the earlier run's CDC files are gone (they would replay onto the new load),
     the slot was created again, and LOAD plus new CDC files replay to the source."""
     make_accounts(source_db, 2_000)
-    pipeline = provision(dms, s3, source_db, s3_settings=CDC_S3)
-    arn = create_task(
-        dms, pipeline, select_rules(("app", "accounts")), migration_type="full-load-and-cdc"
-    )
-    start(dms, arn)
-    wait_capturing(dms, arn)
+    pipeline, arn = capturing_task(dms, s3, source_db)
     change_accounts(source_db, 100_001, 10)
     source_db.execute("INSERT INTO app.accounts VALUES (999992, 's', 0, now(), true, '{}')")
     wait_for_sentinel(s3, pipeline.bucket, 999_992)
