@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -23,13 +21,6 @@ from tests.pipeline import (
 )
 
 pytestmark = pytest.mark.integration
-
-NORTHWIND = Path(
-    os.environ.get(
-        "DMS_NORTHWIND_SQL",
-        Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "northwind" / "northwind.sql",
-    )
-)
 
 
 def rows_of(objects: dict[str, bytes], prefix: str, **csv_options: str) -> list[list[str | None]]:
@@ -64,10 +55,8 @@ def expected_rows(source_db, schema: str, table: str) -> list[list[str | None]]:
     ]
 
 
-def test_northwind_every_table_lands_exactly(dms, s3, source_db):
-    if not NORTHWIND.exists():
-        pytest.fail(f"Northwind fixture not found at {NORTHWIND}; set DMS_NORTHWIND_SQL")
-    source_db.execute(NORTHWIND.read_text())
+def test_northwind_every_table_lands_exactly(dms, s3, source_db, northwind_sql):
+    source_db.execute(northwind_sql)
     tables = [
         row[0]
         for row in source_db.fetchall("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")

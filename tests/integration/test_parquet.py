@@ -14,7 +14,6 @@ import pyarrow.parquet as pq
 import pytest
 from psycopg import sql
 
-from tests.integration.test_full_load_data import NORTHWIND
 from tests.pipeline import create_task, provision, read_objects, run_task, select_rules
 
 pytestmark = pytest.mark.integration
@@ -125,10 +124,8 @@ def test_parquet_settings_row_groups_and_file_size(dms, s3, source_db):
     assert sorted(ids.to_pylist()) == list(range(1, 60_001))
 
 
-def test_northwind_to_parquet_matches_the_source(dms, s3, source_db):
-    if not NORTHWIND.exists():
-        pytest.fail(f"Northwind fixture not found at {NORTHWIND}; set DMS_NORTHWIND_SQL")
-    source_db.execute(NORTHWIND.read_text())
+def test_northwind_to_parquet_matches_the_source(dms, s3, source_db, northwind_sql):
+    source_db.execute(northwind_sql)
     pipeline = provision(dms, s3, source_db, s3_settings={"DataFormat": "parquet"})
     arn = create_task(dms, pipeline, select_rules(("public", "%")))
     task = run_task(dms, arn)
