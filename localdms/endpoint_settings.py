@@ -12,7 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from dms_spec.endpoint_settings import parse_extra_connection_attributes
+from dms_spec.s3_layout import decode_delimiter, load_extension, table_prefix
 from localdms.exceptions import InvalidParameterValueException
+
+__all__ = ["PostgresSource", "S3Target", "parse_extra_connection_attributes"]
 
 POSTGRES_ENGINES = ("postgres", "postgresql", "aurora-postgresql")
 S3_ENGINES = ("s3",)
@@ -60,23 +64,6 @@ S3_KEYS = [
     "IgnoreHeaderRows",
     "ExternalTableDefinition",
 ]
-
-
-def parse_extra_connection_attributes(text: str | None) -> dict[str, str]:
-    """Parse ``key=value;key=value`` into a dict with the keys in UpperCamelCase.
-
-    Example:
-        >>> parse_extra_connection_attributes("bucketFolder=raw;compressionType=GZIP;")
-        {'BucketFolder': 'raw', 'CompressionType': 'GZIP'}
-    """
-    result: dict[str, str] = {}
-    for part in (text or "").split(";"):
-        if "=" in part:
-            key, value = part.split("=", 1)
-            key = key.strip()
-            if key:
-                result[key[0].upper() + key[1:]] = value.strip()
-    return result
 
 
 def _flag(value: Any, default: bool) -> bool:
@@ -128,14 +115,12 @@ class S3Target:
 
     @property
     def extension(self) -> str:
-        if self.data_format == "parquet":
-            return ".parquet"  # gzip applies inside the file (the column chunks' codec)
-        return ".csv.gz" if self.compression == "gzip" else ".csv"
+        """The LOAD and CDC files' extension (``dms_spec.s3_layout``)."""
+        return load_extension(self.data_format, self.compression)
 
     def table_prefix(self, schema: str, table: str) -> str:
-        """``[BucketFolder/]schema/table/``."""
-        folder = self.bucket_folder.strip("/")
-        return f"{folder + '/' if folder else ''}{schema}/{table}/"
+        """``[BucketFolder/]schema/table/`` (``dms_spec.s3_layout``)."""
+        return table_prefix(self.bucket_folder, schema, table)
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> S3Target:
@@ -151,10 +136,10 @@ class S3Target:
         compression = str(settings.get("CompressionType", "none")).lower()
         if compression not in ("none", "gzip"):
             raise _bad("CompressionType", compression, "valid values are none and gzip")
-        delimiter = str(settings.get("CsvDelimiter", ","))
+        delimiter = decode_delimiter(str(settings.get("CsvDelimiter", ",")))
         if len(delimiter) != 1 or delimiter in '\r\n"':
             raise _bad("CsvDelimiter", delimiter, "one character other than a quote or newline")
-        row_delimiter = str(settings.get("CsvRowDelimiter", "\n"))
+        row_delimiter = decode_delimiter(str(settings.get("CsvRowDelimiter", "\n")))
         if not row_delimiter or '"' in row_delimiter or delimiter in row_delimiter:
             raise _bad(
                 "CsvRowDelimiter", row_delimiter, "a non-empty string with no quote or delimiter"

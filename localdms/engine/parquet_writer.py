@@ -34,9 +34,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from psycopg import sql
 
+from dms_spec.s3_layout import load_file_name
 from localdms.endpoint_settings import PostgresSource, S3Target
 from localdms.engine.rendering import SESSION_SETUP
-from localdms.engine.s3_writer import MAX_PARTS_IN_FLIGHT, PART_SIZE, load_file_name
+from localdms.engine.s3_writer import MAX_PARTS_IN_FLIGHT, PART_SIZE
 from localdms.table_mappings import SourceColumn, TablePlan
 
 NUMERIC_TYPMOD = re.compile(r"numeric\((\d+),(\d+)\)")

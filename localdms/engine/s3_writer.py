@@ -19,18 +19,10 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from dms_spec.s3_layout import load_file_name
+
 PART_SIZE = 8 * 1024 * 1024
 MAX_PARTS_IN_FLIGHT = 2
-
-
-def load_file_name(sequence: int, extension: str) -> str:
-    """``LOAD%08X`` plus the extension.
-
-    Example:
-        >>> load_file_name(10, ".csv")
-        'LOAD0000000A.csv'
-    """
-    return f"LOAD{sequence:08X}{extension}"
 
 
 def row_end_after(chunk: bytes, offset: int, row_end: bytes) -> int:
