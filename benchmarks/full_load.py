@@ -9,6 +9,10 @@ localdms runs as its own process (``localdms serve``), one per format, so that e
 (``VmHWM``) is that run's own. MB/s counts the bytes written (Parquet files are smaller than CSV).
 Both write to the same moto S3 server process. Each path runs ``--repeat`` times; the best counts.
 
+After the loads, the flow's S3 reconciliation (``flows.reconcile``: list the LOAD objects and
+count their rows, CSV streamed, Parquet from the footers) runs over each localdms output, and its
+time is printed against that load's.
+
 Usage: ``python -m benchmarks.full_load [--rows 2000000] [--narrow-rows 5000000] [--repeat 2]``
 (``make bench``). Set ``DMS_BENCH_POSTGRES_DSN`` to use an existing server instead of a throwaway.
 """
@@ -27,6 +31,8 @@ from typing import Any
 import boto3
 import psycopg
 
+from flows.reconcile import table_objects
+from flows.target import TargetEndpoint
 from sandbox.localdms_process import LocalDmsProcess, provision_pipeline
 from sandbox.postgres import ThrowawayPostgres
 from sandbox.s3 import MotoS3Server
@@ -149,6 +155,22 @@ def measure_localdms(
         return Result(seconds, rows, size, localdms.peak_rss_mb())
 
 
+def reconcile(s3: Any, table: str, rows: int, data_format: str) -> float:
+    """Seconds the flow's reconciliation takes over ``measure_localdms``'s output of ``table``."""
+    target = TargetEndpoint(
+        endpoint_arn="bench",
+        bucket="bench",
+        folder=f"localdms-{data_format}",
+        data_format=data_format,
+    )
+    started = time.perf_counter()
+    found = table_objects(s3, target, "public", table)
+    seconds = time.perf_counter() - started
+    if found.rows != rows:
+        raise RuntimeError(f"reconciliation counted {found.rows:,} rows of {table}, not {rows:,}")
+    return seconds
+
+
 def object_bytes(s3: Any, bucket: str, prefix: str) -> int:
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
     return sum(item["Size"] for page in pages for item in page.get("Contents", []))
@@ -222,6 +244,13 @@ def main() -> None:
                     f"{table:<8} {'Parquet / pipe':<22} {baseline.seconds / parquet.seconds:>8.2f}x, "
                     f"Parquet / CSV {csv.seconds / parquet.seconds:.2f}x"
                 )
+                for data_format, load in (("csv", csv), ("parquet", parquet)):
+                    seconds = reconcile(s3, table, rows, data_format)
+                    print(
+                        f"{table:<8} {'reconcile ' + data_format:<22} {seconds:>8.2f} "
+                        f"{rows / seconds:>11,.0f}   rows counted, {seconds / load.seconds:.2f}x "
+                        "the load's time"
+                    )
     finally:
         if postgres is not None:
             postgres.stop()

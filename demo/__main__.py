@@ -2,7 +2,7 @@
 
 1. A throwaway PostgreSQL (or ``--source-dsn``) with the generated ``bookings`` database.
 2. moto's S3 server with the bucket, and localdms; the replication instance and both endpoints are
-   created through the DMS API, as on AWS.
+   created through the DMS API, as on AWS (the target writes under ``BucketFolder=raw``).
 3. A Prefect server backed by a database in the same PostgreSQL (SQLite stalls concurrent subflows).
 4. The ``dms-ingestion`` flow with ``config/dms_config.json``: progress while it runs, then the
    per-table report and the S3 tree (keys, sizes, rows).
@@ -22,6 +22,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from demo import DEMO_BUCKET_FOLDER
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "dms_config.json"
 
@@ -31,13 +33,15 @@ def step(message: str) -> None:
 
 
 def print_s3_tree(s3: Any, bucket: str) -> None:
+    from flows.reconcile import count_csv_rows
+
     print(f"\ns3://{bucket}/")
     print(f"  {'key':<48} {'bytes':>12} {'rows':>10}")
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
     total_bytes = total_rows = 0
     for item in (item for page in pages for item in page.get("Contents", [])):
         body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"]
-        rows = sum(chunk.count(b"\n") for chunk in body.iter_chunks(8 * 1024 * 1024))
+        rows = count_csv_rows(body.iter_chunks(8 * 1024 * 1024), b"\n")  # quote-aware
         total_bytes, total_rows = total_bytes + item["Size"], total_rows + rows
         print(f"  {item['Key']:<48} {item['Size']:>12,} {rows:>10,}")
     print(f"  {'total':<48} {total_bytes:>12,} {total_rows:>10,}")
@@ -103,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
 
         step("Creating the replication instance and endpoints through the DMS API")
         arns = provision_pipeline(
-            boto3.client("dms", endpoint_url=dms_url), source_dsn, "postgres-repo"
-        )
+            boto3.client("dms", endpoint_url=dms_url), source_dsn, "postgres-repo",
+            {"BucketFolder": DEMO_BUCKET_FOLDER},
+        )  # fmt: skip
         os.environ.update(arns.environment())
 
         step("Starting a Prefect server backed by PostgreSQL")

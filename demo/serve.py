@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     import boto3
     import psycopg
 
+    from demo import DEMO_BUCKET_FOLDER
     from demo.bookings import create_bookings
     from sandbox.localdms_process import LocalDmsProcess, provision_pipeline
     from sandbox.postgres import ThrowawayPostgres
@@ -110,8 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         boto3.client("s3", endpoint_url=s3_server.url).create_bucket(Bucket="postgres-repo")
         localdms = stack.enter_context(LocalDmsProcess(s3_server.url))
         arns = provision_pipeline(
-            boto3.client("dms", endpoint_url=localdms.url), postgres.dsn("demo"), "postgres-repo"
-        )
+            boto3.client("dms", endpoint_url=localdms.url), postgres.dsn("demo"), "postgres-repo",
+            {"BucketFolder": DEMO_BUCKET_FOLDER},
+        )  # fmt: skip
         server = stack.enter_context(
             PrefectServer(database_url=os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL"))
         )

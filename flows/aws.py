@@ -8,10 +8,9 @@ travels as a parameter: Prefect stores and shows parameters in the UI.
 
 from __future__ import annotations
 
-from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
-from prefect.runtime import flow_run
 from prefect_aws import AwsCredentials
 
 from flows.dms_hook import DmsHook
@@ -37,20 +36,19 @@ async def load_aws_credentials(block_name: str | None) -> AwsCredentials:
     return credentials
 
 
-SDK_RETRIES: Counter[str] = Counter()
-"""Retries boto3 made by itself (throttling, 5xx), per flow run id, for the report."""
+@dataclass(frozen=True)
+class AwsClients:
+    """The clients of one flow run, made once from one load of the block."""
+
+    dms: DmsHook
+    s3: Any
 
 
-async def dms_hook(block_name: str | None) -> DmsHook:
-    """A ``DmsHook`` on the block's ``dms`` client, counting boto3's retries for this flow run."""
-    run_id = str(flow_run.id)
+async def aws_clients(block_name: str | None) -> AwsClients:
+    """A ``DmsHook`` on the block's ``dms`` client and the block's ``s3`` client.
 
-    def count(retries: int) -> None:
-        SDK_RETRIES[run_id] += retries
-
-    return DmsHook((await load_aws_credentials(block_name)).get_client("dms"), count)
-
-
-async def s3_client(block_name: str | None) -> Any:
-    """The block's ``s3`` client."""
-    return (await load_aws_credentials(block_name)).get_client("s3")
+    Raises:
+        CredentialsError: no such block.
+    """
+    credentials = await load_aws_credentials(block_name)
+    return AwsClients(DmsHook(credentials.get_client("dms")), credentials.get_client("s3"))

@@ -1,18 +1,22 @@
 """``dms-ingestion run``: run the flow from a terminal and print a readable summary.
 
 Uses the Prefect API named by ``PREFECT_API_URL``, or a temporary local one. Exit codes: 0 success,
-1 the replication failed (the reason is printed, no traceback), 2 invalid config or credentials.
+1 the replication failed (the reason is printed, no traceback), 2 invalid config or credentials,
+or a config that contradicts the target endpoint (nothing was started). ``--debug`` keeps Python
+tracebacks of expected failures in the logs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flows.prefect_env import apply_local_defaults
+from flows.quiet_failures import DEBUG_VARIABLE
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import State
@@ -23,11 +27,17 @@ def _print_summary(report: object) -> None:
 
     assert isinstance(report, IngestionReport)
     print()
-    print(f"{'schema':<20} {'table':<28} {'state':<18} {'rows':>12} {'seconds':>9} {'rows/s':>11}")
+    print(
+        f"{'schema':<20} {'table':<28} {'state':<18} {'rows':>12} {'S3 rows':>12} "
+        f"{'S3 objects':>10} {'seconds':>9} {'rows/s':>11}"
+    )
     for table in report.tables:
+        s3_rows = "" if table.s3_rows is None else f"{table.s3_rows:,}"
+        s3_objects = "" if table.s3_objects is None else str(table.s3_objects)
         print(
             f"{table.schema_name:<20} {table.table_name:<28} {table.table_state:<18} "
-            f"{table.full_load_rows:>12,} {table.duration_seconds or 0:>9.2f} {table.rows_per_second or 0:>11,.0f}"
+            f"{table.full_load_rows:>12,} {s3_rows:>12} {s3_objects:>10} "
+            f"{table.duration_seconds or 0:>9.2f} {table.rows_per_second or 0:>11,.0f}"
         )
     outcome = "succeeded" if report.succeeded else "FAILED"
     print(
@@ -36,14 +46,21 @@ def _print_summary(report: object) -> None:
         + f", {len(report.tables)} tables, {report.total_rows:,} rows in {report.elapsed_seconds:.1f} s"
     )
     if report.s3_verification is not None:
-        print(f"S3 verification: {report.s3_verification.detail}")
+        print(f"S3 reconciliation: {report.s3_verification.detail}")
 
 
 def run(args: argparse.Namespace) -> int:
     apply_local_defaults()
+    if args.debug:
+        os.environ[DEBUG_VARIABLE] = "1"
     from flows.config import load_config
     from flows.dms_ingestion import dms_ingestion
-    from flows.exceptions import ConfigError, CredentialsError, ReplicationTaskFailedError
+    from flows.exceptions import (
+        ConfigError,
+        CredentialsError,
+        ReplicationTaskFailedError,
+        TargetMismatchError,
+    )
 
     try:
         load_config(
@@ -78,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"Report written to {args.report_json}")
     if isinstance(result, BaseException):
         print(f"\nerror: {result}", file=sys.stderr)
-        return 2 if isinstance(result, ConfigError | CredentialsError) else 1
+        expected_before_start = ConfigError | CredentialsError | TargetMismatchError
+        return 2 if isinstance(result, expected_before_start) else 1
     if not isinstance(result, ReplicationTaskFailedError) and report is None:
         print(f"error: the flow ended {state.type.value} without a report", file=sys.stderr)
         return 1
@@ -99,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--poll-interval", type=float, help="seconds between DMS polls")
     run_parser.add_argument("--timeout", type=float, help="seconds before giving up")
     run_parser.add_argument("--report-json", type=Path, help="write the report as JSON here")
+    run_parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="log Python tracebacks of expected failures too (DMS_INGESTION_DEBUG=1)",
+    )
     args = parser.parse_args(argv)
     return run(args)
 

@@ -82,9 +82,11 @@ class DmsIngestionConfig(BaseSettings):
         validation_alias=AliasChoices("dms_task_name", "DMS_TASK_NAME"),
         description="ReplicationTaskIdentifier: letters, digits and hyphens, starting with a letter.",
     )
-    s3_bucket_name: str = Field(
+    s3_bucket_name: str | None = Field(
+        default=None,
         validation_alias=AliasChoices("s3_bucket_name", "DMS_S3_BUCKET_NAME"),
-        description="The bucket the target endpoint writes to (checked by verify_s3).",
+        description="The bucket the target endpoint writes to. Optional: the flow reads it from "
+        "the endpoint; when given, it must match (else nothing starts).",
     )
     table_mappings: list[TableSelection] = Field(
         default_factory=list,
@@ -141,10 +143,16 @@ class DmsIngestionConfig(BaseSettings):
     )
     verify_s3: bool = Field(
         default=True,
-        description="List the target prefix: each completed non-empty table has LOAD files.",
+        description="Count the rows of each completed table's LOAD objects in S3 and fail the "
+        "run when they differ from DMS's FullLoadRows.",
     )
-    s3_bucket_folder: str = Field(
-        default="", description="The target endpoint's BucketFolder, for verify_s3."
+    verify_s3_concurrency: int = Field(
+        default=8, ge=1, le=64, description="Tables reconciled at once (each in a worker thread)."
+    )
+    s3_bucket_folder: str | None = Field(
+        default=None,
+        description="Not needed (the flow reads BucketFolder from the target endpoint); when "
+        "given, it must match the endpoint's.",
     )
     cdc_monitor_seconds: float | None = Field(
         default=None, gt=0, description="For cdc tasks: how long to monitor before returning."
@@ -186,8 +194,8 @@ class DmsIngestionConfig(BaseSettings):
 
     @field_validator("s3_bucket_name")
     @classmethod
-    def _bucket(cls, value: str) -> str:
-        if not _BUCKET.match(value) or ".." in value:
+    def _bucket(cls, value: str | None) -> str | None:
+        if value is not None and (not _BUCKET.match(value) or ".." in value):
             raise ValueError(
                 "must be a valid S3 bucket name: 3-63 lowercase letters, digits, '.', '-'"
             )

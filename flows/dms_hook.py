@@ -1,22 +1,30 @@
 """The only code that talks to DMS: a thin layer over a boto3 client.
 
 It serialises what DMS wants (JSON strings), owns post-conditions ("created" means "ready"),
-waits with declarative botocore waiters (``waiters.json``), and turns terminal API errors into
-``DmsApiError`` while letting transient ones (throttling, 5xx, lost connections) propagate to the
-callers' retries. It counts the calls it makes, so monitoring cost can be measured.
+waits with declarative botocore waiters (``waiters.json``, and botocore's own), and turns terminal
+API errors into ``DmsApiError`` while letting transient ones (throttling, 5xx, lost connections)
+propagate to the callers' retries. The flow makes one hook per run: it counts every call the run
+makes, boto3's own retries and the transient errors that reached the flow, for the report.
+
+Waiting for a lifecycle transition (created → ready, started → running) polls on a short, growing
+delay (``lifecycle_delays``) up to the caller's interval: DMS often settles in a second or two, and
+a fixed 15 s delay would spend the rest asleep.
 
 Example:
     >>> import boto3
+    >>> import itertools
     >>> hook = DmsHook(boto3.client("dms", region_name="us-east-1"))  # doctest: +SKIP
     >>> hook.find_task("postgres-migration-test")  # doctest: +SKIP
+    >>> list(itertools.islice(lifecycle_delays(15), 6))
+    [1.0, 1.5, 2.25, 3.38, 5.06, 7.59]
 """
 
 from __future__ import annotations
 
 import json
-import math
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -24,10 +32,12 @@ from typing import Any
 import botocore.exceptions
 import botocore.waiter
 
-from flows.exceptions import DmsApiError, is_transient
+from flows.exceptions import TRANSIENT_ERROR_CODES, DmsApiError, is_transient
 
 WAITERS_FILE = Path(__file__).with_name("waiters.json")
 TABLE_STATISTICS_PAGE = 500
+FIRST_LIFECYCLE_DELAY = 1.0
+LIFECYCLE_DELAY_GROWTH = 1.5
 
 
 @cache
@@ -35,24 +45,42 @@ def _waiter_model() -> botocore.waiter.WaiterModel:
     return botocore.waiter.WaiterModel(json.loads(WAITERS_FILE.read_text()))
 
 
+def lifecycle_delays(max_delay: float) -> Iterator[float]:
+    """Delays between polls of a transition: 1 s, then 1.5 times longer each time, up to
+    ``max_delay`` (and never more than it)."""
+    delay = min(FIRST_LIFECYCLE_DELAY, max_delay)
+    while True:
+        yield round(delay, 2)
+        delay = min(delay * LIFECYCLE_DELAY_GROWTH, max_delay)
+
+
+def _transient_response(response: dict[str, Any]) -> bool:
+    code = response.get("Error", {}).get("Code", "")
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return code in TRANSIENT_ERROR_CODES or status >= 500
+
+
 class DmsHook:
     """DMS operations the flow needs, on one boto3 ``dms`` client.
 
     Args:
         client: a boto3 ``dms`` client.
-        on_sdk_retries: told how many times boto3 itself retried a call (throttling, 5xx), when
-            it did.
+
+    Attributes:
+        calls: DMS API calls made, by operation (a waiter's polls included).
+        sdk_retries: throttling/5xx answers boto3 retried by itself, within one call.
+        transient_errors: transient errors that outlasted boto3's retries and reached the flow
+            (its tasks retry them, a monitoring poll or a wait tries again).
     """
 
-    def __init__(self, client: Any, on_sdk_retries: Callable[[int], None] | None = None) -> None:
+    def __init__(self, client: Any) -> None:
         self.client = client
         self.calls: Counter[str] = Counter()
-        self.on_sdk_retries = on_sdk_retries
+        self.sdk_retries = 0
+        self.transient_errors = 0
 
     def _count_retries(self, response: dict[str, Any]) -> None:
-        retries = int(response.get("ResponseMetadata", {}).get("RetryAttempts", 0))
-        if retries and self.on_sdk_retries is not None:
-            self.on_sdk_retries(retries)
+        self.sdk_retries += int(response.get("ResponseMetadata", {}).get("RetryAttempts", 0))
 
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         self.calls[operation] += 1
@@ -62,12 +90,25 @@ class DmsHook:
         except botocore.exceptions.ClientError as exc:
             self._count_retries(dict(exc.response))
             if is_transient(exc):
+                self.transient_errors += 1
                 raise
             error = exc.response.get("Error", {})
             raise DmsApiError(
                 operation, error.get("Code", "Unknown"), error.get("Message", "")
             ) from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            if is_transient(exc):
+                self.transient_errors += 1
+            raise
         return response
+
+    def describe_endpoint(self, arn: str) -> dict[str, Any]:
+        """The endpoint with this ARN (DMS answers ResourceNotFoundFault when there is none)."""
+        endpoints = self._call(
+            "describe_endpoints", Filters=[{"Name": "endpoint-arn", "Values": [arn]}]
+        )["Endpoints"]
+        endpoint: dict[str, Any] = endpoints[0]
+        return endpoint
 
     def find_task(self, identifier: str) -> dict[str, Any] | None:
         """The task with this identifier, or None (DMS answers ResourceNotFoundFault)."""
@@ -144,8 +185,8 @@ class DmsHook:
             if not marker:
                 return statistics
 
-    def wait(self, waiter_name: str, arn: str, delay: float, timeout: float) -> None:
-        """Run one of ``waiters.json``'s waiters on the task.
+    def wait(self, waiter_name: str, arn: str, max_delay: float, timeout: float) -> None:
+        """Run one of ``waiters.json``'s waiters on the task, polling on ``lifecycle_delays``.
 
         Raises:
             botocore.exceptions.WaiterError: a failure acceptor matched, or time ran out.
@@ -153,16 +194,39 @@ class DmsHook:
         waiter = botocore.waiter.create_waiter_with_client(
             waiter_name, _waiter_model(), self.client
         )
-        self.calls["describe_replication_tasks"] += 1  # at least one; a close enough count
-        waiter.wait(
-            Filters=[{"Name": "replication-task-arn", "Values": [arn]}],
-            WithoutSettings=True,
-            WaiterConfig={"Delay": delay, "MaxAttempts": max(1, math.ceil(timeout / delay))},
-        )
+        self._poll(waiter, arn, max_delay, timeout, WithoutSettings=True)
 
-    def wait_deleted(self, arn: str, delay: float, timeout: float) -> None:
-        """botocore's own ``replication_task_deleted`` waiter."""
-        self.client.get_waiter("replication_task_deleted").wait(
-            Filters=[{"Name": "replication-task-arn", "Values": [arn]}],
-            WaiterConfig={"Delay": delay, "MaxAttempts": max(1, math.ceil(timeout / delay))},
-        )
+    def wait_deleted(self, arn: str, max_delay: float, timeout: float) -> None:
+        """botocore's own ``replication_task_deleted`` waiter, polling on ``lifecycle_delays``."""
+        self._poll(self.client.get_waiter("replication_task_deleted"), arn, max_delay, timeout)
+
+    def _poll(self, waiter: Any, arn: str, max_delay: float, timeout: float, **kwargs: Any) -> None:
+        """Run ``waiter`` one attempt at a time, so its acceptors decide and the delay can grow.
+
+        A transient error answer (throttling, 5xx) is counted and polled again, where botocore's
+        waiter would stop with "An error occurred".
+        """
+        deadline = time.monotonic() + timeout
+        for delay in lifecycle_delays(max_delay):
+            self.calls["describe_replication_tasks"] += 1
+            try:
+                waiter.wait(
+                    Filters=[{"Name": "replication-task-arn", "Values": [arn]}],
+                    WaiterConfig={"Delay": 0, "MaxAttempts": 1},
+                    **kwargs,
+                )
+                return
+            except botocore.exceptions.WaiterError as exc:
+                response: dict[str, Any] = dict(exc.last_response or {})
+                self._count_retries(response)
+                if _transient_response(response):
+                    self.transient_errors += 1
+                elif exc.kwargs.get("reason") != "Max attempts exceeded":
+                    raise
+                if time.monotonic() + delay > deadline:
+                    raise botocore.exceptions.WaiterError(
+                        name=exc.kwargs.get("name", "waiter"),
+                        reason="Max attempts exceeded",
+                        last_response=response,  # type: ignore[arg-type]
+                    ) from exc
+            time.sleep(delay)

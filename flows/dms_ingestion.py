@@ -17,26 +17,30 @@ from typing import Any
 from prefect import Flow, flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.client.schemas.objects import FlowRun, State
-from prefect.context import FlowRunContext
 
-from dms_spec.status import StartType, TableState, TaskStatus
-from flows.aws import SDK_RETRIES, dms_hook
+from dms_spec.status import StartType, TaskStatus
+from flows import quiet_failures
+from flows.aws import aws_clients
 from flows.config import DmsIngestionConfig, load_config
+from flows.decisions import should_resume, task_succeeded
+from flows.dms_hook import DmsHook
 from flows.exceptions import ReplicationTaskFailedError
-from flows.report import IngestionReport, TableReport, task_succeeded
+from flows.report import IngestionReport, TableReport
 from flows.table_flows import TableTracker
 from flows.tasks import (
-    TRANSIENT_ERRORS,
     EnsuredTask,
     MonitorOutcome,
     delete_replication_task,
+    describe_target_endpoint,
     ensure_replication_task,
     monitor_replication_task,
+    reconcile_s3_output,
     start_replication_task,
     stop_replication_task,
-    verify_s3_output,
     wait_for_full_load_start,
 )
+
+quiet_failures.install()
 
 DEFAULT_CONFIG_PATH = "config/dms_config.json"
 
@@ -57,7 +61,7 @@ async def stop_task_on_cancellation(
     config = _config_from_parameters(flow_run.parameters)
     if not config.stop_task_on_cancel:
         return
-    hook = await dms_hook(flow_run.parameters.get("aws_credentials_block"))
+    hook = (await aws_clients(flow_run.parameters.get("aws_credentials_block"))).dms
     task = await asyncio.to_thread(hook.find_task, config.dms_task_name)
     if task is not None and task["Status"] in (TaskStatus.RUNNING, TaskStatus.STARTING):
         await asyncio.to_thread(hook.stop_task, task["ReplicationTaskArn"])
@@ -98,8 +102,10 @@ async def dms_ingestion(
 
     Raises:
         ConfigError: invalid config (nothing was sent to AWS).
-        ReplicationTaskFailedError: the task failed, stopped early or left tables in error; the
-            message has its status, StopReason, LastFailureMessage and tables; ``.report`` the rest.
+        TargetMismatchError: the config contradicts the target endpoint (nothing was started).
+        ReplicationTaskFailedError: the task failed, stopped early or left tables in error, or
+            the rows in S3 differ from DMS's counts; the message has the status, StopReason,
+            LastFailureMessage, tables and mismatches; ``.report`` the rest.
     """
     started_at = datetime.now(UTC)
     started = time.monotonic()
@@ -110,40 +116,41 @@ async def dms_ingestion(
         timeout_seconds=timeout_seconds,
         **(overrides or {}),
     )
+    clients = await aws_clients(aws_credentials_block)  # one block load, one hook for the run
+    hook = clients.dms
+    target = await describe_target_endpoint(config, hook)
     logger.info(
-        "Task %s: %s of %d selection(s) to s3://%s",
-        config.dms_task_name, config.migration_type, len(config.table_mappings) or 1, config.s3_bucket_name,
+        "Task %s: %s of %d selection(s) to %s",
+        config.dms_task_name, config.migration_type, len(config.table_mappings) or 1, target.url(),
     )  # fmt: skip
 
-    ensured = await ensure_replication_task(config, aws_credentials_block)
+    ensured = await ensure_replication_task(config, hook)
     start_type: str | None = None
     if ensured.action != "attached":
-        start_type = await start_replication_task(
-            ensured, config.rerun_start_type, aws_credentials_block
-        )
-        await wait_for_full_load_start(ensured.arn, config, aws_credentials_block)
+        start_type = await start_replication_task(ensured, config.rerun_start_type, hook)
+        await wait_for_full_load_start(ensured.arn, config, hook)
 
-    outcome, reloads = await _monitor_with_resumes(ensured.arn, config, aws_credentials_block)
+    outcome, reloads = await _monitor_with_resumes(ensured.arn, config, hook)
     tables = sorted(
         (TableReport.from_statistics(s) for s in outcome.statistics),
         key=lambda t: (t.schema_name, t.table_name),
     )
     # Judged on the state that ended monitoring (a running CDC task with its tables loaded).
-    succeeded = task_succeeded(outcome.task, config.migration_type, tables)
+    succeeded = task_succeeded(outcome.task, config.migration_type, [t.table_state for t in tables])
     if config.stop_after_full_load and outcome.task.get("Status") == TaskStatus.RUNNING:
         # The report describes the task as it ends up: stopped, not as last monitored.
-        outcome.task = await stop_replication_task(ensured.arn, config, aws_credentials_block)
+        outcome.task = await stop_replication_task(ensured.arn, config, hook)
     verification = (
-        await verify_s3_output(config, tables, aws_credentials_block)
+        await reconcile_s3_output(config, target, tables, clients.s3)
         if config.verify_s3 and succeeded
         else None
     )
     task_stats = outcome.task.get("ReplicationTaskStats", {})
-    flow_run_id = str(_flow_run_id())
     report = IngestionReport(
         task_identifier=config.dms_task_name,
         task_arn=ensured.arn,
         migration_type=str(config.migration_type),
+        target=target.url(),
         status=outcome.task.get("Status", "unknown"),
         stop_reason=outcome.task.get("StopReason"),
         last_failure_message=outcome.task.get("LastFailureMessage"),
@@ -158,18 +165,19 @@ async def dms_ingestion(
         full_load_progress_percent=task_stats.get("FullLoadProgressPercent"),
         tables=tables,
         s3_verification=verification,
-        dms_api_calls=outcome.calls,
+        dms_api_calls=dict(hook.calls),
         max_monitoring_calls_per_poll=outcome.max_calls_per_poll,
-        transient_errors=TRANSIENT_ERRORS.pop(flow_run_id, 0),
-        sdk_retries=SDK_RETRIES.pop(flow_run_id, 0),
+        transient_errors=hook.transient_errors,
+        sdk_retries=hook.sdk_retries,
         table_reloads=reloads,
     )
+    if report.succeeded and config.delete_task_after_success:
+        await delete_replication_task(ensured.arn, config, hook)
+        logger.info("Deleted replication task %s", config.dms_task_name)
+        report.dms_api_calls = dict(hook.calls)
     await _publish(report)
     if not report.succeeded:
         raise ReplicationTaskFailedError(report.failure_message(), report)
-    if config.delete_task_after_success:
-        await delete_replication_task(ensured.arn, config, aws_credentials_block)
-        logger.info("Deleted replication task %s", config.dms_task_name)
     logger.info(
         "Done: %d tables, %s rows, %.1f s",
         len(report.tables),
@@ -180,35 +188,40 @@ async def dms_ingestion(
 
 
 async def _monitor_with_resumes(
-    arn: str, config: DmsIngestionConfig, aws_credentials_block: str | None
+    arn: str, config: DmsIngestionConfig, hook: DmsHook
 ) -> tuple[MonitorOutcome, int]:
-    """Monitor; if a finished full load left tables in error, resume up to the configured times."""
+    """Monitor; if a finished load left tables in error, resume while the reload budget lasts.
+
+    ``reload_errored_tables`` is one budget for the whole run: each ReloadTables call while the
+    task runs and each resume after it spends one.
+    """
     reloads = 0
     while True:
         tracker = TableTracker(max_concurrent=config.max_concurrent_table_flows)
         try:
-            outcome = await monitor_replication_task(arn, config, aws_credentials_block, tracker)
+            outcome = await monitor_replication_task(
+                arn, config, hook, tracker, config.reload_errored_tables - reloads
+            )
             tracker.publish(outcome.statistics, final=True)
         finally:
             await tracker.close()
         reloads += outcome.table_reloads
-        errored = any(s.get("TableState") == TableState.ERROR for s in outcome.statistics)
-        if (
-            not errored
-            or reloads >= config.reload_errored_tables
-            or outcome.task.get("Status") != TaskStatus.STOPPED
+        if not should_resume(
+            outcome.task, outcome.statistics, config.reload_errored_tables - reloads
         ):
             return outcome, reloads
         reloads += 1
         get_run_logger().warning(
-            "Tables in error after the load; resuming to reload them (attempt %d)", reloads
+            "Tables in error after the load; resuming to reload them (reload %d of %d)",
+            reloads,
+            config.reload_errored_tables,
         )
         await start_replication_task(
             EnsuredTask(arn, config.dms_task_name, "resume", previously_run=True),
             StartType.RESUME_PROCESSING,
-            aws_credentials_block,
+            hook,
         )
-        await wait_for_full_load_start(arn, config, aws_credentials_block)
+        await wait_for_full_load_start(arn, config, hook)
 
 
 async def _publish(report: IngestionReport) -> None:
@@ -222,8 +235,3 @@ async def _publish(report: IngestionReport) -> None:
         markdown=report.summary_markdown(),
         description=f"DMS ingestion report for {report.task_identifier}",
     )
-
-
-def _flow_run_id() -> Any:
-    context = FlowRunContext.get()
-    return context.flow_run.id if context and context.flow_run else None

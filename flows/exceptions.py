@@ -1,6 +1,9 @@
 """The flow's errors: terminal ones fail at once with the reason; transient ones are retried.
 
-Each carries what it is about as attributes and says what to do in its message.
+Each carries what it is about as attributes and says what to do in its message. They are the
+failures a run is expected to meet (DMS says no, a table fails, S3 disagrees, time runs out), so
+they are logged and printed without a Python traceback (``flows.quiet_failures``); any other
+exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -76,6 +79,14 @@ class ReplicationTaskFailedError(DmsIngestionError):
 
 class ReplicationTimeoutError(DmsIngestionError):
     """The task did not finish within the configured timeout."""
+
+
+class TargetMismatchError(DmsIngestionError):
+    """The config contradicts the target endpoint DMS describes; nothing was created or started."""
+
+
+class TableLoadError(DmsIngestionError):
+    """A table ended in 'Table error'; its subflow run fails with this."""
 
 
 API_ERROR_HINTS = {

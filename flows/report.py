@@ -1,8 +1,9 @@
-"""What a run produced: the report object, its rendering, and its Prefect artifacts.
+"""What a run produced: the report object and its renderings.
 
 The flow returns an ``IngestionReport``; in a notebook it renders as a table
-(``_repr_markdown_``), ``model_dump_json()`` gives the JSON the CLI writes, and ``artifacts``
-publishes the same content to the Prefect UI.
+(``_repr_markdown_``), ``model_dump_json()`` gives the JSON the CLI writes, and the flow
+(``flows/dms_ingestion.py``) publishes ``table_rows()`` and ``summary_markdown()`` as Prefect
+artifacts.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from dms_spec.status import FINISHED_FULL_LOAD_REASONS, TableState, TaskStatus
+from dms_spec.status import TableState
 
 
 class TableReport(BaseModel):
@@ -26,7 +27,14 @@ class TableReport(BaseModel):
     full_load_end_time: datetime | None = None
     duration_seconds: float | None = None
     rows_per_second: float | None = None
-    s3_objects: int | None = Field(default=None, description="LOAD objects found by verify_s3.")
+    s3_objects: int | None = Field(
+        default=None, description="LOAD objects under the table's S3 folder (verify_s3)."
+    )
+    s3_rows: int | None = Field(
+        default=None,
+        description="Data rows in those objects (verify_s3); must equal full_load_rows.",
+    )
+    s3_bytes: int | None = Field(default=None, description="Their size in bytes (verify_s3).")
 
     @classmethod
     def from_statistics(cls, stats: dict[str, Any]) -> TableReport:
@@ -46,12 +54,19 @@ class TableReport(BaseModel):
 
 
 class S3Verification(BaseModel):
-    """The result of listing the target prefix."""
+    """The reconciliation of the S3 output with DMS's row counts."""
 
     checked: bool
     ok: bool = True
     detail: str = ""
-    missing_tables: list[str] = Field(default_factory=list)
+    tables: int = Field(default=0, description="Completed tables reconciled.")
+    objects: int = 0
+    rows: int = 0
+    bytes: int = 0
+    seconds: float = Field(default=0.0, description="What reconciling cost, wall time.")
+    mismatched_tables: list[str] = Field(
+        default_factory=list, description="schema.table whose S3 rows differ from DMS's count."
+    )
 
 
 class IngestionReport(BaseModel):
@@ -60,6 +75,9 @@ class IngestionReport(BaseModel):
     task_identifier: str
     task_arn: str
     migration_type: str
+    target: str | None = Field(
+        default=None, description="s3://bucket/[BucketFolder/], as the target endpoint says."
+    )
     status: str = Field(description="The task's status at the end, as DMS reports it.")
     stop_reason: str | None = None
     last_failure_message: str | None = None
@@ -76,7 +94,9 @@ class IngestionReport(BaseModel):
     full_load_progress_percent: int | None = None
     tables: list[TableReport] = Field(default_factory=list)
     s3_verification: S3Verification | None = None
-    dms_api_calls: dict[str, int] = Field(default_factory=dict)
+    dms_api_calls: dict[str, int] = Field(
+        default_factory=dict, description="Every DMS call of the run, by operation."
+    )
     max_monitoring_calls_per_poll: int = 0
     transient_errors: int = Field(
         default=0, description="Throttling/5xx/connection errors retried by the flow's tasks."
@@ -102,6 +122,9 @@ class IngestionReport(BaseModel):
                 "table": t.table_name,
                 "state": t.table_state,
                 "rows": t.full_load_rows,
+                "s3_rows": t.s3_rows,
+                "s3_objects": t.s3_objects,
+                "s3_bytes": t.s3_bytes,
                 "duration_s": t.duration_seconds,
                 "rows_per_s": t.rows_per_second,
             }
@@ -116,6 +139,7 @@ class IngestionReport(BaseModel):
             "",
             f"- Task: `{self.task_arn}` ({self.migration_type}, started with "
             f"{self.start_type or 'attach'})",
+            f"- Target: `{self.target or 'unknown'}`",
             f"- Status: **{self.status}**" + (f", {self.stop_reason}" if self.stop_reason else ""),
             f"- Tables: {len(self.tables)} ({sum(t.table_state == TableState.COMPLETED for t in self.tables)} "
             f"completed, {len(self.errored_tables)} errored), {self.total_rows:,} rows",
@@ -134,7 +158,7 @@ class IngestionReport(BaseModel):
             state = (
                 "skipped" if not verification.checked else ("ok" if verification.ok else "FAILED")
             )
-            lines.append(f"- S3 verification: {state}. {verification.detail}")
+            lines.append(f"- S3 reconciliation: {state}. {verification.detail}")
         if self.last_failure_message and not self.succeeded:
             lines += ["", "### Failure", "", f"```\n{self.last_failure_message}\n```"]
         if self.errored_tables:
@@ -145,9 +169,14 @@ class IngestionReport(BaseModel):
         return "\n".join(lines)
 
     def _repr_markdown_(self) -> str:
-        header = "| schema | table | state | rows | duration (s) | rows/s |\n|---|---|---|---:|---:|---:|"
+        header = (
+            "| schema | table | state | rows | S3 rows | S3 objects | duration (s) | rows/s |\n"
+            "|---|---|---|---:|---:|---:|---:|---:|"
+        )
         rows = [
             f"| {t.schema_name} | {t.table_name} | {t.table_state} | {t.full_load_rows:,} | "
+            f"{'' if t.s3_rows is None else f'{t.s3_rows:,}'} | "
+            f"{'' if t.s3_objects is None else t.s3_objects} | "
             f"{t.duration_seconds if t.duration_seconds is not None else ''} | "
             f"{t.rows_per_second if t.rows_per_second is not None else ''} |"
             for t in self.tables
@@ -170,17 +199,5 @@ class IngestionReport(BaseModel):
                 )
             )
         if self.s3_verification is not None and not self.s3_verification.ok:
-            parts.append(f"S3 verification failed: {self.s3_verification.detail}")
+            parts.append(f"S3 reconciliation failed: {self.s3_verification.detail}")
         return ". ".join(parts) + "."
-
-
-def task_succeeded(task: dict[str, Any], migration_type: str, tables: list[TableReport]) -> bool:
-    """Whether the task's end state is a success for its migration type."""
-    if any(t.table_state == TableState.ERROR for t in tables):
-        return False
-    status = task.get("Status")
-    if migration_type == "full-load":
-        return status == TaskStatus.STOPPED and task.get("StopReason") in FINISHED_FULL_LOAD_REASONS
-    if status == TaskStatus.RUNNING:
-        return True
-    return status == TaskStatus.STOPPED and task.get("StopReason") in FINISHED_FULL_LOAD_REASONS

@@ -26,6 +26,7 @@ from prefect.client.schemas.objects import State
 from prefect.exceptions import PrefectHTTPStatusError
 
 from dms_spec.status import TableState
+from flows.exceptions import TableLoadError
 from flows.report import TableReport
 
 TERMINAL_TABLE_STATES = frozenset({TableState.COMPLETED, TableState.ERROR, TableState.CANCELLED})
@@ -39,10 +40,6 @@ _END = object()
 logger = logging.getLogger(__name__)
 _FEEDS: dict[str, asyncio.Queue[Any]] = {}
 """Each subflow run's feed, by feed key."""
-
-
-class TableLoadError(Exception):
-    """A table ended in 'Table error'; its subflow run fails with this."""
 
 
 class TableTracker:

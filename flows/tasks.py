@@ -1,8 +1,9 @@
-"""The flow's Prefect tasks: ensure, start, wait, monitor, verify, delete.
+"""The flow's Prefect tasks: describe the target, ensure, start, wait, monitor, reconcile, delete.
 
 Every task is async and runs boto3 calls with ``asyncio.to_thread`` (a blocking call would stall
 every concurrent subflow). Tasks retry with backoff only on transient errors (throttling, 5xx, lost
-connections); anything else fails at once with its reason.
+connections); anything else fails at once with its reason. They take the run's one ``DmsHook``
+(which counts every call) and ask ``flows.decisions`` what to do.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import json
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import botocore.exceptions
@@ -19,40 +20,52 @@ from prefect import get_run_logger, task
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 from prefect.cache_policies import NONE
 from prefect.client.schemas.objects import State, TaskRun
-from prefect.context import TaskRunContext
 from prefect.tasks import Task
 
-from dms_spec.status import (
-    MigrationType,
-    StartType,
-    TableState,
-    TaskStatus,
-)
-from flows.aws import dms_hook, s3_client
+from dms_spec.status import StartType, TableState
 from flows.config import DmsIngestionConfig
+from flows.decisions import (
+    TaskAction,
+    WantedTask,
+    monitoring_finished,
+    plan_task,
+    tables_to_reload,
+)
+from flows.dms_hook import DmsHook
 from flows.exceptions import (
     DmsApiError,
     ReplicationTaskConflictError,
     ReplicationTimeoutError,
+    TargetMismatchError,
     is_transient,
 )
+from flows.reconcile import table_objects
 from flows.report import S3Verification, TableReport
 from flows.table_flows import TableTracker
-
-TRANSIENT_ERRORS: Counter[str] = Counter()
-"""Transient errors retried, per flow run id (read by the flow for its report)."""
+from flows.target import TargetEndpoint
 
 SETTLE_TIMEOUT_SECONDS = 1800
+RENAMING_ACTIONS = frozenset(
+    {
+        "rename",
+        "convert-lowercase",
+        "convert-uppercase",
+        "add-prefix",
+        "remove-prefix",
+        "replace-prefix",
+        "add-suffix",
+        "remove-suffix",
+        "replace-suffix",
+    }
+)
+"""Transformation actions that change a schema's or table's name, and so its S3 folder."""
 
 
 def retry_on_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
     """Prefect retry condition: retry only throttling, 5xx and connection errors."""
     # In an async task Prefect dispatches ``result`` to a coroutine; ``_sync`` reads it in place.
     exception = state.result(raise_on_failure=False, _sync=True)  # type: ignore[call-overload]
-    if isinstance(exception, BaseException) and is_transient(exception):
-        TRANSIENT_ERRORS[str(task_run.flow_run_id)] += 1
-        return True
-    return False
+    return isinstance(exception, BaseException) and is_transient(exception)
 
 
 RETRYABLE: dict[str, Any] = {
@@ -62,6 +75,32 @@ RETRYABLE: dict[str, Any] = {
     "retry_condition_fn": retry_on_transient,
     "cache_policy": NONE,
 }
+
+
+@task(name="describe-target-endpoint", **RETRYABLE)
+async def describe_target_endpoint(config: DmsIngestionConfig, hook: DmsHook) -> TargetEndpoint:
+    """Read the target endpoint's bucket, folder and formats from DMS, and check the config.
+
+    Raises:
+        TargetMismatchError: the endpoint is not S3, or ``s3_bucket_name`` / ``s3_bucket_folder``
+            disagree with it (nothing has been created or started).
+    """
+    arn = str(config.target_endpoint_arn)
+    endpoint = await asyncio.to_thread(hook.describe_endpoint, arn)
+    try:
+        target = TargetEndpoint.from_endpoint(endpoint)
+    except ValueError as exc:
+        raise TargetMismatchError(str(exc)) from None
+    problems = target.disagreements(config.s3_bucket_name, config.s3_bucket_folder)
+    if problems:
+        raise TargetMismatchError(
+            "The config disagrees with the target endpoint; nothing was created or started.\n- "
+            + "\n- ".join(problems)
+        )
+    get_run_logger().info(
+        "Target endpoint writes %s files to %s", target.extension.lstrip("."), target.url()
+    )
+    return target
 
 
 @dataclass(frozen=True)
@@ -75,118 +114,81 @@ class EnsuredTask:
     previously_run: bool
 
 
-def _has_run(task: dict[str, Any]) -> bool:
-    return "ReplicationTaskStartDate" in task or task["Status"] in (
-        TaskStatus.STOPPED,
-        TaskStatus.FAILED,
-    )
-
-
-def _contains(current: Any, wanted: Any) -> bool:
-    """Whether every value of ``wanted`` is already set in ``current`` (deeply)."""
-    if isinstance(wanted, dict):
-        return isinstance(current, dict) and all(
-            _contains(current.get(k), v) for k, v in wanted.items()
-        )
-    return bool(current == wanted)
-
-
 @task(name="ensure-replication-task", **RETRYABLE)
-async def ensure_replication_task(
-    config: DmsIngestionConfig, aws_credentials_block: str | None
-) -> EnsuredTask:
+async def ensure_replication_task(config: DmsIngestionConfig, hook: DmsHook) -> EnsuredTask:
     """Find the task by identifier; create it, or modify it to match the config. Never a duplicate.
+
+    ``flows.decisions.plan_task`` decides; this task describes, acts and waits.
 
     Raises:
         ReplicationTaskConflictError: the task is running (and ``if_running`` is ``fail``), or its
             endpoints, instance or migration type differ from the config (DMS cannot change them).
     """
     logger = get_run_logger()
-    hook = await dms_hook(aws_credentials_block)
     name = config.dms_task_name
     delay = min(config.poll_interval_seconds, 15.0)
-    mappings = config.table_mappings_document()
-    settings = config.task_settings_document()
-    existing = await asyncio.to_thread(hook.find_task, name)
+    wanted = WantedTask(
+        identifier=name,
+        source_endpoint_arn=str(config.source_endpoint_arn),
+        target_endpoint_arn=str(config.target_endpoint_arn),
+        replication_instance_arn=str(config.replication_instance_arn),
+        migration_type=str(config.migration_type),
+        table_mappings=config.table_mappings_document(),
+        task_settings=config.task_settings_document(),
+        if_running=config.if_running,
+    )
+    while True:
+        existing = await asyncio.to_thread(hook.find_task, name)
+        plan = plan_task(existing, wanted)
+        if plan.action == TaskAction.WAIT_FOR_DELETION:
+            assert existing is not None
+            logger.info("Task %s is being deleted; waiting before creating it again", name)
+            await asyncio.to_thread(
+                hook.wait_deleted, existing["ReplicationTaskArn"], delay, SETTLE_TIMEOUT_SECONDS
+            )
+            continue
+        if plan.action == TaskAction.WAIT_TO_SETTLE:
+            assert existing is not None
+            logger.info("Task %s is %s; waiting for it to settle", name, existing["Status"])
+            await _settle(hook, existing["ReplicationTaskArn"], delay)
+            continue
+        break
 
-    if existing is not None and existing["Status"] == TaskStatus.DELETING:
-        logger.info("Task %s is being deleted; waiting before creating it again", name)
-        await asyncio.to_thread(
-            hook.wait_deleted, existing["ReplicationTaskArn"], delay, SETTLE_TIMEOUT_SECONDS
-        )
-        existing = None
-
-    if existing is None:
+    if plan.action == TaskAction.CREATE:
         parameters: dict[str, Any] = {
             "ReplicationTaskIdentifier": name,
-            "SourceEndpointArn": config.source_endpoint_arn,
-            "TargetEndpointArn": config.target_endpoint_arn,
-            "ReplicationInstanceArn": config.replication_instance_arn,
-            "MigrationType": str(config.migration_type),
-            "TableMappings": mappings,
+            "SourceEndpointArn": wanted.source_endpoint_arn,
+            "TargetEndpointArn": wanted.target_endpoint_arn,
+            "ReplicationInstanceArn": wanted.replication_instance_arn,
+            "MigrationType": wanted.migration_type,
+            "TableMappings": wanted.table_mappings,
             "Tags": [{"Key": "created-by", "Value": "dms-ingestion"}],
         }
-        if settings:
-            parameters["ReplicationTaskSettings"] = settings
+        if wanted.task_settings:
+            parameters["ReplicationTaskSettings"] = wanted.task_settings
         created = await asyncio.to_thread(hook.create_task, **parameters)
         arn = created["ReplicationTaskArn"]
         logger.info("Created replication task %s (%s); waiting until it is ready", name, arn)
         await _settle(hook, arn, delay)
         return EnsuredTask(arn, name, "created", previously_run=False)
 
+    assert existing is not None
     arn = existing["ReplicationTaskArn"]
-    for field_name, key in (
-        ("source_endpoint_arn", "SourceEndpointArn"),
-        ("target_endpoint_arn", "TargetEndpointArn"),
-        ("replication_instance_arn", "ReplicationInstanceArn"),
-        ("migration_type", "MigrationType"),
-    ):
-        wanted = str(getattr(config, field_name))
-        if existing.get(key) != wanted:
-            raise ReplicationTaskConflictError(
-                f"Replication task {name} exists with {key} {existing.get(key)}, but the config "
-                f"asks for {wanted}. DMS cannot change a task's {key}: delete the task "
-                f"(aws dms delete-replication-task --replication-task-arn {arn}) or choose another "
-                "dms_task_name.",
-                name,
-                existing["Status"],
-            )
-
-    status = existing["Status"]
-    if status in (TaskStatus.CREATING, TaskStatus.MODIFYING, TaskStatus.STOPPING):
-        logger.info("Task %s is %s; waiting for it to settle", name, status)
-        await _settle(hook, arn, delay)
-        existing = await asyncio.to_thread(hook.find_task, name) or existing
-        status = existing["Status"]
-    if status in (TaskStatus.RUNNING, TaskStatus.STARTING):
-        if config.if_running == "attach":
-            logger.info("Task %s is already %s; attaching to it", name, status)
-            return EnsuredTask(arn, name, "attached", previously_run=True)
-        raise ReplicationTaskConflictError(
-            f"Replication task {name} is already {status}. Wait for it to finish, stop it "
-            f"(aws dms stop-replication-task --replication-task-arn {arn}), or run with "
-            "if_running=attach to monitor it instead.",
-            name,
-            status,
+    if plan.action == TaskAction.ATTACH:
+        logger.info("Task %s is already %s; attaching to it", name, existing["Status"])
+        return EnsuredTask(arn, name, "attached", previously_run=True)
+    if plan.action == TaskAction.MODIFY:
+        logger.info(
+            "Task %s differs from the config (%s); modifying it", name, ", ".join(plan.changes)
         )
-
-    changes: dict[str, Any] = {}
-    if json.loads(existing.get("TableMappings") or "{}") != json.loads(mappings):
-        changes["TableMappings"] = mappings
-    if settings and not _contains(
-        json.loads(existing.get("ReplicationTaskSettings") or "{}"), json.loads(settings)
-    ):
-        changes["ReplicationTaskSettings"] = settings
-    if changes:
-        logger.info("Task %s differs from the config (%s); modifying it", name, ", ".join(changes))
-        await asyncio.to_thread(hook.modify_task, arn, **changes)
+        await asyncio.to_thread(hook.modify_task, arn, **plan.changes)
         await _settle(hook, arn, delay)
-        return EnsuredTask(arn, name, "modified", previously_run=_has_run(existing))
-    logger.info("Reusing replication task %s (%s, %s)", name, arn, status)
-    return EnsuredTask(arn, name, "reused", previously_run=_has_run(existing))
+        return EnsuredTask(arn, name, "modified", previously_run=plan.previously_run)
+    logger.info("Reusing replication task %s (%s, %s)", name, arn, existing["Status"])
+    return EnsuredTask(arn, name, "reused", previously_run=plan.previously_run)
 
 
-async def _settle(hook: Any, arn: str, delay: float) -> None:
+async def _settle(hook: DmsHook, arn: str, delay: float) -> None:
     """Wait until a created or modified task is ready, stopped or failed."""
     try:
         await asyncio.to_thread(
@@ -211,9 +213,7 @@ async def _settle(hook: Any, arn: str, delay: float) -> None:
 
 
 @task(name="start-replication-task", **RETRYABLE)
-async def start_replication_task(
-    ensured: EnsuredTask, rerun_start_type: str, aws_credentials_block: str | None
-) -> str:
+async def start_replication_task(ensured: EnsuredTask, rerun_start_type: str, hook: DmsHook) -> str:
     """Start the task: ``start-replication`` on its first run, else ``rerun_start_type``.
 
     DMS accepts ``start-replication`` only once per task; if the task turns out to have run
@@ -223,7 +223,6 @@ async def start_replication_task(
         The StartReplicationTaskType used.
     """
     logger = get_run_logger()
-    hook = await dms_hook(aws_credentials_block)
     start_type = rerun_start_type if ensured.previously_run else StartType.START_REPLICATION
     try:
         await asyncio.to_thread(hook.start_task, ensured.arn, str(start_type))
@@ -241,15 +240,14 @@ async def start_replication_task(
 
 
 @task(name="wait-for-full-load-start", **RETRYABLE)
-async def wait_for_full_load_start(
-    arn: str, config: DmsIngestionConfig, aws_credentials_block: str | None
-) -> str:
+async def wait_for_full_load_start(arn: str, config: DmsIngestionConfig, hook: DmsHook) -> str:
     """Wait until the task runs, or has already finished its load (a success, not a race).
+
+    Polls on a growing delay (1 s, 1.5 s, ...) up to the poll interval: a start takes seconds.
 
     Returns:
         The status reached (the monitor reports failures with their reasons).
     """
-    hook = await dms_hook(aws_credentials_block)
     try:
         await asyncio.to_thread(
             hook.wait, "FullLoadStarted", arn, config.poll_interval_seconds, config.timeout_seconds
@@ -269,55 +267,37 @@ class MonitorOutcome:
 
     task: dict[str, Any]
     statistics: list[dict[str, Any]]
-    calls: dict[str, int] = field(default_factory=dict)
     max_calls_per_poll: int = 0
     polls: int = 0
     table_reloads: int = 0
-
-
-def monitoring_finished(
-    task: dict[str, Any],
-    statistics: list[dict[str, Any]],
-    config: DmsIngestionConfig,
-    started: float,
-) -> bool:
-    """Whether to stop watching: the task ended, or (for CDC tasks) the full load is done."""
-    status = task.get("Status")
-    if status in (TaskStatus.STOPPED, TaskStatus.FAILED, TaskStatus.DELETING):
-        return True
-    if status != TaskStatus.RUNNING:
-        return False
-    if config.migration_type == MigrationType.FULL_LOAD_AND_CDC:
-        return bool(statistics) and all(
-            s.get("TableState") in (TableState.COMPLETED, TableState.ERROR) for s in statistics
-        )
-    if config.migration_type == MigrationType.CDC:
-        return time.monotonic() - started >= (config.cdc_monitor_seconds or 0)
-    return False
+    """ReloadTables calls made (each spends one of the run's reload_errored_tables)."""
 
 
 @task(name="monitor-replication-task", cache_policy=NONE)
 async def monitor_replication_task(
-    arn: str, config: DmsIngestionConfig, aws_credentials_block: str | None, tracker: TableTracker
+    arn: str,
+    config: DmsIngestionConfig,
+    hook: DmsHook,
+    tracker: TableTracker,
+    reloads_left: int,
 ) -> MonitorOutcome:
     """Poll the task and all its tables once per interval until it finishes, feeding the subflows.
 
     Each poll is one DescribeReplicationTasks plus one DescribeTableStatistics per 500 tables.
-    A transient error skips that poll (counted); the timeout bounds everything.
+    A transient error skips that poll (counted by the hook); the timeout bounds everything.
+    Tables in error while the task runs are reloaded with ReloadTables, spending ``reloads_left``
+    (what remains of the run's ``reload_errored_tables``); the outcome says how many it spent.
 
     Raises:
         ReplicationTimeoutError: not finished within ``timeout_seconds`` (the task is left as is).
     """
     logger = get_run_logger()
-    hook = await dms_hook(aws_credentials_block)
-    flow_run = str(task_run_flow_id())
     started = time.monotonic()
     outcome = MonitorOutcome(task={}, statistics=[])
     progress_artifact = await acreate_progress_artifact(
         0.0, description=f"{config.dms_task_name}: starting"
     )
     last_line = ""
-    reloads_left = config.reload_errored_tables
     while True:
         before = sum(hook.calls.values())
         try:
@@ -326,7 +306,6 @@ async def monitor_replication_task(
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             if not is_transient(exc):
                 raise
-            TRANSIENT_ERRORS[flow_run] += 1
             logger.warning("Transient DMS error while polling (%s); retrying next interval", exc)
         else:
             outcome.polls += 1
@@ -345,20 +324,23 @@ async def monitor_replication_task(
                     description=line,
                 )
                 last_line = line
-            if monitoring_finished(task_description, statistics, config, started):
+            if monitoring_finished(
+                task_description,
+                statistics,
+                str(config.migration_type),
+                time.monotonic() - started,
+                config.cdc_monitor_seconds,
+            ):
                 break
-            errored = [
-                (s["SchemaName"], s["TableName"])
-                for s in statistics
-                if s.get("TableState") == TableState.ERROR
-            ]
-            if errored and reloads_left and task_description.get("Status") == TaskStatus.RUNNING:
-                reloads_left -= 1
+            reload = tables_to_reload(
+                task_description, statistics, reloads_left - outcome.table_reloads
+            )
+            if reload:
                 logger.warning(
-                    "Reloading tables in error: %s", ", ".join(f"{s}.{t}" for s, t in errored[:10])
+                    "Reloading tables in error: %s", ", ".join(f"{s}.{t}" for s, t in reload)
                 )
                 try:
-                    await asyncio.to_thread(hook.reload_tables, arn, errored[:10])
+                    await asyncio.to_thread(hook.reload_tables, arn, reload)
                     outcome.table_reloads += 1
                 except DmsApiError as exc:
                     if exc.code != "InvalidResourceStateFault":
@@ -374,13 +356,7 @@ async def monitor_replication_task(
                 "It was left as it is: check it in the DMS console, stop it, or raise timeout_seconds."
             )
         await asyncio.sleep(config.poll_interval_seconds)
-    outcome.calls = dict(hook.calls)
     return outcome
-
-
-def task_run_flow_id() -> Any:
-    context = TaskRunContext.get()
-    return context.task_run.flow_run_id if context else None
 
 
 def _progress_line(task: dict[str, Any], statistics: list[dict[str, Any]]) -> str:
@@ -395,51 +371,81 @@ def _progress_line(task: dict[str, Any], statistics: list[dict[str, Any]]) -> st
     )
 
 
-@task(name="verify-s3-output", **RETRYABLE)
-async def verify_s3_output(
-    config: DmsIngestionConfig, tables: list[TableReport], aws_credentials_block: str | None
-) -> S3Verification:
-    """List each completed non-empty table's prefix: it must hold LOAD objects.
+def renames_targets(table_mappings: str) -> bool:
+    """Whether a transformation rule changes a schema's or table's name (and so its S3 folder).
 
-    Skipped when transformation rules may rename the target schema or table (the S3 path then
-    differs from the source names).
+    Example:
+        >>> renames_targets('{"rules": [{"rule-type": "transformation", "rule-target": "column",'
+        ...                 ' "rule-action": "rename"}]}')
+        False
     """
-    if (
-        config.table_mapping_rules
-        and any(r.get("rule-type") == "transformation" for r in config.table_mapping_rules)
-    ) or config.table_mappings_file:
-        return S3Verification(
-            checked=False, detail="Transformation rules may rename targets; not checked."
-        )
-    s3 = await s3_client(aws_credentials_block)
-    folder = config.s3_bucket_folder.strip("/")
-    missing: list[str] = []
-    checked = 0
-    for table in tables:
-        if table.table_state != TableState.COMPLETED or table.full_load_rows == 0:
-            continue
-        prefix = f"{folder + '/' if folder else ''}{table.schema_name}/{table.table_name}/LOAD"
-        response = await asyncio.to_thread(
-            s3.list_objects_v2, Bucket=config.s3_bucket_name, Prefix=prefix
-        )
-        table.s3_objects = int(response.get("KeyCount", 0))
-        checked += 1
-        if not table.s3_objects:
-            missing.append(f"{table.schema_name}.{table.table_name}")
-    detail = (
-        f"{checked} tables have LOAD objects in s3://{config.s3_bucket_name}/{folder}"
-        if not missing
-        else f"no LOAD objects for {', '.join(missing)} under s3://{config.s3_bucket_name}/{folder}"
+    return any(
+        rule.get("rule-type") == "transformation"
+        and rule.get("rule-target") in ("schema", "table")
+        and rule.get("rule-action") in RENAMING_ACTIONS
+        for rule in json.loads(table_mappings).get("rules", [])
     )
-    return S3Verification(checked=True, ok=not missing, detail=detail, missing_tables=missing)
+
+
+@task(name="reconcile-s3-output", **RETRYABLE)
+async def reconcile_s3_output(
+    config: DmsIngestionConfig, target: TargetEndpoint, tables: list[TableReport], s3: Any
+) -> S3Verification:
+    """Count the rows of every completed table's LOAD objects and compare with DMS's FullLoadRows.
+
+    Tables are read ``verify_s3_concurrency`` at a time (each in a worker thread, in bounded
+    memory); their ``s3_objects``, ``s3_rows`` and ``s3_bytes`` are filled in. Skipped when a
+    transformation renames a schema or table: DMS reports the source names, and the S3 folder is
+    named after the target.
+    """
+    if renames_targets(config.table_mappings_document()):
+        return S3Verification(
+            checked=False,
+            detail="A transformation rule renames schemas or tables: S3 folders are named after "
+            "the targets, DMS's statistics after the sources; not reconciled.",
+        )
+    started = time.monotonic()
+    slots = asyncio.Semaphore(config.verify_s3_concurrency)
+    completed = [t for t in tables if t.table_state == TableState.COMPLETED]
+
+    async def count(table: TableReport) -> None:
+        async with slots:
+            found = await asyncio.to_thread(
+                table_objects, s3, target, table.schema_name, table.table_name
+            )
+        table.s3_objects, table.s3_rows, table.s3_bytes = found.objects, found.rows, found.bytes
+
+    await asyncio.gather(*(count(t) for t in completed))
+    mismatched = [t for t in completed if t.s3_rows != t.full_load_rows]
+    verification = S3Verification(
+        checked=True,
+        ok=not mismatched,
+        tables=len(completed),
+        objects=sum(t.s3_objects or 0 for t in completed),
+        rows=sum(t.s3_rows or 0 for t in completed),
+        bytes=sum(t.s3_bytes or 0 for t in completed),
+        seconds=round(time.monotonic() - started, 3),
+        mismatched_tables=[f"{t.schema_name}.{t.table_name}" for t in mismatched],
+    )
+    if mismatched:
+        verification.detail = "; ".join(
+            f"{t.schema_name}.{t.table_name}: DMS loaded {t.full_load_rows:,} rows, "
+            f"{target.url(t.schema_name, t.table_name)} holds {t.s3_rows:,} in "
+            f"{t.s3_objects} LOAD objects"
+            for t in mismatched
+        )
+    else:
+        verification.detail = (
+            f"{verification.tables} tables, {verification.rows:,} rows in "
+            f"{verification.objects} LOAD objects under {target.url()} match DMS's counts "
+            f"({verification.seconds:.1f} s)"
+        )
+    return verification
 
 
 @task(name="delete-replication-task", **RETRYABLE)
-async def delete_replication_task(
-    arn: str, config: DmsIngestionConfig, aws_credentials_block: str | None
-) -> None:
+async def delete_replication_task(arn: str, config: DmsIngestionConfig, hook: DmsHook) -> None:
     """Delete the task and wait until DMS no longer lists it."""
-    hook = await dms_hook(aws_credentials_block)
     await asyncio.to_thread(hook.delete_task, arn)
     await asyncio.to_thread(
         hook.wait_deleted, arn, min(config.poll_interval_seconds, 15.0), SETTLE_TIMEOUT_SECONDS
@@ -448,10 +454,9 @@ async def delete_replication_task(
 
 @task(name="stop-replication-task", **RETRYABLE)
 async def stop_replication_task(
-    arn: str, config: DmsIngestionConfig, aws_credentials_block: str | None
+    arn: str, config: DmsIngestionConfig, hook: DmsHook
 ) -> dict[str, Any]:
     """Stop the task, wait for it to be stopped, and return its description then."""
-    hook = await dms_hook(aws_credentials_block)
     await asyncio.to_thread(hook.stop_task, arn)
     await asyncio.to_thread(
         hook.wait,

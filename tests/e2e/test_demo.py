@@ -23,7 +23,7 @@ def test_demo_runs_the_whole_job_and_stops_everything():
     )
     for table in ("aircrafts_data", "airports_data", "boarding_passes", "bookings", "flights", "seats",
                   "ticket_flights", "tickets"):  # fmt: skip
-        assert f"bookings/{table}/LOAD00000001.csv" in out
+        assert f" raw/bookings/{table}/LOAD00000001.csv" in out  # the endpoint's BucketFolder
     # The S3 tree's row total equals the generated rows: nothing lost, nothing doubled.
     generated = next(line for line in out.splitlines() if line.startswith("    aircrafts_data"))
     total = sum(
@@ -31,6 +31,10 @@ def test_demo_runs_the_whole_job_and_stops_everything():
     )
     s3_total = next(line for line in out.splitlines() if line.strip().startswith("total"))
     assert s3_total.split()[-1].replace(",", "") == str(total)
+    assert (
+        f"S3 reconciliation: 8 tables, {total:,} rows in 8 LOAD objects under s3://postgres-repo/raw/"
+        in out
+    )
     assert "Demo finished in" in out
     # Everything the demo started is stopped: nothing answers where it said its servers were.
     urls = re.findall(r"http://127\.0\.0\.1:\d+", out)

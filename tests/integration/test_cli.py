@@ -82,17 +82,105 @@ def test_cli_runs_on_a_fresh_temporary_prefect_api(cli_env, tmp_path):
     )  # fmt: skip
 
 
-def test_cli_failure_prints_the_reason_without_a_traceback(cli_env, prefect_api, tmp_path):
+async def run_logs(config: Path) -> str:
+    """Every log line the Prefect API holds for the CLI's run of ``config`` and its subflows."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterParentFlowRunId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+
+    async with get_client() as client:
+        runs = [
+            run
+            for run in await client.read_flow_runs(limit=200)
+            if run.parameters.get("config_path") == str(config)
+        ]
+        assert len(runs) == 1, f"{len(runs)} runs of {config}"
+        children = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[runs[0].id])
+            ),
+            limit=200,
+        )
+        ids = [runs[0].id, *(child.id for child in children)]
+        messages: list[str] = []
+        while page := await client.read_logs(
+            LogFilter(flow_run_id=LogFilterFlowRunId(any_=ids)), limit=200, offset=len(messages)
+        ):
+            messages.extend(log.message for log in page)
+    return "\n".join(messages)
+
+
+BROKEN_VIEW = [{"rule-type": "selection", "rule-id": "9", "rule-name": "views", "rule-action": "include",
+                "object-locator": {"schema-name": "bookings", "table-name": "broken", "table-type": "view"}}]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("case", "code", "says"),
+    [
+        ("no-table-matched", 1, "No tables were found at task initialization"),
+        ("table-error", 1, "Tables in error: bookings.broken (Table error)"),
+        ("bucket-disagrees", 2, "s3_bucket_name is 'another-bucket', but the target endpoint"),
+        ("missing-credentials-block", 2, "AwsCredentials block 'no-such-block' was not found"),
+        ("timeout", 1, "within 1 s"),
+    ],
+)
+async def test_expected_failures_print_the_reason_and_no_traceback_anywhere(
+    cli_env, source_db, prefect_api, tmp_path, case, code, says
+):
     config, report_path = tmp_path / "dms_config.json", tmp_path / "report.json"
+    mappings = [{"schema_name": "bookings", "table_name": "tickets"}]
+    extra: dict[str, object] = {}
+    args = ["--config", str(config), "--poll-interval", "0.5", "--report-json", str(report_path)]
+    if case == "no-table-matched":
+        mappings = [{"schema_name": "bookings", "table_name": "missing_table"}]
+    elif case == "table-error":
+        source_db.execute(
+            "CREATE VIEW bookings.broken AS SELECT 1 / (id - id) AS boom FROM bookings.tickets"
+        )
+        extra = {"table_mapping_rules": BROKEN_VIEW}
+    elif case == "bucket-disagrees":
+        extra = {"s3_bucket_name": "another-bucket"}
+    elif case == "missing-credentials-block":
+        args += ["--aws-credentials-block", "no-such-block"]
+    elif case == "timeout":
+        # A load that takes 5 s whatever the machine: each row of this view sleeps 5 ms.
+        source_db.execute(
+            "CREATE VIEW bookings.slow AS SELECT t.id FROM bookings.tickets t, "
+            "LATERAL (SELECT pg_sleep(0.005 + 0 * t.id)) AS nap"
+        )
+        mappings = []
+        extra = {"table_mapping_rules": [{**BROKEN_VIEW[0], "object-locator": {
+            "schema-name": "bookings", "table-name": "slow", "table-type": "view"}}]}  # fmt: skip
+        args += ["--timeout", "1"]
+    write_config(config, mappings, **extra)
+    if case == "bucket-disagrees":  # write_config sets the right bucket; this one disagrees
+        config.write_text(config.read_text().replace('"postgres-repo"', '"another-bucket"'))
+
+    result = run_cli(*args, env=cli_env)
+
+    output = result.stdout + result.stderr
+    assert result.returncode == code, output[-3000:]
+    assert says in result.stderr, output[-3000:]
+    assert "Traceback" not in output, output
+    assert "Traceback" not in await run_logs(config)
+    if case in ("no-table-matched", "table-error"):
+        assert json.loads(report_path.read_text())["status"] in ("failed", "stopped")
+
+
+async def test_debug_keeps_the_tracebacks_of_expected_failures(cli_env, prefect_api, tmp_path):
+    """The check above can fail: with --debug the same failure logs its traceback."""
+    config = tmp_path / "dms_config.json"
     write_config(config, [{"schema_name": "bookings", "table_name": "missing_table"}])
 
-    result = run_job(config, report_path, env=cli_env)
+    result = run_cli("--config", str(config), "--poll-interval", "0.5", "--debug", env=cli_env)
 
     assert result.returncode == 1
-    assert "error: Replication task postgres-migration-test ended failed" in result.stderr
-    assert "No tables were found at task initialization" in result.stderr
-    assert "Traceback" not in result.stderr.split("error: Replication task")[-1]
-    assert json.loads(report_path.read_text())["status"] == "failed"
+    assert "Traceback" in result.stdout + result.stderr
+    assert "Traceback" in await run_logs(config)
 
 
 def test_cli_refuses_bad_config_before_any_call(tmp_path):

@@ -10,7 +10,6 @@ from prefect.states import Completed, Failed
 
 from flows.dms_hook import DmsHook
 from flows.exceptions import DmsApiError, is_transient
-from flows.report import TableReport, task_succeeded
 from flows.tasks import retry_on_transient
 
 pytestmark = pytest.mark.unit
@@ -59,7 +58,7 @@ def test_full_load_started_accepts_a_load_that_finished_between_polls(stubbed):
     describe(
         stubber, task("starting"), task("stopped", StopReason="Stop Reason FULL_LOAD_ONLY_FINISHED")
     )
-    hook.wait("FullLoadStarted", ARN, delay=0.01, timeout=1)
+    hook.wait("FullLoadStarted", ARN, max_delay=0.01, timeout=1)
 
 
 def test_full_load_started_fails_on_the_no_tables_failure(stubbed):
@@ -70,20 +69,20 @@ def test_full_load_started_fails_on_the_no_tables_failure(stubbed):
         task("failed", StopReason=NO_TABLES, LastFailureMessage=NO_TABLES),
     )
     with pytest.raises(botocore.exceptions.WaiterError, match="terminal failure state"):
-        hook.wait("FullLoadStarted", ARN, delay=0.01, timeout=1)
+        hook.wait("FullLoadStarted", ARN, max_delay=0.01, timeout=1)
 
 
 def test_full_load_started_fails_on_a_user_stop(stubbed):
     hook, stubber = stubbed
     describe(stubber, task("stopped", StopReason="Stop Reason NORMAL"))
     with pytest.raises(botocore.exceptions.WaiterError):
-        hook.wait("FullLoadStarted", ARN, delay=0.01, timeout=1)
+        hook.wait("FullLoadStarted", ARN, max_delay=0.01, timeout=1)
 
 
 def test_settled_waits_through_modifying(stubbed):
     hook, stubber = stubbed
     describe(stubber, task("modifying"), task("modifying"), task("stopped"))
-    hook.wait("ReplicationTaskSettled", ARN, delay=0.01, timeout=1)
+    hook.wait("ReplicationTaskSettled", ARN, max_delay=0.01, timeout=1)
 
 
 def test_find_task_returns_none_on_resource_not_found(stubbed):
@@ -153,36 +152,6 @@ async def test_a_successful_state_is_not_retried():
     assert retry_on_transient(None, run, Completed(data=1)) is False  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(
-    ("status", "reason", "migration_type", "tables", "succeeded"),
-    [
-        ("stopped", "Stop Reason FULL_LOAD_ONLY_FINISHED", "full-load", ["Table completed"], True),
-        (
-            "stopped",
-            "Stop Reason FULL_LOAD_ONLY_FINISHED",
-            "full-load",
-            ["Table completed", "Table error"],
-            False,
-        ),
-        ("stopped", "Stop Reason NORMAL", "full-load", ["Table completed"], False),
-        ("failed", NO_TABLES, "full-load", [], False),
-        ("running", None, "full-load-and-cdc", ["Table completed"], True),
-        ("running", None, "full-load", ["Table completed"], False),
-    ],
-)
-def test_success_depends_on_status_stop_reason_and_tables(
-    status, reason, migration_type, tables, succeeded
-):
-    reports = [
-        TableReport(schema_name="s", table_name=f"t{i}", table_state=s)
-        for i, s in enumerate(tables)
-    ]
-    assert (
-        task_succeeded({"Status": status, "StopReason": reason}, migration_type, reports)
-        is succeeded
-    )
-
-
 async def test_a_task_deleted_while_settling_fails_with_what_to_do(stubbed):
     from flows.exceptions import ReplicationTaskConflictError
     from flows.tasks import _settle
@@ -193,3 +162,55 @@ async def test_a_task_deleted_while_settling_fails_with_what_to_do(stubbed):
         ReplicationTaskConflictError, match=r"became deleting instead of ready.*run the flow again"
     ):
         await _settle(hook, ARN, 0.01)
+
+
+def test_lifecycle_waits_poll_on_a_growing_delay_up_to_the_interval(stubbed, monkeypatch):
+    """A task ready after a few seconds is seen then, not after a whole 15 s poll interval."""
+    hook, stubber = stubbed
+    slept: list[float] = []
+    monkeypatch.setattr("flows.dms_hook.time.sleep", slept.append)
+    describe(stubber, *[task("creating")] * 8, task("ready"))
+
+    hook.wait("ReplicationTaskSettled", ARN, max_delay=4, timeout=600)
+
+    assert slept == [1.0, 1.5, 2.25, 3.38, 4, 4, 4, 4]
+    assert hook.calls["describe_replication_tasks"] == 9
+
+
+def test_a_throttled_poll_while_waiting_is_counted_and_polled_again(stubbed, monkeypatch):
+    hook, stubber = stubbed
+    monkeypatch.setattr("flows.dms_hook.time.sleep", lambda seconds: None)
+    stubber.add_client_error(
+        "describe_replication_tasks", "ThrottlingException", "Rate exceeded", 400
+    )
+    describe(stubber, task("running"))
+
+    hook.wait("FullLoadStarted", ARN, max_delay=1, timeout=60)
+
+    assert hook.transient_errors == 1
+
+
+def test_a_wait_that_runs_out_of_time_says_max_attempts_exceeded(stubbed, monkeypatch):
+    hook, stubber = stubbed
+    clock = iter(range(0, 10_000, 10))
+    monkeypatch.setattr("flows.dms_hook.time.monotonic", lambda: next(clock))
+    monkeypatch.setattr("flows.dms_hook.time.sleep", lambda seconds: None)
+    describe(stubber, task("starting"), task("starting"))
+
+    with pytest.raises(botocore.exceptions.WaiterError, match="Max attempts exceeded"):
+        hook.wait("FullLoadStarted", ARN, max_delay=1, timeout=15)
+
+
+def test_the_hook_counts_every_call_and_the_sdk_retries(stubbed):
+    hook, stubber = stubbed
+    stubber.add_response(
+        "describe_endpoints",
+        {
+            "Endpoints": [{"EndpointArn": "arn:e", "EngineName": "s3"}],
+            "ResponseMetadata": {"RetryAttempts": 2},
+        },
+        {"Filters": [{"Name": "endpoint-arn", "Values": ["arn:e"]}]},
+    )
+    assert hook.describe_endpoint("arn:e")["EngineName"] == "s3"
+    assert hook.calls == {"describe_endpoints": 1}
+    assert hook.sdk_retries == 2

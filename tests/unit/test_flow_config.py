@@ -122,10 +122,15 @@ def test_invalid_config_names_field_value_and_valid_choices(
         assert fragment in message, message
 
 
-@pytest.mark.parametrize("missing", ["dms_task_name", "s3_bucket_name"])
-def test_missing_keys_are_named(tmp_path, missing):
-    with pytest.raises(ConfigError, match=f"{missing}: required"):
-        load_config(write(tmp_path, {k: v for k, v in SEED.items() if k != missing}))
+def test_missing_task_name_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="dms_task_name: required"):
+        load_config(write(tmp_path, {k: v for k, v in SEED.items() if k != "dms_task_name"}))
+
+
+def test_the_bucket_and_folder_are_optional_since_dms_knows_them(tmp_path):
+    config = load_config(write(tmp_path, {k: v for k, v in SEED.items() if k != "s3_bucket_name"}))
+    assert (config.s3_bucket_name, config.s3_bucket_folder) == (None, None)
+    assert load_config(write(tmp_path, SEED)).s3_bucket_name == SEED["s3_bucket_name"]
 
 
 def test_missing_arn_says_where_to_set_it(tmp_path, monkeypatch):

@@ -1,0 +1,107 @@
+"""The S3 target as DMS knows it: read from the target endpoint, never from a second copy.
+
+The flow describes the task's target endpoint before it starts anything and takes the bucket,
+BucketFolder, DataFormat, CompressionType, AddColumnName and the CSV delimiters from it. Config
+values that repeat them (``s3_bucket_name``, ``s3_bucket_folder``) are only checked against it:
+when they disagree the run stops before anything is created or started, naming both values.
+
+Example:
+    >>> target = TargetEndpoint.from_endpoint({
+    ...     "EndpointArn": "arn:aws:dms:us-east-1:123456789012:endpoint:T", "EngineName": "s3",
+    ...     "S3Settings": {"BucketName": "chinook-lake", "BucketFolder": "raw", "CsvRowDelimiter": "\\\\n"}})
+    >>> target.url("public", "album")
+    's3://chinook-lake/raw/public/album/'
+    >>> target.disagreements(s3_bucket_name="chinook-lake", s3_bucket_folder=None)
+    []
+    >>> target.disagreements(s3_bucket_name="other", s3_bucket_folder="")[0][:60]
+    "s3_bucket_name is 'other', but the target endpoint writes to"
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dms_spec.endpoint_settings import merged_settings
+from dms_spec.s3_layout import decode_delimiter, load_extension, table_prefix
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value or "").strip().lower() in ("true", "y", "yes", "1")
+
+
+@dataclass(frozen=True)
+class TargetEndpoint:
+    """Where and how DMS writes a target endpoint's files."""
+
+    endpoint_arn: str
+    bucket: str
+    folder: str = ""
+    data_format: str = "csv"
+    compression: str = "none"
+    add_column_name: bool = False
+    csv_delimiter: str = ","
+    csv_row_delimiter: str = "\n"
+
+    @classmethod
+    def from_endpoint(cls, endpoint: dict[str, Any]) -> TargetEndpoint:
+        """Build from a DescribeEndpoints item.
+
+        Raises:
+            ValueError: the endpoint is not an S3 endpoint, or has no BucketName.
+        """
+        arn = str(endpoint.get("EndpointArn", ""))
+        engine = str(endpoint.get("EngineName", "")).lower()
+        if engine != "s3":
+            raise ValueError(
+                f"The target endpoint {arn} is a {engine or 'unknown'!r} endpoint; dms-ingestion "
+                "loads into S3: give the ARN of an S3 target endpoint (EngineName s3)."
+            )
+        settings = merged_settings(endpoint, "S3Settings")
+        bucket = str(settings.get("BucketName") or "")
+        if not bucket:
+            raise ValueError(f"The target endpoint {arn} has no S3Settings.BucketName.")
+        return cls(
+            endpoint_arn=arn,
+            bucket=bucket,
+            folder=str(settings.get("BucketFolder") or "").strip("/"),
+            data_format=str(settings.get("DataFormat") or "csv").lower(),
+            compression=str(settings.get("CompressionType") or "none").lower(),
+            add_column_name=_flag(settings.get("AddColumnName")),
+            csv_delimiter=decode_delimiter(str(settings.get("CsvDelimiter") or ",")),
+            csv_row_delimiter=decode_delimiter(str(settings.get("CsvRowDelimiter") or "\n")),
+        )
+
+    @property
+    def extension(self) -> str:
+        return load_extension(self.data_format, self.compression)
+
+    def table_prefix(self, schema: str, table: str) -> str:
+        """``[BucketFolder/]schema/table/``, as DMS writes it (``dms_spec.s3_layout``)."""
+        return table_prefix(self.folder, schema, table)
+
+    def url(self, schema: str | None = None, table: str | None = None) -> str:
+        """``s3://bucket/[folder/]`` or, with a table, that table's folder."""
+        if schema is None or table is None:
+            return f"s3://{self.bucket}/{self.folder + '/' if self.folder else ''}"
+        return f"s3://{self.bucket}/{self.table_prefix(schema, table)}"
+
+    def disagreements(self, s3_bucket_name: str | None, s3_bucket_folder: str | None) -> list[str]:
+        """What the config says that the endpoint contradicts, each with what to change."""
+        problems: list[str] = []
+        if s3_bucket_name is not None and s3_bucket_name != self.bucket:
+            problems.append(
+                f"s3_bucket_name is {s3_bucket_name!r}, but the target endpoint writes to bucket "
+                f"{self.bucket!r} (S3Settings.BucketName of {self.endpoint_arn}). Set "
+                f"s3_bucket_name to {self.bucket!r} or remove it (the flow reads the bucket from "
+                "the endpoint), or point target_endpoint_arn at the endpoint you meant."
+            )
+        if s3_bucket_folder is not None and s3_bucket_folder.strip("/") != self.folder:
+            problems.append(
+                f"s3_bucket_folder is {s3_bucket_folder!r}, but the target endpoint's "
+                f"BucketFolder is {self.folder!r}. Remove s3_bucket_folder (the flow reads the "
+                "folder from the endpoint) or change the endpoint's BucketFolder."
+            )
+        return problems

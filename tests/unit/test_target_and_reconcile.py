@@ -1,0 +1,183 @@
+"""The target endpoint as the flow reads it, the S3 layout both sides share, and row counting."""
+
+from __future__ import annotations
+
+import doctest
+import gzip
+import importlib
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from dms_spec.s3_layout import decode_delimiter, is_load_file, table_prefix
+from flows.reconcile import count_csv_rows, gunzip, object_rows
+from flows.target import TargetEndpoint
+from localdms.endpoint_settings import S3Target
+
+pytestmark = pytest.mark.unit
+
+ARN = "arn:aws:dms:us-east-1:123456789012:endpoint:T"
+
+
+def endpoint(**s3_settings) -> dict:
+    return {
+        "EndpointArn": ARN,
+        "EngineName": "s3",
+        "S3Settings": {"BucketName": "lake", **s3_settings},
+    }
+
+
+def test_the_endpoint_gives_bucket_folder_formats_and_decoded_delimiters():
+    target = TargetEndpoint.from_endpoint(
+        endpoint(BucketFolder="/raw/", DataFormat="csv", CompressionType="GZIP",
+                 AddColumnName=True, CsvDelimiter="\\t", CsvRowDelimiter="\\r\\n")
+    )  # fmt: skip
+    assert (target.bucket, target.folder, target.extension) == ("lake", "raw", ".csv.gz")
+    assert (target.csv_delimiter, target.csv_row_delimiter, target.add_column_name) == (
+        "\t", "\r\n", True,
+    )  # fmt: skip
+    assert target.url("public", "album") == "s3://lake/raw/public/album/"
+
+
+def test_extra_connection_attributes_count_and_s3_settings_win():
+    target = TargetEndpoint.from_endpoint(
+        {**endpoint(BucketFolder="new"),
+         "ExtraConnectionAttributes": "bucketFolder=old;dataFormat=parquet;addColumnName=y"}
+    )  # fmt: skip
+    assert (target.folder, target.data_format, target.add_column_name) == ("new", "parquet", True)
+
+
+@pytest.mark.parametrize(
+    ("description", "message"),
+    [
+        ({"EndpointArn": ARN, "EngineName": "redshift"}, "is a 'redshift' endpoint; dms-ingestion loads into S3"),
+        ({"EndpointArn": ARN, "EngineName": "s3", "S3Settings": {}}, "has no S3Settings.BucketName"),
+    ],
+)  # fmt: skip
+def test_a_target_that_is_not_s3_is_refused_with_what_to_give(description, message):
+    with pytest.raises(ValueError, match=message):
+        TargetEndpoint.from_endpoint(description)
+
+
+def test_config_values_are_checked_against_the_endpoint_never_preferred():
+    target = TargetEndpoint.from_endpoint(endpoint(BucketFolder="raw"))
+    assert target.disagreements(None, None) == []
+    assert target.disagreements("lake", "raw/") == []
+    bucket, folder = target.disagreements("postgres-repo", "")
+    assert "Set s3_bucket_name to 'lake' or remove it" in bucket
+    assert "s3_bucket_folder is '', but the target endpoint's BucketFolder is 'raw'" in folder
+
+
+def test_localdms_writes_with_the_same_layout_and_delimiter_rule():
+    """The Terraform provider sends CsvRowDelimiter as backslash-n: both sides read a newline."""
+    written = S3Target.from_settings(
+        {
+            "BucketName": "lake",
+            "BucketFolder": "raw/",
+            "CsvRowDelimiter": "\\n",
+            "CsvDelimiter": "\\t",
+        }
+    )
+    read = TargetEndpoint.from_endpoint(
+        endpoint(BucketFolder="raw/", CsvRowDelimiter="\\n", CsvDelimiter="\\t")
+    )
+    assert (written.csv_row_delimiter, written.csv_delimiter) == ("\n", "\t")
+    assert (read.csv_row_delimiter, read.csv_delimiter) == ("\n", "\t")
+    assert (
+        written.table_prefix("s", "t")
+        == read.table_prefix("s", "t")
+        == table_prefix("raw", "s", "t")
+    )
+    assert written.extension == read.extension == ".csv"
+
+
+def test_delimiters_as_dms_reads_them():
+    assert decode_delimiter("\\n") == "\n"
+    assert decode_delimiter("\\r\\n") == "\r\n"
+    assert decode_delimiter("\n") == "\n"  # a real newline stays one
+    assert decode_delimiter("|") == "|"
+
+
+def test_only_load_files_are_counted():
+    assert is_load_file("raw/s/t/LOAD0000000A.csv.gz")
+    assert is_load_file("s/t/LOAD00000001.parquet")
+    assert not is_load_file("s/t/20260101-101010123.csv")
+    assert not is_load_file("s/t/LOAD00000001.csv.tmp")
+
+
+@pytest.mark.parametrize(
+    ("chunks", "delimiter", "rows"),
+    [
+        ([b""], b"\n", 0),
+        ([b"1,a\n2,b\n"], b"\n", 2),
+        ([b"1,a\n2,b"], b"\n", 2),  # no delimiter after the last row
+        ([b'1,"two\nlines"\n2,"say ""hi""\n"\n'], b"\n", 2),  # quoted newlines, doubled quotes
+        ([b'1,"a', b"\n", b'b"\n2', b",c\n"], b"\n", 2),  # a quoted value split across chunks
+        ([b"1,a\r", b"\n2,b\r\n"], b"\r\n", 2),  # a delimiter split across chunks
+        ([b'1,"a\r\nb"\r\n'], b"\r\n", 1),
+        ([b"1|2#;3|4#;"], b"#;", 2),
+    ],
+)
+def test_csv_rows_are_counted_outside_quotes(chunks, delimiter, rows):
+    assert count_csv_rows(chunks, delimiter) == rows
+
+
+def test_gzip_streams_are_read_member_after_member():
+    data = gzip.compress(b"1,a\n2,b\n") + gzip.compress(b'3,"c\nd"\n')
+    chunks = [data[i : i + 7] for i in range(0, len(data), 7)]
+    assert count_csv_rows(gunzip(chunks), b"\n") == 3
+
+
+class FakeBody:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def iter_chunks(self, size: int):
+        return iter([self.data[i : i + size] for i in range(0, len(self.data), size)])
+
+    def read(self) -> bytes:
+        return self.data
+
+
+class RangeS3:
+    """An S3 client's get_object for one in-memory object, honouring Range like S3 does."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.ranges: list[str] = []
+
+    def get_object(self, Bucket: str, Key: str, Range: str | None = None) -> dict:
+        if Range is None:
+            return {"Body": FakeBody(self.data)}
+        self.ranges.append(Range)
+        start, end = (int(n) for n in Range.removeprefix("bytes=").split("-"))
+        return {"Body": FakeBody(self.data[start : end + 1])}
+
+
+def test_header_rows_are_not_counted_when_add_column_name():
+    target = TargetEndpoint.from_endpoint(endpoint(AddColumnName="true"))
+    assert object_rows(RangeS3(b"id,name\n1,a\n2,b\n"), target, "s/t/LOAD00000001.csv", 0) == 2
+
+
+def test_parquet_rows_come_from_the_footer_without_reading_the_data():
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table({"id": list(range(50_000))}), sink, row_group_size=7_000)
+    data = sink.getvalue().to_pybytes()
+    s3 = RangeS3(data)
+    target = TargetEndpoint.from_endpoint(endpoint(DataFormat="parquet"))
+
+    assert object_rows(s3, target, "s/t/LOAD00000001.parquet", len(data)) == 50_000
+    read = sum(int(r.split("-")[1]) - int(r.split("=")[1].split("-")[0]) + 1 for r in s3.ranges)
+    assert read < len(data) / 4, (read, len(data))  # the footer, not the column chunks
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["dms_spec.s3_layout", "dms_spec.endpoint_settings", "flows.target", "flows.reconcile",
+     "flows.decisions", "flows.dms_hook", "flows.quiet_failures", "flows.tasks"],
+)  # fmt: skip
+def test_docstring_examples_run(module):
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted
+    assert not result.failed
