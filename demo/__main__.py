@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             _print_summary(exc.report)
             print(f"\nerror: {exc}", file=sys.stderr)
             return 1
+        PrefectServer.drain_clients()  # the run's logs are in the UI before we say so
         _print_summary(report)
         print_s3_tree(s3, "postgres-repo")
         print(f"\nDemo finished in {time.monotonic() - started:.1f} s.")
