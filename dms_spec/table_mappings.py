@@ -188,6 +188,30 @@ def _validate_filter(rule: Rule, flt: Any) -> None:
                 raise _bad(f"{rule.describe()}: filter-operator {operator} needs {key}.")
 
 
+def renames_schemas_or_tables(document: str) -> bool:
+    """Whether a transformation rule changes a schema's or table's name (and so its S3 folder,
+    since DMS writes under the target names while its table statistics name the sources).
+
+    Example:
+        >>> import json
+        >>> select = {"rule-type": "selection", "rule-id": "1", "rule-name": "1",
+        ...           "rule-action": "include", "object-locator": {"schema-name": "s", "table-name": "%"}}
+        >>> def rename(target):
+        ...     return {"rule-type": "transformation", "rule-id": "2", "rule-name": "2",
+        ...             "rule-target": target, "rule-action": "add-prefix", "value": "raw_",
+        ...             "object-locator": {"schema-name": "s", "table-name": "%", "column-name": "%"}}
+        >>> [renames_schemas_or_tables(json.dumps({"rules": [select, rename(target)]}))
+        ...  for target in ("table", "column")]
+        [True, False]
+    """
+    return any(
+        rule.rule_type == "transformation"
+        and rule.body.get("rule-target") in ("schema", "table")
+        and rule.rule_action in NAMING_ACTIONS
+        for rule in parse_table_mappings(document)
+    )
+
+
 def has_wildcard(pattern: str) -> bool:
     """Whether a locator name uses DMS wildcards."""
     return any(ch in pattern for ch in "%_[")

@@ -9,7 +9,6 @@ connections); anything else fails at once with its reason. They take the run's o
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from prefect.client.schemas.objects import State, TaskRun
 from prefect.tasks import Task
 
 from dms_spec.status import StartType, TableState
+from dms_spec.table_mappings import renames_schemas_or_tables
 from flows.config import DmsIngestionConfig
 from flows.decisions import (
     TaskAction,
@@ -45,20 +45,6 @@ from flows.table_flows import TableTracker
 from flows.target import TargetEndpoint
 
 SETTLE_TIMEOUT_SECONDS = 1800
-RENAMING_ACTIONS = frozenset(
-    {
-        "rename",
-        "convert-lowercase",
-        "convert-uppercase",
-        "add-prefix",
-        "remove-prefix",
-        "replace-prefix",
-        "add-suffix",
-        "remove-suffix",
-        "replace-suffix",
-    }
-)
-"""Transformation actions that change a schema's or table's name, and so its S3 folder."""
 
 
 def retry_on_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -371,22 +357,6 @@ def _progress_line(task: dict[str, Any], statistics: list[dict[str, Any]]) -> st
     )
 
 
-def renames_targets(table_mappings: str) -> bool:
-    """Whether a transformation rule changes a schema's or table's name (and so its S3 folder).
-
-    Example:
-        >>> renames_targets('{"rules": [{"rule-type": "transformation", "rule-target": "column",'
-        ...                 ' "rule-action": "rename"}]}')
-        False
-    """
-    return any(
-        rule.get("rule-type") == "transformation"
-        and rule.get("rule-target") in ("schema", "table")
-        and rule.get("rule-action") in RENAMING_ACTIONS
-        for rule in json.loads(table_mappings).get("rules", [])
-    )
-
-
 @task(name="reconcile-s3-output", **RETRYABLE)
 async def reconcile_s3_output(
     config: DmsIngestionConfig, target: TargetEndpoint, tables: list[TableReport], s3: Any
@@ -398,7 +368,7 @@ async def reconcile_s3_output(
     transformation renames a schema or table: DMS reports the source names, and the S3 folder is
     named after the target.
     """
-    if renames_targets(config.table_mappings_document()):
+    if renames_schemas_or_tables(config.table_mappings_document()):
         return S3Verification(
             checked=False,
             detail="A transformation rule renames schemas or tables: S3 folders are named after "
