@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flows.prefect_env import apply_local_defaults
-from flows.quiet_failures import DEBUG_VARIABLE
+from flows.run_logging import DEBUG_VARIABLE
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import State
@@ -69,6 +69,15 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        print(
+            "No PREFECT_API_URL: starting a temporary local Prefect API for this run (10-30 s). "
+            "To reuse a running server (e.g. the one `make serve` prints), set PREFECT_API_URL.",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
         state: State[Any] = asyncio.run(
             dms_ingestion(  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.client.schemas.objects import FlowRun, State
 
 from dms_spec.status import StartType, TaskStatus
-from flows import quiet_failures
+from flows import run_logging
 from flows.aws import aws_clients
 from flows.config import DmsIngestionConfig, load_config
 from flows.decisions import should_resume, task_succeeded
@@ -40,7 +40,7 @@ from flows.tasks import (
     wait_for_full_load_start,
 )
 
-quiet_failures.install()
+run_logging.install()
 
 DEFAULT_CONFIG_PATH = "config/dms_config.json"
 

@@ -2,7 +2,7 @@
 
 Each carries what it is about as attributes and says what to do in its message. They are the
 failures a run is expected to meet (DMS says no, a table fails, S3 disagrees, time runs out), so
-they are logged and printed without a Python traceback (``flows.quiet_failures``); any other
+they are logged and printed without a Python traceback (``flows.run_logging``); any other
 exception is a bug and keeps its traceback.
 """
 

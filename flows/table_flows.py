@@ -23,7 +23,9 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 from prefect.client.schemas.objects import State
+from prefect.context import FlowRunContext
 from prefect.exceptions import PrefectHTTPStatusError
+from prefect.logging.loggers import flow_run_logger
 
 from dms_spec.status import TableState
 from flows.exceptions import TableLoadError
@@ -129,6 +131,15 @@ def _describe(stats: dict[str, Any]) -> str:
     return f"{stats['SchemaName']}.{stats['TableName']}: {stats.get('TableState')}, {stats.get('FullLoadRows', 0):,} rows"
 
 
+def _own_logger() -> Any:
+    """This subflow run's logger. ``get_run_logger`` would name the monitor task instead: the
+    subflow starts inside that task, whose run context it inherits."""
+    context = FlowRunContext.get()
+    if context is not None and context.flow_run is not None:
+        return flow_run_logger(context.flow_run, context.flow)
+    return get_run_logger()
+
+
 @flow(name="track-table-load", flow_run_name="{schema_name}.{table_name}", persist_result=False)
 async def track_table_load(schema_name: str, table_name: str, feed_key: str) -> TableReport:
     """Follow one table through its load: state changes, rows, duration, a progress artifact.
@@ -136,7 +147,7 @@ async def track_table_load(schema_name: str, table_name: str, feed_key: str) -> 
     Raises:
         TableLoadError: the table ended in 'Table error' (the run shows as failed).
     """
-    logger = get_run_logger()
+    logger = _own_logger()
     queue = _FEEDS[feed_key]
     artifact: Any = None
     latest: dict[str, Any] | None = None
@@ -145,12 +156,13 @@ async def track_table_load(schema_name: str, table_name: str, feed_key: str) -> 
         latest = stats
         state = stats.get("TableState")
         if state != last_state:
-            logger.info(
-                "%s -> %s (%s rows)",
-                last_state or "start",
-                state,
-                f"{stats.get('FullLoadRows', 0):,}",
-            )
+            # One line when the load starts, one at the end (below), and one for any change in
+            # between (a reload): a table's story, not a line per poll.
+            if state not in TERMINAL_TABLE_STATES:
+                logger.info(
+                    "%s.%s: %s (%s rows so far)",
+                    schema_name, table_name, state, f"{stats.get('FullLoadRows', 0):,}",
+                )  # fmt: skip
             progress = 100.0 if state in TERMINAL_TABLE_STATES else STAGE_PROGRESS.get(state, 0.0)
             if artifact is None:
                 artifact = await acreate_progress_artifact(progress, description=_describe(stats))
@@ -160,10 +172,11 @@ async def track_table_load(schema_name: str, table_name: str, feed_key: str) -> 
     if latest is None:
         raise RuntimeError(f"no statistics were received for {schema_name}.{table_name}")
     report = TableReport.from_statistics(latest)
+    rate = f" ({report.rows_per_second:,.0f} rows/s)" if report.rows_per_second else ""
+    duration = f" in {report.duration_seconds:.2f} s" if report.duration_seconds is not None else ""
     logger.info(
-        "%s.%s: %s, %s rows in %s s (%s rows/s)",
-        schema_name, table_name, report.table_state, f"{report.full_load_rows:,}",
-        report.duration_seconds, report.rows_per_second,
+        "%s.%s: %s, %s rows%s%s",
+        schema_name, table_name, report.table_state, f"{report.full_load_rows:,}", duration, rate,
     )  # fmt: skip
     if report.table_state == TableState.ERROR:
         raise TableLoadError(

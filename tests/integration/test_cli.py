@@ -67,6 +67,7 @@ def test_cli_runs_on_a_fresh_temporary_prefect_api(cli_env, tmp_path):
     result = run_job(config, report_path, env=env)
 
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "No PREFECT_API_URL: starting a temporary local Prefect API" in result.stderr
     assert (
         "postgres-migration-test succeeded: stopped (Stop Reason FULL_LOAD_ONLY_FINISHED)"
         in result.stdout

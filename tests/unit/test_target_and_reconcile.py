@@ -175,7 +175,7 @@ def test_parquet_rows_come_from_the_footer_without_reading_the_data():
 @pytest.mark.parametrize(
     "module",
     ["dms_spec.s3_layout", "dms_spec.endpoint_settings", "flows.target", "flows.reconcile",
-     "flows.decisions", "flows.dms_hook", "flows.quiet_failures", "dms_spec.table_mappings"],
+     "flows.decisions", "flows.dms_hook", "flows.run_logging", "dms_spec.table_mappings"],
 )  # fmt: skip
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
