@@ -8,6 +8,8 @@ Settings DMS has that change nothing here are kept and reported back, but not ac
 from __future__ import annotations
 
 import re
+import ssl
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -82,7 +84,7 @@ def _bad(setting: str, value: Any, valid: str) -> InvalidParameterValueException
 
 @dataclass(frozen=True)
 class S3Target:
-    """What localdms does with an S3 target endpoint (reference §5)."""
+    """What localdms does with an S3 target endpoint (AWS DMS User Guide: CHAP_Target.S3)."""
 
     bucket_name: str
     bucket_folder: str = ""
@@ -256,6 +258,49 @@ class PostgresSource:
     password: str
     slot_name: str = ""
     """PostgreSQLSettings.SlotName: an existing logical slot CDC tasks read (not created here)."""
+    ssl_mode: str = "none"
+    """The endpoint's SslMode: ``none`` (plain) or ``require`` (encrypted, no verification)."""
+
+    # Every connection to the source is made from these: the task's asyncpg pool and the
+    # connection test, CDC's psycopg2 (replication) connections, and ADBC's libpq URI.
+
+    def asyncpg_arguments(self, timeout: float) -> dict[str, Any]:
+        """Keyword arguments of ``asyncpg.connect`` / ``create_pool``."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            "user": self.username,
+            "password": self.password,
+            "database": self.database,
+            "timeout": timeout,
+            "ssl": _unverified_tls() if self.ssl_mode == "require" else False,
+        }
+
+    def psycopg2_arguments(self, timeout: float) -> dict[str, Any]:
+        """Keyword arguments of ``psycopg2.connect`` (libpq's own sslmode)."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            "user": self.username,
+            "password": self.password,
+            "dbname": self.database,
+            "connect_timeout": int(timeout),
+            "sslmode": self.libpq_sslmode,
+        }
+
+    def libpq_uri(self, timeout: float) -> str:
+        """A libpq URI (ADBC). It holds the password: never log it."""
+        user = urllib.parse.quote(self.username, safe="")
+        password = urllib.parse.quote(self.password, safe="")
+        database = urllib.parse.quote(self.database, safe="")
+        return (
+            f"postgresql://{user}:{password}@{self.host}:{self.port}/{database}"
+            f"?sslmode={self.libpq_sslmode}&connect_timeout={int(timeout)}"
+        )
+
+    @property
+    def libpq_sslmode(self) -> str:
+        return "require" if self.ssl_mode == "require" else "disable"
 
     def __repr__(self) -> str:  # never show the password
         return (
@@ -293,4 +338,43 @@ class PostgresSource:
             username=str(values["Username"]),
             password=str(values["Password"]),
             slot_name=slot,
+            ssl_mode=ssl_mode(fields.get("SslMode"), fields.get("CertificateArn")),
         )
+
+
+SSL_MODES = ("none", "require", "verify-ca", "verify-full")
+
+
+def ssl_mode(value: Any, certificate_arn: Any) -> str:
+    """An endpoint's SslMode, checked as DMS checks it.
+
+    ``verify-ca`` and ``verify-full`` need the CA certificate as a DMS certificate
+    (``CertificateArn``, from ImportCertificate); localdms has no certificate store yet, so they
+    are refused saying so, rather than connecting without the verification asked for.
+
+    Example:
+        >>> ssl_mode("REQUIRE", None)
+        'require'
+    """
+    mode = str(value or "none").lower()
+    if mode not in SSL_MODES:
+        raise InvalidParameterValueException(
+            f"SslMode {value!r} is not valid: use none, require, verify-ca or verify-full."
+        )
+    if mode in ("verify-ca", "verify-full"):
+        what = "a CertificateArn (the CA certificate, imported with ImportCertificate)"
+        raise InvalidParameterValueException(
+            f"SslMode {mode} needs {what}"
+            + ("" if certificate_arn else ", and none was given")
+            + "; localdms does not store certificates yet, so it cannot verify the server: "
+            "use SslMode require (encrypted, not verified) or none."
+        )
+    return mode
+
+
+def _unverified_tls() -> ssl.SSLContext:
+    """TLS as DMS's SslMode require: encrypted, with no certificate or host check."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context

@@ -1,4 +1,5 @@
-"""DMS identifier rules and ARNs (reference §1.3)."""
+"""DMS identifier rules and ARNs (the constraints the AWS DMS API Reference documents on its
+Create* operations)."""
 
 from __future__ import annotations
 

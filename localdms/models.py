@@ -701,15 +701,7 @@ class DmsBackend:
         source = endpoint.source()
 
         async def connect() -> None:
-            conn = await asyncpg.connect(
-                host=source.host,
-                port=source.port,
-                user=source.username,
-                password=source.password,
-                database=source.database,
-                timeout=10,
-                ssl=False,
-            )
+            conn = await asyncpg.connect(**source.asyncpg_arguments(timeout=10))
             await conn.close()
 
         try:

@@ -1,8 +1,9 @@
 """Persistence of localdms's state: one JSON document in the state directory.
 
-Written atomically (temporary file, fsync, rename) on every change of a resource, so a killed
-server never leaves a half-written state file. The file holds endpoint passwords, so it is created
-readable by its owner only.
+Written atomically (temporary file, fsync, rename), so a killed server never leaves a
+half-written state file. The backend decides when: at once for a resource or task transition,
+batched for table-level progress (``DmsBackend._save_soon``). The file holds endpoint
+passwords, so it is created readable by its owner only.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Applying table-mapping rules to the source catalog (reference §4).
+"""Applying table-mapping rules to the source catalog (AWS DMS User Guide: "Using table mapping
+to specify task settings", CHAP_Tasks.CustomizingTasks.TableMapping).
 
 Two stages, as on DMS:
 
@@ -254,7 +255,7 @@ def _condition(column: sql.Identifier, condition: dict[str, Any]) -> sql.Composa
 
 
 def _where_clause(table: SourceTable, includes: Sequence[Rule]) -> sql.Composable | None:
-    """Filters are ANDed; the conditions inside one filter are ORed (reference §4.1)."""
+    """Filters are ANDed; the conditions inside one filter are ORed (AWS DMS User Guide: "Using source filters", in the selection rules pages)."""
     column_names = {c.name for c in table.columns}
     clauses: list[sql.Composable] = []
     for rule in includes:

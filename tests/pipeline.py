@@ -46,6 +46,7 @@ def provision(
     password: str | None = None,
     port: int | None = None,
     postgres_settings: dict[str, Any] | None = None,
+    ssl_mode: str | None = None,
 ) -> Pipeline:
     s3.create_bucket(Bucket=bucket)
     instance = dms.create_replication_instance(
@@ -62,6 +63,7 @@ def provision(
         Username=server.user,
         Password=server.password if password is None else password,
         **({"PostgreSQLSettings": postgres_settings} if postgres_settings else {}),
+        **({"SslMode": ssl_mode} if ssl_mode else {}),
     )["Endpoint"]
     target_endpoint = dms.create_endpoint(
         EndpointIdentifier="target",

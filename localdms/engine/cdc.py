@@ -52,16 +52,12 @@ from psycopg import sql
 from localdms.endpoint_settings import PostgresSource, S3Target
 from localdms.engine import pgoutput
 from localdms.engine.cdc_output import TableOutput, cdc_file_name, partition_folder
+from localdms.engine.rendering import SESSION_OPTIONS
 from localdms.engine.s3_writer import delete_prefix
 from localdms.table_mappings import TablePlan
 
 log = logging.getLogger(__name__)
 
-SESSION_OPTIONS = (
-    "-c DateStyle=ISO,YMD -c IntervalStyle=postgres -c TimeZone=UTC -c extra_float_digits=1 "
-    "-c bytea_output=hex -c lc_monetary=C"
-)
-"""The replication session's settings: the same value formats as the full load's sessions."""
 CONNECT_TIMEOUT_SECONDS = 10
 CAPTURED_REPORT_SECONDS = 0.5
 MARKER_PREFIX = "localdms"
@@ -153,14 +149,8 @@ class CaptureProgress(Protocol):
 def _connect(source: PostgresSource, replication: bool) -> Any:
     try:
         return psycopg2.connect(
-            host=source.host,
-            port=source.port,
-            user=source.username,
-            password=source.password,
-            dbname=source.database,
-            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            **source.psycopg2_arguments(CONNECT_TIMEOUT_SECONDS),
             options=SESSION_OPTIONS,
-            sslmode="disable",
             connection_factory=(
                 psycopg2.extras.LogicalReplicationConnection if replication else None
             ),

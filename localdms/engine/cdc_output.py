@@ -1,4 +1,4 @@
-"""How captured changes become DMS's CDC files on S3 (reference §5.1, §5.2).
+"""How captured changes become DMS's CDC files on S3 (AWS DMS User Guide: CHAP_Target.S3, "Using Amazon S3 as a target").
 
 A CDC file holds one table's changes in commit order, one row per change: the Op column (``I``,
 ``U`` or ``D``; see ``op_column``), the TimestampColumnName column (the commit time), then the
@@ -69,7 +69,7 @@ def commit_timestamp(commit_time: datetime) -> str:
 
 
 def op_column(target: S3Target) -> bool:
-    """Whether CDC rows carry the Op field (reference §5.2, the InsertOps matrix)."""
+    """Whether CDC rows carry the Op field (AWS DMS User Guide: CHAP_Target.S3, "Indicating source DB operations in migrated S3 data")."""
     if target.cdc_inserts_only or target.cdc_inserts_and_updates:
         return target.include_op_for_full_load
     return True

@@ -1,4 +1,4 @@
-"""Full-load LOAD files in Parquet (``DataFormat=parquet``, reference §5.3 and §5.4).
+"""Full-load LOAD files in Parquet (``DataFormat=parquet``, AWS DMS User Guide: CHAP_Target.S3, "Parquet settings", and CHAP_Source.PostgreSQL, "Source data types").
 
 PostgreSQL's binary COPY arrives as Arrow record batches through the ADBC PostgreSQL driver (the
 fastest typed path measured here: see the performance anchors), is cast to the DMS type of each
@@ -23,7 +23,6 @@ import datetime as dt
 import io
 import re
 import threading
-import urllib.parse
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -159,13 +158,7 @@ def cdc_parquet_file(schema: pa.Schema, rows: list[list[str | None]], target: S3
 
 def adbc_uri(source: PostgresSource) -> str:
     """The libpq URI ADBC connects with (it holds the password: never log it)."""
-    user = urllib.parse.quote(source.username, safe="")
-    password = urllib.parse.quote(source.password, safe="")
-    database = urllib.parse.quote(source.database, safe="")
-    return (
-        f"postgresql://{user}:{password}@{source.host}:{source.port}/{database}"
-        "?sslmode=disable&connect_timeout=10"
-    )
+    return source.libpq_uri(timeout=10)
 
 
 def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:

@@ -1,4 +1,4 @@
-"""How PostgreSQL values become DMS CSV text (reference §5.2, §5.4).
+"""How PostgreSQL values become DMS CSV text (AWS DMS User Guide: CHAP_Target.S3 on .csv files, CHAP_Source.PostgreSQL on source data types).
 
 PostgreSQL does the formatting: localdms builds one ``SELECT`` whose expressions render each
 value the way DMS writes it, and streams ``COPY (SELECT ...) TO STDOUT (FORMAT csv)``. No value is
@@ -29,11 +29,25 @@ from psycopg import sql
 from localdms.endpoint_settings import S3Target
 from localdms.table_mappings import SourceColumn, TablePlan
 
-SESSION_SETUP = (
-    "SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; SET TimeZone = 'UTC'; "
-    "SET extra_float_digits = 1; SET bytea_output = 'hex'"
+SESSION_SETTINGS = {
+    "DateStyle": "ISO, YMD",
+    "IntervalStyle": "postgres",
+    "TimeZone": "UTC",
+    "extra_float_digits": "1",
+    "bytea_output": "hex",
+    "lc_monetary": "C",  # money's text form, which pgoutput sends to change capture
+}
+"""Every source session's settings (full load and change capture alike), so that PostgreSQL's
+text output is the same whatever the server's defaults."""
+
+SESSION_SETUP = "; ".join(f"SET {name} = '{value}'" for name, value in SESSION_SETTINGS.items())
+"""``SESSION_SETTINGS`` as statements, run on every full-load connection."""
+
+SESSION_OPTIONS = " ".join(
+    f"-c {name}={value.replace(' ', chr(92) + ' ')}" for name, value in SESSION_SETTINGS.items()
 )
-"""Run on every source connection so that native output is stable whatever the server defaults."""
+"""``SESSION_SETTINGS`` as libpq ``options`` (spaces escaped), for connections that cannot run
+statements first (the replication protocol)."""
 
 
 def column_expression(column: SourceColumn) -> sql.Composable:

@@ -206,16 +206,7 @@ class TaskRun:
             self._loop = self._main_task = None
 
     def _connect_arguments(self) -> dict[str, Any]:
-        source = self.spec.source
-        return {
-            "host": source.host,
-            "port": source.port,
-            "user": source.username,
-            "password": source.password,
-            "database": source.database,
-            "timeout": CONNECT_TIMEOUT_SECONDS,
-            "ssl": False,
-        }
+        return self.spec.source.asyncpg_arguments(CONNECT_TIMEOUT_SECONDS)
 
     @staticmethod
     async def _setup_session(connection: Any) -> None:
@@ -504,6 +495,14 @@ def source_error(source: PostgresSource, exc: BaseException) -> str:
         )
     if isinstance(exc, asyncpg.InvalidCatalogNameError):
         return f"Failed to connect to the PostgreSQL source {where}: {exc}. Check DatabaseName."
+    if type(exc) is ConnectionError and source.ssl_mode == "require":
+        # asyncpg's answer when the server refuses the SSL upgrade (refusals of the TCP
+        # connection itself are ConnectionRefusedError, a subclass).
+        return (
+            f"Failed to connect to the PostgreSQL source {where}: the server does not accept SSL "
+            "connections, and the endpoint's SslMode is require. Turn ssl on in the server's "
+            "configuration, or set the endpoint's SslMode to none."
+        )
     if isinstance(exc, OSError | asyncio.TimeoutError):
         return (
             f"Failed to connect to the PostgreSQL source {where}: {exc or type(exc).__name__}. "
