@@ -1,7 +1,7 @@
 """The status vocabulary of AWS DMS, shared by the flow and localdms.
 
 Values are exactly the strings the DMS API returns (botocore's service model and
-`../shared/reference/dms-behaviour.md` §2-§3), so code compares against members,
+the AWS DMS User Guide's task status and table state pages), so code compares against members,
 never loose strings.
 
 Example:

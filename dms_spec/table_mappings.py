@@ -1,4 +1,6 @@
-"""The DMS table-mapping document: its rules, their validation, and DMS wildcards (reference §4).
+"""The DMS table-mapping document: its rules, their validation, and DMS wildcards (AWS DMS
+User Guide: CHAP_Tasks.CustomizingTasks.TableMapping and its selection, transformation and
+wildcard pages).
 
 Shared by the flow (which validates a job's rules before any AWS call) and localdms (which refuses
 the same documents on CreateReplicationTask). Errors raise ``TableMappingsError`` with a message
