@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from dms_spec.lifecycle import ACTIVE, SETTLING
 from dms_spec.status import (
     FINISHED_FULL_LOAD_REASONS,
     MigrationType,
@@ -128,9 +129,9 @@ def plan_task(existing: dict[str, Any] | None, wanted: WantedTask) -> TaskPlan:
                 wanted.identifier,
                 status,
             )
-    if status in (TaskStatus.CREATING, TaskStatus.MODIFYING, TaskStatus.STOPPING):
+    if status in SETTLING:
         return TaskPlan(TaskAction.WAIT_TO_SETTLE)
-    if status in (TaskStatus.RUNNING, TaskStatus.STARTING):
+    if status in ACTIVE:
         if wanted.if_running == "attach":
             return TaskPlan(TaskAction.ATTACH, previously_run=True)
         raise ReplicationTaskConflictError(

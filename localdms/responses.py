@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from localdms.backend import DmsBackend
 from localdms.exceptions import InvalidAction
-from localdms.models import DmsBackend
 
 TARGET_PREFIX = "AmazonDMSv20160101."
 

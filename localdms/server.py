@@ -19,9 +19,9 @@ from typing import Any
 import boto3
 import botocore.config
 
+from localdms.backend import DmsBackend
 from localdms.exceptions import DmsFault, SerializationException
 from localdms.faults import FaultInjector
-from localdms.models import DmsBackend
 from localdms.responses import dispatch
 from localdms.store import Store
 

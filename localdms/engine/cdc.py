@@ -48,7 +48,9 @@ import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
 from psycopg import sql
+from psycopg2 import errorcodes
 
+from dms_spec.status import StopReason
 from localdms.endpoint_settings import PostgresSource, S3Target
 from localdms.engine import pgoutput
 from localdms.engine.cdc_output import TableOutput, cdc_file_name, partition_folder
@@ -129,11 +131,11 @@ class StopAt:
         return cls(kind, when if when.tzinfo else when.replace(tzinfo=UTC))
 
     @property
-    def reason(self) -> str:
+    def reason(self) -> StopReason:
         return (
-            "Stop Reason STOPPED_AT_SERVER_TIME"
+            StopReason.STOPPED_AT_SERVER_TIME
             if self.kind == "server_time"
-            else "Stop Reason STOPPED_AT_COMMIT_TIME"
+            else StopReason.STOPPED_AT_COMMIT_TIME
         )
 
 
@@ -353,12 +355,12 @@ class ChangeCapture:
         except psycopg2.Error as exc:
             self.close()
             text = str(exc).strip()
-            if "all replication slots are in use" in text:
+            if exc.pgcode == errorcodes.CONFIGURATION_LIMIT_EXCEEDED:  # no free slot
                 raise CdcError(
                     "Failed to create the replication slot: all replication slots are in use "
                     "on the PostgreSQL source. Drop unused slots or raise max_replication_slots."
                 ) from exc
-            if "already exists" in text:
+            if exc.pgcode == errorcodes.DUPLICATE_OBJECT:
                 raise CdcError(
                     f"Failed to create the replication slot {self.slot}: it already exists. "
                     "Start the task with resume-processing, or drop the slot."
@@ -413,7 +415,7 @@ class ChangeCapture:
             )
             return self._loop(cursor, stop, stop_at, until_marker)
         except psycopg2.Error as exc:
-            if "does not exist" in str(exc) and "slot" in str(exc):
+            if exc.pgcode == errorcodes.UNDEFINED_OBJECT:  # the slot was dropped
                 raise CdcError(
                     f"Replication slot {self.slot} does not exist on the PostgreSQL source: "
                     "start the task with reload-target to create it and load the tables again."
@@ -481,7 +483,7 @@ class ChangeCapture:
                     and decoded.content == self.slot.encode()
                 ):
                     self._flush(cursor)
-                    return "Stop Reason STOPPED_AFTER_CACHED_EVENTS"
+                    return StopReason.STOPPED_AFTER_CACHED_EVENTS
             elif transaction is not None and not isinstance(decoded, pgoutput.Other):
                 transaction.changes.append(decoded)
 

@@ -28,6 +28,8 @@ import asyncpg
 import botocore.exceptions
 from psycopg import sql
 
+from dms_spec.lifecycle import last_error
+from dms_spec.status import StopReason
 from dms_spec.table_mappings import Rule
 from localdms.endpoint_settings import PostgresSource, S3Target
 from localdms.engine.catalog import read_catalog
@@ -53,11 +55,12 @@ from localdms.table_mappings import MappingError, TablePlan, plan_tables
 
 log = logging.getLogger(__name__)
 
-NO_TABLES_MESSAGE = (
-    "Last Error  No tables were found at task initialization. Either the selected table(s) or "
-    "schemas(s) no longer exist or no match was found for the table selection pattern(s). If you "
-    "would like to start a Task that does not initially capture any tables, set Task Setting "
-    "FailOnNoTablesCaptured to false and restart task. Stop Reason FATAL_ERROR Error Level FATAL"
+NO_TABLES_MESSAGE = last_error(
+    "No tables were found at task initialization. Either the selected table(s) or schemas(s) no "
+    "longer exist or no match was found for the table selection pattern(s). If you would like to "
+    "start a Task that does not initially capture any tables, set Task Setting "
+    "FailOnNoTablesCaptured to false and restart task.",
+    StopReason.FATAL_ERROR,
 )
 UPLOAD_SLOTS = 4
 CONNECT_TIMEOUT_SECONDS = 10
@@ -67,7 +70,7 @@ PROGRESS_INTERVAL_SECONDS = 0.25
 
 def fatal_message(text: str) -> str:
     """Wrap ``text`` in DMS's task failure format."""
-    return f"Last Error  {text} Stop Reason FATAL_ERROR Error Level FATAL"
+    return last_error(text, StopReason.FATAL_ERROR)
 
 
 class RunProgress(CaptureProgress, Protocol):
@@ -80,7 +83,7 @@ class RunProgress(CaptureProgress, Protocol):
     def table_completed(self, plan: TablePlan, rows: int) -> None: ...
     def table_failed(self, plan: TablePlan, message: str) -> None: ...
     def finished(self) -> None: ...
-    def stopped(self, reason: str = "Stop Reason NORMAL") -> None: ...
+    def stopped(self, reason: str = StopReason.NORMAL) -> None: ...
     def failed(self, message: str) -> None: ...
     def capture_created(self, slot: str) -> None: ...
     def capturing(self) -> None: ...
@@ -295,7 +298,7 @@ class TaskRun:
         with self._reload_lock:
             self._accepting_reloads = False
         if cdc.after_full_load == "not-applied" and cdc.full_load:
-            self.progress.stopped("Stop Reason STOPPED_AFTER_FULL_LOAD")
+            self.progress.stopped(StopReason.STOPPED_AFTER_FULL_LOAD)
             return
         until_marker = cdc.after_full_load == "applied" and cdc.full_load
         if until_marker:
@@ -305,7 +308,7 @@ class TaskRun:
         reason = await asyncio.to_thread(
             capture.stream, self._stop_requested, cdc.start_lsn, cdc.stop_at, until_marker
         )
-        self.progress.stopped(reason or "Stop Reason NORMAL")
+        self.progress.stopped(reason or StopReason.NORMAL)
 
     async def _load_tables(self, plans: Sequence[TablePlan], pool: Any, s3: Any) -> None:
         todo = [p for p in plans if (p.source.schema, p.source.name) not in self.spec.skip_tables]
@@ -475,7 +478,7 @@ def _parquet_load_error(exc: BaseException) -> bool:
 def cdc_failure(exc: CdcError) -> str:
     """A CDC failure in DMS's task failure format; recoverable ones can be resumed."""
     if exc.recoverable:
-        return f"Last Error  {exc} Stop Reason RECOVERABLE_ERROR Error Level RECOVERABLE"
+        return last_error(str(exc), StopReason.RECOVERABLE_ERROR)
     return fatal_message(str(exc))
 
 

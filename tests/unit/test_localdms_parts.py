@@ -1,11 +1,11 @@
 import pytest
 
+from localdms.backend.queries import merge_settings
 from localdms.endpoint_settings import PostgresSource, S3Target, parse_extra_connection_attributes
 from localdms.engine.rendering import RowDelimiterTranslator
 from localdms.engine.s3_writer import load_file_name, row_end_after
 from localdms.exceptions import InvalidParameterValueException
 from localdms.identifiers import arn_kind, is_valid_identifier, random_resource_id
-from localdms.models import merge_settings
 
 pytestmark = pytest.mark.unit
 

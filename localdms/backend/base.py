@@ -1,0 +1,146 @@
+"""What every resource family of the backend shares: the state, the lock, lazy transitions,
+ARNs and lookups. The families (``endpoints``, ``instances``, ``tasks``, ``tags``) are mixins of
+``BackendBase``, composed into ``DmsBackend`` as moto composes its large services."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from localdms.backend.persistence import Persistence, State
+from localdms.backend.resources import (
+    GONE,
+    Connection,
+    Endpoint,
+    ReplicationInstance,
+    ReplicationTask,
+)
+from localdms.engine.task_run import TaskRun
+from localdms.exceptions import InvalidParameterValueException, ResourceNotFoundFault
+from localdms.identifiers import make_arn, random_resource_id, validate_identifier
+from localdms.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class BackendBase:
+    """The state of one localdms server and what its operations share.
+
+    Args:
+        store: where state persists.
+        s3_factory: returns a boto3 S3 client for the task runs.
+        region: the region in ARNs.
+        account_id: the account in ARNs.
+        transition_seconds: how long transient states (creating, starting, modifying, deleting,
+            testing) stay visible. DMS takes minutes; a second is enough for the waiters.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        s3_factory: Callable[[], Any],
+        region: str = "us-east-1",
+        account_id: str = "123456789012",
+        transition_seconds: float = 1.0,
+    ) -> None:
+        self.s3_factory = s3_factory
+        self.region = region
+        self.account_id = account_id
+        self.transition_seconds = transition_seconds
+        self.lock = threading.RLock()
+        self.runs: dict[str, TaskRun] = {}
+        self.persistence = Persistence(store)
+        self.state: State = self.persistence.load()
+
+    @property
+    def endpoints(self) -> dict[str, Endpoint]:
+        return self.state.endpoints
+
+    @property
+    def instances(self) -> dict[str, ReplicationInstance]:
+        return self.state.instances
+
+    @property
+    def tasks(self) -> dict[str, ReplicationTask]:
+        return self.state.tasks
+
+    @property
+    def connections(self) -> dict[tuple[str, str], Connection]:
+        return self.state.connections
+
+    @property
+    def tags(self) -> dict[str, dict[str, str]]:
+        return self.state.tags
+
+    def _save(self) -> None:
+        self.persistence.save(self.state)
+
+    def update_task(
+        self, arn: str, change: Callable[[ReplicationTask], None], save: str = "now"
+    ) -> None:
+        """Apply ``change`` to a task under the lock (nothing if it is gone); persist ``now``
+        (task transitions), ``soon`` (table ones) or ``never`` (row counts)."""
+        with self.lock:
+            task = self.tasks.get(arn)
+            if task is None:
+                return
+            change(task)
+            if save == "now":
+                self._save()
+            elif save == "soon":
+                self.persistence.save_soon(self.state)
+
+    def _advance(self) -> None:
+        """Apply due transitions; drop resources whose deletion finished."""
+        now = time.time()
+        changed = False
+        collections: tuple[dict[str, Any], ...] = (self.endpoints, self.instances, self.tasks)
+        for collection in collections:
+            for arn, resource in list(collection.items()):
+                if resource.advance(now):
+                    changed = True
+                    if resource.status == GONE:
+                        del collection[arn]
+                        self.tags.pop(arn, None)
+        for connection in self.connections.values():
+            changed |= connection.advance(now)
+        self.persistence.save_if_due(self.state, changed)
+
+    def _arn(self, kind: str, resource_identifier: str | None) -> str:
+        if resource_identifier is not None:
+            validate_identifier("ResourceIdentifier", resource_identifier, 31)
+        return make_arn(
+            self.region, self.account_id, kind, resource_identifier or random_resource_id()
+        )
+
+    def _get(self, collection: dict[str, Any], arn: Any, what: str) -> Any:
+        if not isinstance(arn, str) or arn not in collection:
+            raise ResourceNotFoundFault(f"{what} {arn} not found.")
+        return collection[arn]
+
+    def _endpoint(self, arn: Any) -> Endpoint:
+        endpoint: Endpoint = self._get(self.endpoints, arn, "Endpoint")
+        return endpoint
+
+    def _instance(self, arn: Any) -> ReplicationInstance:
+        instance: ReplicationInstance = self._get(self.instances, arn, "Replication instance")
+        return instance
+
+    def _task(self, arn: Any) -> ReplicationTask:
+        task: ReplicationTask = self._get(self.tasks, arn, "Replication task")
+        return task
+
+    def _identifier_taken(self, collection: dict[str, Any], identifier: str) -> bool:
+        return any(r.identifier.lower() == identifier.lower() for r in collection.values())
+
+    def _set_tags(self, arn: str, tags: Sequence[dict[str, Any]]) -> None:
+        for tag in tags:
+            key = str(tag.get("Key", ""))
+            if not 1 <= len(key) <= 128 or key.lower().startswith(("aws:", "dms:")):
+                raise InvalidParameterValueException(
+                    f"Tag key {key!r} is not valid: 1 to 128 characters, not starting with aws: or dms:."
+                )
+            self.tags.setdefault(arn, {})[key] = str(tag.get("Value", ""))

@@ -1,0 +1,97 @@
+"""The backend's state on disk: what is saved, when, and what a restart finds.
+
+``State`` holds every resource; ``Persistence`` writes it through the ``Store`` (one atomic JSON
+document) at once for resource and task transitions, and at most once a second for table-level
+progress (each save rewrites and fsyncs the whole state: per table transition that cost 34 ms at
+600 tables, 41 of 48 s of a load, measured). On load, a task that was loading when the server
+died comes back ``failed`` (``ReplicationTask.interrupt``); one that was capturing changes is
+resumed by the backend from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+from dms_spec.lifecycle import RUNNING_STATES
+from localdms.backend.resources import (
+    Connection,
+    Endpoint,
+    ReplicationInstance,
+    ReplicationTask,
+    TableStatistics,
+)
+from localdms.store import Store
+
+TABLE_SAVE_INTERVAL_SECONDS = 1.0
+
+
+@dataclass
+class State:
+    """Every resource of one localdms server."""
+
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)
+    instances: dict[str, ReplicationInstance] = field(default_factory=dict)
+    tasks: dict[str, ReplicationTask] = field(default_factory=dict)
+    connections: dict[tuple[str, str], Connection] = field(default_factory=dict)
+    tags: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+class Persistence:
+    """Loads and saves a ``State`` through a ``Store``, batching table-level saves."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._last_save = 0.0
+        self._dirty = False
+
+    def load(self) -> State:
+        """The saved state; tasks that were loading when the server died are ``failed``."""
+        raw_state = self.store.load()
+        state = State()
+        for raw in raw_state.get("endpoints", []):
+            endpoint = Endpoint(**raw)
+            state.endpoints[endpoint.arn] = endpoint
+        for raw in raw_state.get("instances", []):
+            instance = ReplicationInstance(**raw)
+            state.instances[instance.arn] = instance
+        for raw in raw_state.get("connections", []):
+            connection = Connection(**raw)
+            state.connections[(connection.endpoint_arn, connection.instance_arn)] = connection
+        for raw in raw_state.get("tasks", []):
+            tables = {k: TableStatistics(**v) for k, v in raw.pop("tables", {}).items()}
+            task = ReplicationTask(**raw, tables=tables)
+            if task.status in RUNNING_STATES and not task.capturing:
+                task.interrupt(time.time())
+            state.tasks[task.arn] = task
+        state.tags = raw_state.get("tags", {})
+        self.save(state)
+        return state
+
+    def save(self, state: State) -> None:
+        """Write everything now."""
+        self._last_save = time.monotonic()
+        self._dirty = False
+        self.store.save(
+            {
+                "endpoints": [asdict(e) for e in state.endpoints.values()],
+                "instances": [asdict(i) for i in state.instances.values()],
+                "connections": [asdict(c) for c in state.connections.values()],
+                "tasks": [asdict(t) for t in state.tasks.values()],
+                "tags": state.tags,
+            }
+        )
+
+    def save_soon(self, state: State) -> None:
+        """Write at most once per ``TABLE_SAVE_INTERVAL_SECONDS`` (table-level changes)."""
+        if time.monotonic() - self._last_save >= TABLE_SAVE_INTERVAL_SECONDS:
+            self.save(state)
+        else:
+            self._dirty = True
+
+    def save_if_due(self, state: State, changed: bool) -> None:
+        """Write when something changed, or when batched changes have waited long enough."""
+        if changed or (
+            self._dirty and time.monotonic() - self._last_save >= TABLE_SAVE_INTERVAL_SECONDS
+        ):
+            self.save(state)
