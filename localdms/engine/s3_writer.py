@@ -26,7 +26,7 @@ MAX_PARTS_IN_FLIGHT = 2
 
 
 def row_end_after(chunk: bytes, offset: int, row_end: bytes) -> int:
-    """The end of the first row that ends at or after ``offset`` (outside quotes), or len(chunk).
+    r"""The end of the first row that ends at or after ``offset`` (outside quotes), or len(chunk).
 
     Example:
         >>> row_end_after(b'1,"a\nb"\n2,c\n', 3, b"\n")

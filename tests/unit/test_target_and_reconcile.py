@@ -5,6 +5,8 @@ from __future__ import annotations
 import doctest
 import gzip
 import importlib
+import os
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -172,12 +174,25 @@ def test_parquet_rows_come_from_the_footer_without_reading_the_data():
     assert read < len(data) / 4, (read, len(data))  # the footer, not the column chunks
 
 
-@pytest.mark.parametrize(
-    "module",
-    ["dms_spec.s3_layout", "dms_spec.endpoint_settings", "flows.target", "flows.reconcile",
-     "flows.decisions", "flows.dms_hook", "flows.run_logging", "dms_spec.table_mappings"],
-)  # fmt: skip
-def test_docstring_examples_run(module):
+ROOT = Path(__file__).resolve().parents[2]
+WITH_EXAMPLES = sorted(
+    ".".join(path.relative_to(ROOT).with_suffix("").parts)
+    for package in ("dms_spec", "flows", "localdms", "sandbox", "blocks", "demo")
+    for path in (ROOT / package).rglob("*.py")
+    if ">>> " in path.read_text()
+)
+
+
+def test_the_examples_are_found():
+    assert {"dms_spec.s3_layout", "flows.reconcile", "localdms.engine.s3_writer"} <= set(
+        WITH_EXAMPLES
+    )
+
+
+@pytest.mark.parametrize("module", WITH_EXAMPLES)
+def test_docstring_examples_run(module, monkeypatch):
+    """Every docstring example runs and shows what it says (``+SKIP`` marks the few that need
+    servers); the environment is restored after examples that set variables."""
+    monkeypatch.setattr(os, "environ", os.environ.copy())  # what an example sets is undone
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
-    assert result.attempted
     assert not result.failed
