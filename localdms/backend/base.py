@@ -54,6 +54,10 @@ class BackendBase:
         self.runs: dict[str, TaskRun] = {}
         self.persistence = Persistence(store)
         self.state: State = self.persistence.load()
+        self._resume_runs()
+
+    def _resume_runs(self) -> None:
+        """After loading: restart what was running when the server stopped (the tasks family)."""
 
     @property
     def endpoints(self) -> dict[str, Endpoint]:

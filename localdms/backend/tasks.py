@@ -7,10 +7,18 @@ start hands the run to ``engine.task_run`` with a ``TaskRunProgress`` to report 
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
-from dms_spec.lifecycle import ACTIVE, MODIFIABLE, RELOADABLE, STARTABLE, UNDELETABLE
+from dms_spec.lifecycle import (
+    ACTIVE,
+    MODIFIABLE,
+    RELOADABLE,
+    RUNNING_STATES,
+    STARTABLE,
+    UNDELETABLE,
+)
 from dms_spec.status import InstanceStatus, MigrationType, StartType, TableState, TaskStatus
 from localdms.backend.base import BackendBase
 from localdms.backend.progress import TaskRunProgress
@@ -36,9 +44,21 @@ from localdms.exceptions import (
 from localdms.identifiers import validate_identifier
 from localdms.table_mappings import validate_table_mappings
 
+log = logging.getLogger(__name__)
+
 
 class TaskBackend(BackendBase):
     """The replication-task operations."""
+
+    def _resume_runs(self) -> None:
+        """A task that was capturing changes when the server stopped resumes capture from its
+        checkpoint: the slot kept every change after it. (One that was loading came back
+        ``failed`` from ``Persistence.load``.)"""
+        for task in self.tasks.values():
+            if task.status in RUNNING_STATES and task.capturing:
+                log.info("task %s: resuming change capture from %s", task.identifier,
+                         task.recovery_checkpoint)  # fmt: skip
+                self._start(task, StartType.RESUME_PROCESSING)
 
     def create_replication_task(self, params: dict[str, Any]) -> dict[str, Any]:
         """CreateReplicationTask.
