@@ -169,6 +169,12 @@ ANALYZE;
 """
 
 
+TABLES = (
+    "aircrafts_data", "airports_data", "boarding_passes", "bookings", "flights", "seats",
+    "ticket_flights", "tickets",
+)  # fmt: skip
+
+
 def create_bookings(dsn: str, scale: str = "small") -> dict[str, int]:
     """(Re)create schema ``bookings`` in the database at ``dsn``; return each table's row count."""
     size = SCALES[scale]
@@ -195,10 +201,39 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--dsn", required=True, help="PostgreSQL URL of the source database")
     parser.add_argument("--scale", choices=sorted(SCALES), default="small")
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="drop and generate the schema even when it is already there (its data is lost)",
+    )
     args = parser.parse_args(argv)
+    counts = None if args.replace else existing_bookings(args.dsn)
+    if counts is not None:
+        print(
+            "bookings: already there, not generated again (--replace to drop and regenerate): "
+            + ", ".join(f"{table} {rows:,}" for table, rows in counts.items())
+        )
+        return 0
     counts = create_bookings(args.dsn, args.scale)
     print("bookings: " + ", ".join(f"{table} {rows:,}" for table, rows in counts.items()))
     return 0
+
+
+def existing_bookings(dsn: str) -> dict[str, int] | None:
+    """Each table's rows when schema ``bookings`` already has all eight tables, else None."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'bookings' ORDER BY tablename"
+            )
+        ]
+        if len(tables) < len(TABLES):
+            return None
+        return {
+            table: int(conn.execute(f'SELECT count(*) FROM bookings."{table}"').fetchone()[0])  # type: ignore[index]
+            for table in tables
+        }
 
 
 if __name__ == "__main__":

@@ -102,25 +102,46 @@ def provision_pipeline(
     the instance is available and both connections test successfully; return the ARNs.
 
     With ``fixed_arns`` the resources get ResourceIdentifiers (``dms-ingestion-instance``,
-    ``-source``, ``-target``), so their ARNs are known in advance (the Compose stack's ``.env``).
+    ``-source``, ``-target``), so their ARNs are known in advance (the Compose stack's ``.env``),
+    and resources that already exist with those identifiers are reused, so a second run of the
+    stack's setup changes nothing (their connections are tested again).
     """
     url = urllib.parse.urlsplit(source_dsn)
 
     def fixed(kind: str) -> dict[str, str]:
         return {"ResourceIdentifier": f"dms-ingestion-{kind}"} if fixed_arns else {}
 
-    instance = dms.create_replication_instance(
+    def existing(
+        describe: str, key: str, filter_name: str, identifier: str, arn: str
+    ) -> str | None:
+        if not fixed_arns:
+            return None
+        try:
+            found = getattr(dms, describe)(Filters=[{"Name": filter_name, "Values": [identifier]}])
+        except dms.exceptions.ResourceNotFoundFault:
+            return None
+        print(f"reusing {identifier} ({found[key][0][arn]})", file=sys.stderr)
+        return str(found[key][0][arn])
+
+    instance = existing(
+        "describe_replication_instances", "ReplicationInstances", "replication-instance-id",
+        "local-instance", "ReplicationInstanceArn",
+    ) or dms.create_replication_instance(
         ReplicationInstanceIdentifier="local-instance",
         ReplicationInstanceClass="dms.t3.medium",
         **fixed("instance"),
-    )["ReplicationInstance"]["ReplicationInstanceArn"]
-    source = dms.create_endpoint(
+    )["ReplicationInstance"]["ReplicationInstanceArn"]  # fmt: skip
+    source = existing(
+        "describe_endpoints", "Endpoints", "endpoint-id", "local-postgres", "EndpointArn"
+    ) or dms.create_endpoint(
         EndpointIdentifier="local-postgres", EndpointType="source", EngineName="postgres",
         ServerName=url.hostname, Port=url.port or 5432, DatabaseName=url.path.lstrip("/") or "postgres",
         Username=urllib.parse.unquote(url.username or ""), Password=urllib.parse.unquote(url.password or ""),
         **fixed("source"),
     )["Endpoint"]["EndpointArn"]  # fmt: skip
-    target = dms.create_endpoint(
+    target = existing(
+        "describe_endpoints", "Endpoints", "endpoint-id", "local-s3", "EndpointArn"
+    ) or dms.create_endpoint(
         EndpointIdentifier="local-s3", EndpointType="target", EngineName="s3",
         S3Settings={"BucketName": bucket, "ServiceAccessRoleArn": "arn:aws:iam::123456789012:role/dms-s3",
                     **(s3_settings or {})},
@@ -143,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m sandbox.localdms_process --source-dsn URL --bucket NAME``: provision with fixed ARNs.
 
     Uses the standard AWS configuration (``AWS_ENDPOINT_URL_DATABASE_MIGRATION_SERVICE`` → localdms).
-    Run once per localdms state directory (the Compose stack's setup service).
+    Safe to run again (the Compose stack's setup service runs it on every ``up``): existing
+    resources are reused.
     """
     import argparse
 
