@@ -6,6 +6,7 @@ import doctest
 import gzip
 import importlib
 import os
+import random
 from pathlib import Path
 
 import pyarrow as pa
@@ -196,3 +197,27 @@ def test_docstring_examples_run(module, monkeypatch):
     monkeypatch.setattr(os, "environ", os.environ.copy())  # what an example sets is undone
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert not result.failed
+
+
+@pytest.mark.parametrize("delimiter", ["\n", "\r\n", "|", "#;"])
+def test_csv_row_counts_agree_with_an_independent_parse_on_random_documents(delimiter):
+    """Random rows of awkward values (quotes, newlines, the delimiter itself), quoted as DMS
+    quotes them, cut into random chunks: the streaming count equals the number of rows written."""
+    rng = random.Random(7)  # noqa: S311 - a fixed seed for a reproducible property test
+    values = ["a", "", 'x"y', "l1\nl2", "a,b", "\r\n", "|", "#;", "#", ";"]
+    for _ in range(200):
+        rows = [[rng.choice(values) for _ in range(3)] for _ in range(rng.randint(0, 30))]
+        quote = ('"', ",", "\n", "\r", delimiter)
+        text = "".join(
+            ",".join(f'"{v.replace(chr(34), chr(34) * 2)}"' if any(c in v for c in quote) else v
+                     for v in row) + delimiter
+            for row in rows
+        )  # fmt: skip
+        data = text.encode()
+        cuts = sorted(rng.sample(range(len(data) + 1), min(len(data) + 1, rng.randint(0, 8))))
+        chunks = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+        assert count_csv_rows(chunks, delimiter.encode()) == len(rows), text
+        compressed = gzip.compress(data)
+        assert count_csv_rows(gunzip([compressed[:5], compressed[5:]]), delimiter.encode()) == len(
+            rows
+        )
