@@ -11,8 +11,10 @@ Sizes by scale (rows): ``small`` ≈ 0.5 M in all, ``medium`` ≈ 5 M, ``large``
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
+from psycopg import sql
 
 
 @dataclass(frozen=True)
@@ -180,16 +182,25 @@ def create_bookings(dsn: str, scale: str = "small") -> dict[str, int]:
     size = SCALES[scale]
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(SCHEMA.format(bookings=size.bookings, flights=size.flights))
-        tables = [
-            row[0]
-            for row in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'bookings' ORDER BY tablename"
-            )
-        ]
-        return {
-            table: int(conn.execute(f'SELECT count(*) FROM bookings."{table}"').fetchone()[0])  # type: ignore[index]
-            for table in tables
-        }
+        return _row_counts(conn)
+
+
+def _row_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    """Each table of schema ``bookings`` and its rows (identifiers quoted)."""
+    tables = [
+        row[0]
+        for row in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'bookings' ORDER BY tablename"
+        )
+    ]
+    return {
+        table: int(
+            conn.execute(
+                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier("bookings", table))
+            ).fetchone()[0]  # type: ignore[index]
+        )
+        for table in tables
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,18 +233,8 @@ def main(argv: list[str] | None = None) -> int:
 def existing_bookings(dsn: str) -> dict[str, int] | None:
     """Each table's rows when schema ``bookings`` already has all eight tables, else None."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        tables = [
-            row[0]
-            for row in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'bookings' ORDER BY tablename"
-            )
-        ]
-        if len(tables) < len(TABLES):
-            return None
-        return {
-            table: int(conn.execute(f'SELECT count(*) FROM bookings."{table}"').fetchone()[0])  # type: ignore[index]
-            for table in tables
-        }
+        counts = _row_counts(conn)
+    return counts if set(TABLES) <= set(counts) else None
 
 
 if __name__ == "__main__":

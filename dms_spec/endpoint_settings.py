@@ -40,3 +40,18 @@ def merged_settings(endpoint: dict[str, Any], settings_key: str) -> dict[str, An
         **parse_extra_connection_attributes(endpoint.get("ExtraConnectionAttributes")),
         **(endpoint.get(settings_key) or {}),
     }
+
+
+def setting_flag(value: Any, default: bool = False) -> bool:
+    """A boolean endpoint setting as DMS reads it: a bool, or ``true``/``y``/``yes``/``1``
+    (ExtraConnectionAttributes carry strings), ``default`` when absent.
+
+    Example:
+        >>> setting_flag("Y"), setting_flag(None, True), setting_flag("false", True)
+        (True, True, False)
+    """
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("true", "y", "yes", "1")

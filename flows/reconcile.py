@@ -59,7 +59,7 @@ def count_csv_rows(chunks: Iterable[bytes], row_delimiter: bytes) -> int:
         rows += data.count(row_delimiter) - inside.count(row_delimiter)
         if (len(segments) - 1) % 2:
             quoted = not quoted
-        tail = (tail + data)[-len(row_delimiter) :]
+        tail = (tail + data[-len(row_delimiter) :])[-len(row_delimiter) :]
     tail = (tail + held)[-len(row_delimiter) :]
     if tail and tail != row_delimiter:
         rows += 1  # the last row has no delimiter after it

@@ -22,14 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dms_spec.endpoint_settings import merged_settings
+from dms_spec.endpoint_settings import merged_settings, setting_flag
 from dms_spec.s3_layout import decode_delimiter, load_extension, table_prefix
-
-
-def _flag(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    return str(value or "").strip().lower() in ("true", "y", "yes", "1")
 
 
 @dataclass(frozen=True)
@@ -62,14 +56,18 @@ class TargetEndpoint:
         settings = merged_settings(endpoint, "S3Settings")
         bucket = str(settings.get("BucketName") or "")
         if not bucket:
-            raise ValueError(f"The target endpoint {arn} has no S3Settings.BucketName.")
+            raise ValueError(
+                f"The target endpoint {arn} has no S3Settings.BucketName: set it (aws dms "
+                f"modify-endpoint --endpoint-arn {arn} --s3-settings BucketName=<bucket>) or "
+                "point target_endpoint_arn at an S3 endpoint that has one."
+            )
         return cls(
             endpoint_arn=arn,
             bucket=bucket,
             folder=str(settings.get("BucketFolder") or "").strip("/"),
             data_format=str(settings.get("DataFormat") or "csv").lower(),
             compression=str(settings.get("CompressionType") or "none").lower(),
-            add_column_name=_flag(settings.get("AddColumnName")),
+            add_column_name=setting_flag(settings.get("AddColumnName")),
             csv_delimiter=decode_delimiter(str(settings.get("CsvDelimiter") or ",")),
             csv_row_delimiter=decode_delimiter(str(settings.get("CsvRowDelimiter") or "\n")),
         )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dms_spec.endpoint_settings import parse_extra_connection_attributes
+from dms_spec.endpoint_settings import parse_extra_connection_attributes, setting_flag
 from dms_spec.s3_layout import decode_delimiter, load_extension, table_prefix
 from localdms.exceptions import InvalidParameterValueException
 
@@ -66,14 +66,6 @@ S3_KEYS = [
     "IgnoreHeaderRows",
     "ExternalTableDefinition",
 ]
-
-
-def _flag(value: Any, default: bool) -> bool:
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    return str(value).strip().lower() in ("true", "y", "yes", "1")
 
 
 def _bad(setting: str, value: Any, valid: str) -> InvalidParameterValueException:
@@ -146,7 +138,7 @@ class S3Target:
             raise _bad(
                 "CsvRowDelimiter", row_delimiter, "a non-empty string with no quote or delimiter"
             )
-        if not _flag(settings.get("Rfc4180"), True):
+        if not setting_flag(settings.get("Rfc4180"), True):
             raise _bad("Rfc4180", settings.get("Rfc4180"), "localdms always quotes per RFC 4180")
         try:
             max_file_size = int(settings.get("MaxFileSize", 1_048_576))
@@ -162,8 +154,8 @@ class S3Target:
             csv_delimiter=delimiter,
             csv_row_delimiter=row_delimiter,
             csv_null_value=str(settings.get("CsvNullValue", "")),
-            add_column_name=_flag(settings.get("AddColumnName"), False),
-            include_op_for_full_load=_flag(settings.get("IncludeOpForFullLoad"), False),
+            add_column_name=setting_flag(settings.get("AddColumnName"), False),
+            include_op_for_full_load=setting_flag(settings.get("IncludeOpForFullLoad"), False),
             timestamp_column_name=str(settings.get("TimestampColumnName", "")),
             max_file_size_kb=max_file_size,
             **_cdc_settings(settings),
@@ -202,8 +194,8 @@ def _parquet_settings(settings: dict[str, Any]) -> dict[str, Any]:
         "parquet_dict_page_size_limit": _int_setting(
             settings, "DictPageSizeLimit", 1_048_576, 1024, 1_073_741_824
         ),
-        "parquet_enable_statistics": _flag(settings.get("EnableStatistics"), True),
-        "parquet_timestamp_in_millisecond": _flag(
+        "parquet_enable_statistics": setting_flag(settings.get("EnableStatistics"), True),
+        "parquet_timestamp_in_millisecond": setting_flag(
             settings.get("ParquetTimestampInMillisecond"), False
         ),
     }
@@ -211,13 +203,13 @@ def _parquet_settings(settings: dict[str, Any]) -> dict[str, Any]:
 
 def _cdc_settings(settings: dict[str, Any]) -> dict[str, Any]:
     """The S3Settings that shape CDC files, validated as DMS does."""
-    inserts_only = _flag(settings.get("CdcInsertsOnly"), False)
-    inserts_and_updates = _flag(settings.get("CdcInsertsAndUpdates"), False)
+    inserts_only = setting_flag(settings.get("CdcInsertsOnly"), False)
+    inserts_and_updates = setting_flag(settings.get("CdcInsertsAndUpdates"), False)
     if inserts_only and inserts_and_updates:
         raise InvalidParameterValueException(
             "S3Settings CdcInsertsOnly and CdcInsertsAndUpdates cannot both be true."
         )
-    if _flag(settings.get("PreserveTransactions"), False):
+    if setting_flag(settings.get("PreserveTransactions"), False):
         raise _bad(
             "PreserveTransactions", settings.get("PreserveTransactions"),
             "transaction-order files (CdcPath) are not emulated; CDC files are written per table",
@@ -240,7 +232,7 @@ def _cdc_settings(settings: dict[str, Any]) -> dict[str, Any]:
         "cdc_inserts_and_updates": inserts_and_updates,
         "cdc_max_batch_interval": _int_setting(settings, "CdcMaxBatchInterval", 60, 1, 3600),
         "cdc_min_file_size_kb": _int_setting(settings, "CdcMinFileSize", 32_000, 1, 1_048_576),
-        "date_partition_enabled": _flag(settings.get("DatePartitionEnabled"), False),
+        "date_partition_enabled": setting_flag(settings.get("DatePartitionEnabled"), False),
         "date_partition_sequence": sequence,
         "date_partition_delimiter": delimiter,
         "date_partition_timezone": timezone,
