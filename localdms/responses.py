@@ -1,40 +1,107 @@
-"""The DMS operations localdms answers, mapped to backend methods (routing is data).
+"""The response layer: the DMS operations localdms answers, checked against the botocore model.
 
-Each handler takes the decoded JSON request and returns the JSON response body; the backend does
-the checking and the work. Any other DMS operation is answered with ``InvalidAction`` naming it.
+A request is checked against the operation's input shape in the botocore DMS model (required
+members, types, no unknown members) before the backend sees it, then its members become the
+keyword arguments of the backend method of the same name (``StartReplicationTask`` →
+``start_replication_task(replication_task_arn=..., start_replication_task_type=...)``). Members an
+operation accepts without acting on are marked with ``backend.base.ignores`` and dropped here, with
+a log line; any other member the operation does not take is refused. The backend guards and
+returns the response body; an operation localdms does not implement is answered with
+``InvalidAction`` naming it.
+
+Example:
+    >>> arguments("DescribeEndpoints", {"MaxRecords": 20, "Marker": None})
+    {'max_records': 20}
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+import logging
 from collections.abc import Callable
 from typing import Any
 
+import botocore.session
+from botocore import xform_name
+from botocore.model import OperationModel, ServiceModel
+from botocore.validate import ParamValidator
+
 from localdms.backend import DmsBackend
-from localdms.exceptions import InvalidAction
+from localdms.exceptions import InvalidAction, InvalidParameterValueException
+
+log = logging.getLogger(__name__)
 
 TARGET_PREFIX = "AmazonDMSv20160101."
 
-OPERATIONS: dict[str, Callable[[DmsBackend, dict[str, Any]], dict[str, Any]]] = {
-    "CreateEndpoint": DmsBackend.create_endpoint,
-    "DescribeEndpoints": DmsBackend.describe_endpoints,
-    "DeleteEndpoint": DmsBackend.delete_endpoint,
-    "TestConnection": DmsBackend.test_connection,
-    "DescribeConnections": DmsBackend.describe_connections,
-    "CreateReplicationInstance": DmsBackend.create_replication_instance,
-    "DescribeReplicationInstances": DmsBackend.describe_replication_instances,
-    "DeleteReplicationInstance": DmsBackend.delete_replication_instance,
-    "CreateReplicationTask": DmsBackend.create_replication_task,
-    "ModifyReplicationTask": DmsBackend.modify_replication_task,
-    "DescribeReplicationTasks": DmsBackend.describe_replication_tasks,
-    "StartReplicationTask": DmsBackend.start_replication_task,
-    "StopReplicationTask": DmsBackend.stop_replication_task,
-    "DeleteReplicationTask": DmsBackend.delete_replication_task,
-    "DescribeTableStatistics": DmsBackend.describe_table_statistics,
-    "ReloadTables": DmsBackend.reload_tables,
-    "AddTagsToResource": DmsBackend.add_tags_to_resource,
-    "RemoveTagsFromResource": DmsBackend.remove_tags_from_resource,
-    "ListTagsForResource": DmsBackend.list_tags_for_resource,
-}
+SUPPORTED = (
+    "CreateEndpoint",
+    "DescribeEndpoints",
+    "DeleteEndpoint",
+    "TestConnection",
+    "DescribeConnections",
+    "CreateReplicationInstance",
+    "DescribeReplicationInstances",
+    "DeleteReplicationInstance",
+    "CreateReplicationTask",
+    "ModifyReplicationTask",
+    "DescribeReplicationTasks",
+    "StartReplicationTask",
+    "StopReplicationTask",
+    "DeleteReplicationTask",
+    "DescribeTableStatistics",
+    "ReloadTables",
+    "AddTagsToResource",
+    "RemoveTagsFromResource",
+    "ListTagsForResource",
+)
+"""The operations localdms answers; each is the ``DmsBackend`` method of its snake_case name."""
+
+
+@functools.cache
+def service_model() -> ServiceModel:
+    """The DMS service model that ships with botocore (the API's own definition)."""
+    return botocore.session.get_session().get_service_model("dms")
+
+
+def handler(operation: str) -> Callable[..., dict[str, Any]]:
+    """The backend method that answers ``operation`` (unbound: call it with the backend first)."""
+    method: Callable[..., dict[str, Any]] = getattr(DmsBackend, xform_name(operation))
+    return method
+
+
+def ignored_members(operation: str) -> frozenset[str]:
+    """The request members ``operation`` accepts and does not act on."""
+    marked: frozenset[str] = getattr(handler(operation), "ignored_members", frozenset())
+    return marked
+
+
+def arguments(operation: str, request: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of ``operation``'s backend method for a checked request.
+
+    Raises:
+        InvalidParameterValueException: the request does not match the model's input shape, or
+            names a member localdms neither acts on nor ignores.
+    """
+    model: OperationModel = service_model().operation_model(operation)
+    present = {name: value for name, value in request.items() if value is not None}
+    if model.input_shape is not None:
+        report = ParamValidator().validate(present, model.input_shape)
+        if report.has_errors():
+            raise InvalidParameterValueException(
+                f"Invalid {operation} request: {report.generate_report()}"
+            )
+    ignored = ignored_members(operation) & present.keys()
+    if ignored:
+        log.info("%s: localdms does not act on %s", operation, ", ".join(sorted(ignored)))
+    taken = inspect.signature(handler(operation)).parameters
+    kwargs = {xform_name(name): value for name, value in present.items() if name not in ignored}
+    refused = [name for name in present if name not in ignored and xform_name(name) not in taken]
+    if refused:
+        raise InvalidParameterValueException(
+            f"localdms does not support {', '.join(refused)} on {operation}."
+        )
+    return kwargs
 
 
 def dispatch(backend: DmsBackend, target: str, request: dict[str, Any]) -> dict[str, Any]:
@@ -42,13 +109,14 @@ def dispatch(backend: DmsBackend, target: str, request: dict[str, Any]) -> dict[
 
     Raises:
         InvalidAction: the header names no operation, or one localdms does not implement.
-        DmsFault: whatever the operation raises.
+        DmsFault: the request does not match the model, or whatever the operation raises.
     """
     operation = target.removeprefix(TARGET_PREFIX) if target.startswith(TARGET_PREFIX) else ""
-    handler = OPERATIONS.get(operation)
-    if handler is None:
+    if operation not in SUPPORTED:
         raise InvalidAction(
             f"The DMS operation {operation or target or '(none)'} is not supported by localdms. "
-            f"Supported operations: {', '.join(sorted(OPERATIONS))}."
+            f"Supported operations: {', '.join(sorted(SUPPORTED))}."
         )
-    return handler(backend, request)
+    method = getattr(backend, xform_name(operation))
+    body: dict[str, Any] = method(**arguments(operation, request))
+    return body

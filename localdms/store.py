@@ -2,7 +2,7 @@
 
 Written atomically (temporary file, fsync, rename), so a killed server never leaves a
 half-written state file. The backend decides when: at once for a resource or task transition,
-batched for table-level progress (``DmsBackend._save_soon``). The file holds endpoint
+batched for table-level progress (``Persistence.save_soon`` in ``localdms/backend/persistence.py``). The file holds endpoint
 passwords, so it is created readable by its owner only.
 """
 

@@ -4,9 +4,12 @@ Where things are (a family per module, composed here as moto composes its large 
 
 - ``resources.py``: the resources and their transitions (the only writers of status fields);
 - ``persistence.py``: what is saved, when, and what a restart finds;
-- ``endpoints.py``, ``instances.py``, ``tasks.py``, ``tags.py``: the operations, one public method
-  each, named as in the API; each checks existence and status (raising DMS's fault), makes the
-  transition, persists and returns the response body;
+- ``endpoints.py``, ``instances.py``, ``tasks.py``, ``tables.py``, ``tags.py``: the operations, one
+  public method each, named as in the API, taking the request's members as keyword arguments
+  (``localdms/responses.py`` checks each request against the botocore model first); each checks
+  existence and status (raising DMS's fault), makes the transition, persists and returns the
+  response body; ``shapes.py`` types the structured members;
+- ``runs.py``: how a start becomes a run of the engine, and what a restart resumes;
 - ``progress.py``: how a task run (``engine.task_run``, on its own thread) reports back;
 - ``queries.py``: Filters, pages and task-settings documents shared by the Describe operations.
 
@@ -19,11 +22,12 @@ from __future__ import annotations
 
 from localdms.backend.endpoints import EndpointBackend
 from localdms.backend.instances import InstanceBackend
+from localdms.backend.tables import TableBackend
 from localdms.backend.tags import TagBackend
 from localdms.backend.tasks import TaskBackend
 
 __all__ = ["DmsBackend"]
 
 
-class DmsBackend(EndpointBackend, InstanceBackend, TaskBackend, TagBackend):
+class DmsBackend(EndpointBackend, InstanceBackend, TaskBackend, TableBackend, TagBackend):
     """All DMS resources of one localdms server (see ``BackendBase`` for the arguments)."""

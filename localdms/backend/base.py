@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from localdms.backend.persistence import Persistence, State
 from localdms.backend.resources import (
@@ -18,12 +18,30 @@ from localdms.backend.resources import (
     ReplicationInstance,
     ReplicationTask,
 )
+from localdms.backend.shapes import Tag
 from localdms.engine.task_run import TaskRun
 from localdms.exceptions import InvalidParameterValueException, ResourceNotFoundFault
 from localdms.identifiers import make_arn, random_resource_id, validate_identifier
 from localdms.store import Store
 
 log = logging.getLogger(__name__)
+
+_Operation = TypeVar("_Operation", bound=Callable[..., Any])
+
+
+def ignores(*members: str) -> Callable[[_Operation], _Operation]:
+    """Mark the request members an operation accepts and does not act on.
+
+    The response layer drops them (logging which) before calling the operation; a member that is
+    neither a parameter of the operation nor marked here is refused, so nothing is dropped
+    silently. The operation's docstring names them too.
+    """
+
+    def mark(operation: _Operation) -> _Operation:
+        setattr(operation, "ignored_members", frozenset(members))  # noqa: B010
+        return operation
+
+    return mark
 
 
 class BackendBase:
@@ -120,31 +138,31 @@ class BackendBase:
             self.region, self.account_id, kind, resource_identifier or random_resource_id()
         )
 
-    def _get(self, collection: dict[str, Any], arn: Any, what: str) -> Any:
-        if not isinstance(arn, str) or arn not in collection:
+    def _get(self, collection: dict[str, Any], arn: str, what: str) -> Any:
+        if arn not in collection:
             raise ResourceNotFoundFault(f"{what} {arn} not found.")
         return collection[arn]
 
-    def _endpoint(self, arn: Any) -> Endpoint:
+    def _endpoint(self, arn: str) -> Endpoint:
         endpoint: Endpoint = self._get(self.endpoints, arn, "Endpoint")
         return endpoint
 
-    def _instance(self, arn: Any) -> ReplicationInstance:
+    def _instance(self, arn: str) -> ReplicationInstance:
         instance: ReplicationInstance = self._get(self.instances, arn, "Replication instance")
         return instance
 
-    def _task(self, arn: Any) -> ReplicationTask:
+    def _task(self, arn: str) -> ReplicationTask:
         task: ReplicationTask = self._get(self.tasks, arn, "Replication task")
         return task
 
     def _identifier_taken(self, collection: dict[str, Any], identifier: str) -> bool:
         return any(r.identifier.lower() == identifier.lower() for r in collection.values())
 
-    def _set_tags(self, arn: str, tags: Sequence[dict[str, Any]]) -> None:
-        for tag in tags:
-            key = str(tag.get("Key", ""))
+    def _set_tags(self, arn: str, tags: Sequence[Tag] | None) -> None:
+        for tag in tags or ():
+            key = tag["Key"]
             if not 1 <= len(key) <= 128 or key.lower().startswith(("aws:", "dms:")):
                 raise InvalidParameterValueException(
                     f"Tag key {key!r} is not valid: 1 to 128 characters, not starting with aws: or dms:."
                 )
-            self.tags.setdefault(arn, {})[key] = str(tag.get("Value", ""))
+            self.tags.setdefault(arn, {})[key] = tag.get("Value", "")

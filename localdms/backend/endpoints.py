@@ -14,15 +14,16 @@ from typing import Any
 import asyncpg
 
 from dms_spec.status import ConnectionStatus, InstanceStatus
-from localdms.backend.base import BackendBase
+from localdms.backend.base import BackendBase, ignores
 from localdms.backend.queries import filtered, paginate, with_marker
 from localdms.backend.resources import GONE, Connection, Endpoint
+from localdms.backend.shapes import Filter, Tag
 from localdms.endpoint_settings import (
     POSTGRES_ENGINES,
     S3_ENGINES,
     parse_extra_connection_attributes,
 )
-from localdms.engine.task_run import check_bucket, source_error
+from localdms.engine.failures import check_bucket, source_error
 from localdms.exceptions import (
     InvalidParameterValueException,
     InvalidResourceStateFault,
@@ -36,81 +37,107 @@ log = logging.getLogger(__name__)
 class EndpointBackend(BackendBase):
     """The endpoint and connection operations."""
 
-    def create_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
+    @ignores(
+        "ExternalTableDefinition", "DynamoDbSettings", "DmsTransferSettings", "MongoDbSettings",
+        "KinesisSettings", "KafkaSettings", "ElasticsearchSettings", "NeptuneSettings",
+        "RedshiftSettings", "MySQLSettings", "OracleSettings", "SybaseSettings",
+        "MicrosoftSQLServerSettings", "IBMDb2Settings", "DocDbSettings", "RedisSettings",
+        "GcpMySQLSettings", "TimestreamSettings",
+    )  # fmt: skip
+    def create_endpoint(
+        self,
+        *,
+        endpoint_identifier: str,
+        endpoint_type: str,
+        engine_name: str,
+        username: str | None = None,
+        password: str | None = None,
+        server_name: str | None = None,
+        port: int | None = None,
+        database_name: str | None = None,
+        extra_connection_attributes: str | None = None,
+        kms_key_id: str | None = None,
+        tags: list[Tag] | None = None,
+        certificate_arn: str | None = None,
+        ssl_mode: str | None = None,
+        service_access_role_arn: str | None = None,
+        s3_settings: dict[str, Any] | None = None,
+        postgre_sql_settings: dict[str, Any] | None = None,
+        resource_identifier: str | None = None,
+    ) -> dict[str, Any]:
         """CreateEndpoint.
 
-        Request members accepted and not acted on: ExternalTableDefinition, DynamoDbSettings,
-        DmsTransferSettings, MongoDbSettings, KinesisSettings, KafkaSettings,
+        Ignores the settings of engines other than PostgreSQL and S3: ExternalTableDefinition,
+        DynamoDbSettings, DmsTransferSettings, MongoDbSettings, KinesisSettings, KafkaSettings,
         ElasticsearchSettings, NeptuneSettings, RedshiftSettings, MySQLSettings,
         OracleSettings, SybaseSettings, MicrosoftSQLServerSettings, IBMDb2Settings,
         DocDbSettings, RedisSettings, GcpMySQLSettings, TimestreamSettings.
         """
         with self.lock:
             self._advance()
-            identifier = validate_identifier("EndpointIdentifier", params.get("EndpointIdentifier"))
-            endpoint_type = str(params.get("EndpointType", "")).upper()
-            if endpoint_type not in ("SOURCE", "TARGET"):
+            identifier = validate_identifier("EndpointIdentifier", endpoint_identifier)
+            kind = endpoint_type.upper()
+            if kind not in ("SOURCE", "TARGET"):
                 raise InvalidParameterValueException(
-                    f"EndpointType {params.get('EndpointType')!r} is not valid; use source or target."
+                    f"EndpointType {endpoint_type!r} is not valid; use source or target."
                 )
-            engine = str(params.get("EngineName", "")).lower()
-            engines = POSTGRES_ENGINES if endpoint_type == "SOURCE" else S3_ENGINES
+            engine = engine_name.lower()
+            engines = POSTGRES_ENGINES if kind == "SOURCE" else S3_ENGINES
             if engine not in engines:
                 raise InvalidParameterValueException(
-                    f"localdms supports {endpoint_type.lower()} endpoints with EngineName "
-                    f"{' or '.join(engines)}, not {params.get('EngineName')!r}."
+                    f"localdms supports {kind.lower()} endpoints with EngineName "
+                    f"{' or '.join(engines)}, not {engine_name!r}."
                 )
             if self._identifier_taken(self.endpoints, identifier):
                 raise ResourceAlreadyExistsFault(f"Endpoint {identifier} already exists.")
-            extra = parse_extra_connection_attributes(params.get("ExtraConnectionAttributes"))
-            settings_key = "S3Settings" if engine == "s3" else "PostgreSQLSettings"
-            settings = {**extra, **(params.get(settings_key) or {})}
-            password = params.get("Password") or settings.pop("Password", None)
-            fields = {
-                key: params[key]
-                for key in (
-                    "Username",
-                    "ServerName",
-                    "Port",
-                    "DatabaseName",
-                    "ExtraConnectionAttributes",
-                    "SslMode",
-                    "CertificateArn",
-                    "KmsKeyId",
-                    "ServiceAccessRoleArn",
-                )
-                if params.get(key) not in (None, "")
+            extra = parse_extra_connection_attributes(extra_connection_attributes)
+            requested = s3_settings if engine == "s3" else postgre_sql_settings
+            settings = {**extra, **(requested or {})}
+            secret = password or settings.pop("Password", None)
+            given: dict[str, Any] = {
+                "Username": username,
+                "ServerName": server_name,
+                "Port": port,
+                "DatabaseName": database_name,
+                "ExtraConnectionAttributes": extra_connection_attributes,
+                "SslMode": ssl_mode,
+                "CertificateArn": certificate_arn,
+                "KmsKeyId": kms_key_id,
+                "ServiceAccessRoleArn": service_access_role_arn,
             }
             endpoint = Endpoint(
-                arn=self._arn("endpoint", params.get("ResourceIdentifier")),
+                arn=self._arn("endpoint", resource_identifier),
                 identifier=identifier,
                 status="active",
                 created=time.time(),
-                endpoint_type=endpoint_type,
+                endpoint_type=kind,
                 engine_name=engine,
-                fields=fields,
+                fields={key: value for key, value in given.items() if value not in (None, "")},
                 settings=settings,
-                password=password,
+                password=secret,
             )
             if engine == "s3":
                 endpoint.target()  # validates the settings localdms acts on
             else:
                 endpoint.source()
             self.endpoints[endpoint.arn] = endpoint
-            self._set_tags(endpoint.arn, params.get("Tags") or [])
+            self._set_tags(endpoint.arn, tags)
             self._save()
             return {"Endpoint": endpoint.to_api()}
 
-    def describe_endpoints(self, params: dict[str, Any]) -> dict[str, Any]:
-        """DescribeEndpoints.
-
-        Every request member is acted on.
-        """
+    def describe_endpoints(
+        self,
+        *,
+        filters: list[Filter] | None = None,
+        max_records: int | None = None,
+        marker: str | None = None,
+    ) -> dict[str, Any]:
+        """DescribeEndpoints (every request member is acted on)."""
         with self.lock:
             self._advance()
             items = filtered(
                 list(self.endpoints.values()),
-                params.get("Filters"),
+                filters,
                 {
                     "endpoint-arn": lambda e: [e.arn],
                     "endpoint-type": lambda e: [e.endpoint_type, e.endpoint_type.lower()],
@@ -120,17 +147,14 @@ class EndpointBackend(BackendBase):
                 id_filters=("endpoint-id",),
                 what="endpoints",
             )
-            page, marker = paginate(items, params)
-            return with_marker({"Endpoints": [e.to_api() for e in page]}, marker)
+            page, next_marker = paginate(items, max_records, marker)
+            return with_marker({"Endpoints": [e.to_api() for e in page]}, next_marker)
 
-    def delete_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
-        """DeleteEndpoint.
-
-        Every request member is acted on.
-        """
+    def delete_endpoint(self, *, endpoint_arn: str) -> dict[str, Any]:
+        """DeleteEndpoint (every request member is acted on)."""
         with self.lock:
             self._advance()
-            endpoint = self._endpoint(params.get("EndpointArn"))
+            endpoint = self._endpoint(endpoint_arn)
             users = [
                 t.identifier
                 for t in self.tasks.values()
@@ -148,15 +172,14 @@ class EndpointBackend(BackendBase):
             self._save()
             return {"Endpoint": endpoint.to_api()}
 
-    def test_connection(self, params: dict[str, Any]) -> dict[str, Any]:
-        """TestConnection.
-
-        Every request member is acted on.
-        """
+    def test_connection(
+        self, *, replication_instance_arn: str, endpoint_arn: str
+    ) -> dict[str, Any]:
+        """TestConnection (every request member is acted on)."""
         with self.lock:
             self._advance()
-            instance = self._instance(params.get("ReplicationInstanceArn"))
-            endpoint = self._endpoint(params.get("EndpointArn"))
+            instance = self._instance(replication_instance_arn)
+            endpoint = self._endpoint(endpoint_arn)
             if instance.status != InstanceStatus.AVAILABLE:
                 raise InvalidResourceStateFault(
                     f"Replication instance {instance.arn} is {instance.status}, not available."
@@ -207,21 +230,24 @@ class EndpointBackend(BackendBase):
             return source_error(source, exc)
         return None
 
-    def describe_connections(self, params: dict[str, Any]) -> dict[str, Any]:
-        """DescribeConnections.
-
-        Every request member is acted on.
-        """
+    def describe_connections(
+        self,
+        *,
+        filters: list[Filter] | None = None,
+        max_records: int | None = None,
+        marker: str | None = None,
+    ) -> dict[str, Any]:
+        """DescribeConnections (every request member is acted on)."""
         with self.lock:
             self._advance()
             items = filtered(
                 list(self.connections.values()),
-                params.get("Filters"),
+                filters,
                 {
                     "endpoint-arn": lambda c: [c.endpoint_arn],
                     "replication-instance-arn": lambda c: [c.instance_arn],
                 },
                 what="connections",
             )
-            page, marker = paginate(items, params)
-            return with_marker({"Connections": [c.to_api() for c in page]}, marker)
+            page, next_marker = paginate(items, max_records, marker)
+            return with_marker({"Connections": [c.to_api() for c in page]}, next_marker)

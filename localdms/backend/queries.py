@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any
 
+from localdms.backend.shapes import Filter
 from localdms.exceptions import InvalidParameterValueException, ResourceNotFoundFault
 from localdms.identifiers import validate_identifier
 
@@ -35,7 +36,7 @@ def merge_settings(base: dict[str, Any], override: dict[str, Any]) -> dict[str, 
 
 def filtered(
     items: list[Any],
-    filters: Any,
+    filters: Sequence[Filter] | None,
     fields: dict[str, Callable[[Any], list[str]]],
     id_filters: Sequence[str] = (),
     what: str | None = "resources",
@@ -44,13 +45,13 @@ def filtered(
     if not filters:
         return items
     for flt in filters:
-        name = flt.get("Name")
+        name = flt["Name"]
         if name not in fields:
             raise InvalidParameterValueException(
                 f"The filter name {name!r} is not valid here; valid filter names: "
                 f"{', '.join(fields)}."
             )
-        values = [str(v) for v in flt.get("Values") or []]
+        values = list(flt["Values"])
         if name in id_filters:
             for value in values:
                 validate_identifier(f"Filter: {name}", value)
@@ -61,16 +62,21 @@ def filtered(
 
 
 def paginate(
-    items: list[Any], params: dict[str, Any], maximum: int = 100
+    items: list[Any], max_records: int | None, marker: str | None, maximum: int = 100
 ) -> tuple[list[Any], str | None]:
-    max_records = params.get("MaxRecords")
+    """One page of ``items`` for MaxRecords and Marker, and the Marker of the next page (or None).
+
+    Example:
+        >>> page, marker = paginate(list(range(45)), 20, None)
+        >>> page[-1], paginate(list(range(45)), 20, marker)[0][0]
+        (19, 20)
+    """
     limit = 100 if max_records is None else int(max_records)
     if max_records is not None and not 20 <= limit <= maximum:
         raise InvalidParameterValueException(
             f"MaxRecords must be between 20 and {maximum}; got {max_records}."
         )
     offset = 0
-    marker = params.get("Marker")
     if marker:
         try:
             offset = int(base64.b64decode(str(marker)).decode().removeprefix("offset:"))

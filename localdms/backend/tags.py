@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from localdms.backend.base import BackendBase
+from localdms.backend.shapes import Tag
 from localdms.exceptions import InvalidParameterValueException, ResourceNotFoundFault
 from localdms.identifiers import arn_kind
 
@@ -12,48 +13,43 @@ from localdms.identifiers import arn_kind
 class TagBackend(BackendBase):
     """The tag operations. Tags given at creation are set by the creating operation."""
 
-    def _resource_exists(self, arn: Any) -> None:
-        if not isinstance(arn, str) or arn_kind(arn) is None:
+    def _resource_exists(self, arn: str) -> None:
+        if arn_kind(arn) is None:
             raise InvalidParameterValueException(f"{arn!r} is not a valid DMS resource ARN.")
         if arn not in self.tasks and arn not in self.endpoints and arn not in self.instances:
             raise ResourceNotFoundFault(f"Resource {arn} not found.")
 
-    def add_tags_to_resource(self, params: dict[str, Any]) -> dict[str, Any]:
-        """AddTagsToResource.
-
-        Every request member is acted on.
-        """
+    def add_tags_to_resource(self, *, resource_arn: str, tags: list[Tag]) -> dict[str, Any]:
+        """AddTagsToResource (every request member is acted on)."""
         with self.lock:
             self._advance()
-            self._resource_exists(params.get("ResourceArn"))
-            self._set_tags(params["ResourceArn"], params.get("Tags") or [])
+            self._resource_exists(resource_arn)
+            self._set_tags(resource_arn, tags)
             self._save()
             return {}
 
-    def remove_tags_from_resource(self, params: dict[str, Any]) -> dict[str, Any]:
-        """RemoveTagsFromResource.
-
-        Every request member is acted on.
-        """
+    def remove_tags_from_resource(
+        self, *, resource_arn: str, tag_keys: list[str]
+    ) -> dict[str, Any]:
+        """RemoveTagsFromResource (every request member is acted on)."""
         with self.lock:
             self._advance()
-            self._resource_exists(params.get("ResourceArn"))
-            tags = self.tags.get(params["ResourceArn"], {})
-            for key in params.get("TagKeys") or []:
+            self._resource_exists(resource_arn)
+            tags = self.tags.get(resource_arn, {})
+            for key in tag_keys:
                 tags.pop(key, None)
             self._save()
             return {}
 
-    def list_tags_for_resource(self, params: dict[str, Any]) -> dict[str, Any]:
-        """ListTagsForResource.
-
-        Every request member is acted on.
-        """
+    def list_tags_for_resource(
+        self, *, resource_arn: str | None = None, resource_arn_list: list[str] | None = None
+    ) -> dict[str, Any]:
+        """ListTagsForResource (every request member is acted on)."""
         with self.lock:
             self._advance()
-            arns = list(params.get("ResourceArnList") or [])
-            if params.get("ResourceArn"):
-                arns.insert(0, params["ResourceArn"])
+            arns = list(resource_arn_list or [])
+            if resource_arn:
+                arns.insert(0, resource_arn)
             if not arns:
                 raise InvalidParameterValueException("Give ResourceArn or ResourceArnList.")
             tag_list = []

@@ -14,14 +14,10 @@ from typing import Any
 from dms_spec.lifecycle import (
     ACTIVE,
     MODIFIABLE,
-    RELOADABLE,
-    RUNNING_STATES,
     STARTABLE,
     UNDELETABLE,
 )
-from dms_spec.status import InstanceStatus, MigrationType, StartType, TableState, TaskStatus
-from localdms.backend.base import BackendBase
-from localdms.backend.progress import TaskRunProgress
+from dms_spec.status import InstanceStatus, MigrationType, StartType, TaskStatus
 from localdms.backend.queries import (
     default_task_settings,
     filtered,
@@ -30,16 +26,16 @@ from localdms.backend.queries import (
     parse_task_settings,
     with_marker,
 )
-from localdms.backend.resources import GONE, ReplicationTask, table_key
-from localdms.engine.cdc import StopAt, drop_capture, on_thread, slot_name
+from localdms.backend.resources import GONE, ReplicationTask
+from localdms.backend.runs import RunBackend
+from localdms.backend.shapes import Filter, Tag
+from localdms.engine.capture_source import StopAt, drop_capture, on_thread
 from localdms.engine.pgoutput import parse_lsn
-from localdms.engine.task_run import CdcSpec, RunSpec, TaskRun
 from localdms.exceptions import (
     InvalidParameterCombinationException,
     InvalidParameterValueException,
     InvalidResourceStateFault,
     ResourceAlreadyExistsFault,
-    ResourceNotFoundFault,
 )
 from localdms.identifiers import validate_identifier
 from localdms.table_mappings import validate_table_mappings
@@ -47,20 +43,26 @@ from localdms.table_mappings import validate_table_mappings
 log = logging.getLogger(__name__)
 
 
-class TaskBackend(BackendBase):
+class TaskBackend(RunBackend):
     """The replication-task operations."""
 
-    def _resume_runs(self) -> None:
-        """A task that was capturing changes when the server stopped resumes capture from its
-        checkpoint: the slot kept every change after it. (One that was loading came back
-        ``failed`` from ``Persistence.load``.)"""
-        for task in self.tasks.values():
-            if task.status in RUNNING_STATES and task.capturing:
-                log.info("task %s: resuming change capture from %s", task.identifier,
-                         task.recovery_checkpoint)  # fmt: skip
-                self._start(task, StartType.RESUME_PROCESSING)
-
-    def create_replication_task(self, params: dict[str, Any]) -> dict[str, Any]:
+    def create_replication_task(
+        self,
+        *,
+        replication_task_identifier: str,
+        source_endpoint_arn: str,
+        target_endpoint_arn: str,
+        replication_instance_arn: str,
+        migration_type: str,
+        table_mappings: str,
+        replication_task_settings: str | None = None,
+        cdc_start_time: float | None = None,
+        cdc_start_position: str | None = None,
+        cdc_stop_position: str | None = None,
+        tags: list[Tag] | None = None,
+        task_data: str | None = None,
+        resource_identifier: str | None = None,
+    ) -> dict[str, Any]:
         """CreateReplicationTask.
 
         Every request member is acted on; CdcStartTime is refused (a PostgreSQL source starts
@@ -68,19 +70,16 @@ class TaskBackend(BackendBase):
         """
         with self.lock:
             self._advance()
-            _refuse_cdc_start_time(params)
+            _refuse_cdc_start_time(cdc_start_time)
             identifier = validate_identifier(
-                "ReplicationTaskIdentifier", params.get("ReplicationTaskIdentifier")
+                "ReplicationTaskIdentifier", replication_task_identifier
             )
-            migration_type = _migration_type(params.get("MigrationType"))
-            mappings = params.get("TableMappings")
-            if not isinstance(mappings, str):
-                raise InvalidParameterValueException("TableMappings is required (a JSON string).")
-            validate_table_mappings(mappings)
-            overrides = parse_task_settings(params.get("ReplicationTaskSettings"), True)
-            source = self._endpoint(params.get("SourceEndpointArn"))
-            target = self._endpoint(params.get("TargetEndpointArn"))
-            instance = self._instance(params.get("ReplicationInstanceArn"))
+            kind = _migration_type(migration_type)
+            validate_table_mappings(table_mappings)
+            overrides = parse_task_settings(replication_task_settings, True)
+            source = self._endpoint(source_endpoint_arn)
+            target = self._endpoint(target_endpoint_arn)
+            instance = self._instance(replication_instance_arn)
             if source.endpoint_type != "SOURCE" or target.endpoint_type != "TARGET":
                 raise InvalidParameterValueException(
                     "SourceEndpointArn must name a source endpoint and TargetEndpointArn a target "
@@ -93,52 +92,64 @@ class TaskBackend(BackendBase):
             if self._identifier_taken(self.tasks, identifier):
                 raise ResourceAlreadyExistsFault(f"Replication task {identifier} already exists.")
             task = ReplicationTask(
-                arn=self._arn("task", params.get("ResourceIdentifier")),
+                arn=self._arn("task", resource_identifier),
                 identifier=identifier,
                 status=TaskStatus.CREATING,
                 created=time.time(),
                 source_arn=source.arn,
                 target_arn=target.arn,
                 instance_arn=instance.arn,
-                migration_type=migration_type,
-                table_mappings=mappings,
+                migration_type=kind,
+                table_mappings=table_mappings,
                 settings=merge_settings(default_task_settings(), overrides),
-                cdc_start_position=params.get("CdcStartPosition"),
-                cdc_stop_position=params.get("CdcStopPosition"),
-                task_data=params.get("TaskData"),
+                cdc_start_position=cdc_start_position,
+                cdc_stop_position=cdc_stop_position,
+                task_data=task_data,
             )
             _check_cdc_positions(task)
             task.schedule(TaskStatus.CREATING, TaskStatus.READY, self.transition_seconds)
             self.tasks[task.arn] = task
-            self._set_tags(task.arn, params.get("Tags") or [])
+            self._set_tags(task.arn, tags)
             self._save()
             return {"ReplicationTask": task.to_api(time.time())}
 
-    def modify_replication_task(self, params: dict[str, Any]) -> dict[str, Any]:
+    def modify_replication_task(
+        self,
+        *,
+        replication_task_arn: str,
+        replication_task_identifier: str | None = None,
+        migration_type: str | None = None,
+        table_mappings: str | None = None,
+        replication_task_settings: str | None = None,
+        cdc_start_time: float | None = None,
+        cdc_start_position: str | None = None,
+        cdc_stop_position: str | None = None,
+        task_data: str | None = None,
+    ) -> dict[str, Any]:
         """ModifyReplicationTask.
 
         Every request member is acted on; CdcStartTime is refused as at CreateReplicationTask.
         """
         with self.lock:
             self._advance()
-            _refuse_cdc_start_time(params)
-            task = self._task(params.get("ReplicationTaskArn"))
+            _refuse_cdc_start_time(cdc_start_time)
+            task = self._task(replication_task_arn)
             if task.status not in MODIFIABLE:
                 raise InvalidResourceStateFault(
                     f"Replication task {task.arn} is {task.status}; it can be modified only when "
                     "ready, stopped or failed."
                 )
             if (
-                "MigrationType" in params
-                and _migration_type(params["MigrationType"]) != task.migration_type
+                migration_type is not None
+                and _migration_type(migration_type) != task.migration_type
             ):
                 raise InvalidParameterValueException(
                     f"The MigrationType of replication task {task.identifier} cannot be changed "
                     f"(it is {task.migration_type}); create a new task instead."
                 )
-            if "ReplicationTaskIdentifier" in params:
+            if replication_task_identifier is not None:
                 identifier = validate_identifier(
-                    "ReplicationTaskIdentifier", params["ReplicationTaskIdentifier"]
+                    "ReplicationTaskIdentifier", replication_task_identifier
                 )
                 if identifier.lower() != task.identifier.lower() and self._identifier_taken(
                     self.tasks, identifier
@@ -147,33 +158,36 @@ class TaskBackend(BackendBase):
                         f"Replication task {identifier} already exists."
                     )
                 task.identifier = identifier
-            if "TableMappings" in params:
-                validate_table_mappings(params["TableMappings"])
-                task.table_mappings = params["TableMappings"]
-            if params.get("ReplicationTaskSettings"):
-                overrides = parse_task_settings(params["ReplicationTaskSettings"], False)
+            if table_mappings is not None:
+                validate_table_mappings(table_mappings)
+                task.table_mappings = table_mappings
+            if replication_task_settings:
+                overrides = parse_task_settings(replication_task_settings, False)
                 task.settings = merge_settings(task.settings, overrides)
-            for key, attribute in (
-                ("CdcStartPosition", "cdc_start_position"),
-                ("CdcStopPosition", "cdc_stop_position"),
-                ("TaskData", "task_data"),
-            ):
-                if key in params:
-                    setattr(task, attribute, params[key])
+            if cdc_start_position is not None:
+                task.cdc_start_position = cdc_start_position
+            if cdc_stop_position is not None:
+                task.cdc_stop_position = cdc_stop_position
+            if task_data is not None:
+                task.task_data = task_data
             task.schedule(TaskStatus.MODIFYING, task.status, self.transition_seconds)
             self._save()
             return {"ReplicationTask": task.to_api(time.time())}
 
-    def describe_replication_tasks(self, params: dict[str, Any]) -> dict[str, Any]:
-        """DescribeReplicationTasks.
-
-        Every request member is acted on.
-        """
+    def describe_replication_tasks(
+        self,
+        *,
+        filters: list[Filter] | None = None,
+        max_records: int | None = None,
+        marker: str | None = None,
+        without_settings: bool = False,
+    ) -> dict[str, Any]:
+        """DescribeReplicationTasks (every request member is acted on)."""
         with self.lock:
             self._advance()
             items = filtered(
                 list(self.tasks.values()),
-                params.get("Filters"),
+                filters,
                 {
                     "replication-task-arn": lambda t: [t.arn],
                     "replication-task-id": lambda t: [t.identifier],
@@ -184,22 +198,30 @@ class TaskBackend(BackendBase):
                 id_filters=("replication-task-id",),
                 what="replication tasks",
             )
-            page, marker = paginate(items, params)
+            page, next_marker = paginate(items, max_records, marker)
             now = time.time()
-            with_settings = not params.get("WithoutSettings", False)
             return with_marker(
-                {"ReplicationTasks": [t.to_api(now, with_settings) for t in page]}, marker
+                {"ReplicationTasks": [t.to_api(now, not without_settings) for t in page]},
+                next_marker,
             )
 
-    def start_replication_task(self, params: dict[str, Any]) -> dict[str, Any]:
+    def start_replication_task(
+        self,
+        *,
+        replication_task_arn: str,
+        start_replication_task_type: str,
+        cdc_start_time: float | None = None,
+        cdc_start_position: str | None = None,
+        cdc_stop_position: str | None = None,
+    ) -> dict[str, Any]:
         """StartReplicationTask.
 
-        Every request member is acted on.
+        Every request member is acted on; CdcStartTime is refused as at CreateReplicationTask.
         """
         with self.lock:
             self._advance()
-            task = self._task(params.get("ReplicationTaskArn"))
-            start_type = params.get("StartReplicationTaskType")
+            task = self._task(replication_task_arn)
+            start_type = start_replication_task_type
             if start_type not in tuple(StartType):
                 raise InvalidParameterValueException(
                     f"StartReplicationTaskType {start_type!r} is not valid; valid values: "
@@ -219,101 +241,31 @@ class TaskBackend(BackendBase):
                     f"Start Type : {start_type.upper().replace('-', '_')}, valid only for tasks "
                     "that have run before; use start-replication for a first run"
                 )
-            if (
-                params.get("CdcStartTime") is not None
-                and params.get("CdcStartPosition") is not None
-            ):
+            if cdc_start_time is not None and cdc_start_position is not None:
                 raise InvalidParameterCombinationException(
                     "CdcStartTime and CdcStartPosition cannot both be given."
                 )
-            _refuse_cdc_start_time(params)
+            _refuse_cdc_start_time(cdc_start_time)
             if task.migration_type == MigrationType.FULL_LOAD and (
-                params.get("CdcStartPosition") or params.get("CdcStopPosition")
+                cdc_start_position or cdc_stop_position
             ):
                 raise InvalidParameterCombinationException(
                     "CdcStartPosition and CdcStopPosition apply to cdc and full-load-and-cdc "
                     "tasks only."
                 )
-            for name, attribute in (
-                ("CdcStartPosition", "cdc_start_position"),
-                ("CdcStopPosition", "cdc_stop_position"),
-            ):
-                if params.get(name) is not None:
-                    setattr(task, attribute, str(params[name]))
+            if cdc_start_position is not None:
+                task.cdc_start_position = cdc_start_position
+            if cdc_stop_position is not None:
+                task.cdc_stop_position = cdc_stop_position
             _check_cdc_positions(task)
             self._start(task, StartType(start_type))
             return {"ReplicationTask": task.to_api(time.time())}
 
-    def _start(self, task: ReplicationTask, start_type: StartType) -> None:
-        resume = start_type == StartType.RESUME_PROCESSING
-        skip = frozenset(
-            (t.schema_name, t.table_name)
-            for t in task.tables.values()
-            if resume and t.state == TableState.COMPLETED
-        )
-        cdc = self._cdc_spec(task, start_type)
-        task.begin(fresh=not resume, fresh_capture=cdc is None or cdc.fresh, now=time.time())
-        self._save()
-        source = self._endpoint(task.source_arn)
-        target = self._endpoint(task.target_arn)
-        full_load = task.settings.get("FullLoadSettings", {})
-        errors = task.settings.get("ErrorBehavior", {})
-        spec = RunSpec(
-            task_identifier=task.identifier,
-            source=source.source(),
-            target=target.target(),
-            rules=validate_table_mappings(task.table_mappings),
-            max_subtasks=int(full_load.get("MaxFullLoadSubTasks", 8)),
-            fail_on_no_tables=bool(errors.get("FailOnNoTablesCaptured", True)),
-            # A fresh CDC start reloads every table in the new slot's snapshot.
-            skip_tables=skip if cdc is None or not cdc.fresh else frozenset(),
-            min_starting_seconds=self.transition_seconds,
-            cdc=cdc,
-        )
-        run = TaskRun(spec, TaskRunProgress(self, task.arn), self.s3_factory)
-        self.runs[task.arn] = run
-        run.start()
-
-    def _cdc_spec(self, task: ReplicationTask, start_type: StartType) -> CdcSpec | None:
-        """How the run captures changes: None for full-load tasks.
-
-        A fresh start (start-replication, reload-target, or resume-processing of a task whose
-        full load never finished) creates the slot and loads the tables in its snapshot; a resume
-        of a capturing task continues the slot from the RecoveryCheckpoint.
-        """
-        if task.migration_type == MigrationType.FULL_LOAD:
-            return None
-        settings = task.settings.get("FullLoadSettings", {})
-        after = (
-            "not-applied"
-            if settings.get("StopTaskCachedChangesNotApplied")
-            else "applied"
-            if settings.get("StopTaskCachedChangesApplied")
-            else ""
-        )
-        stop_at = StopAt.parse(task.cdc_stop_position) if task.cdc_stop_position else None
-        endpoint_slot = self._endpoint(task.source_arn).source().slot_name
-        slot = endpoint_slot or task.slot_name or slot_name(task.arn)
-        own = not endpoint_slot
-        if start_type == StartType.RESUME_PROCESSING and task.capturing:
-            start = task.recovery_checkpoint
-            return CdcSpec(
-                slot, False, False, parse_lsn(start) if start else 0, stop_at, after, own
-            )
-        if start_type == StartType.RESUME_PROCESSING:
-            task.tables = {}
-        full_load = task.migration_type == MigrationType.FULL_LOAD_AND_CDC
-        start = task.cdc_start_position if not full_load else None
-        return CdcSpec(slot, True, full_load, parse_lsn(start) if start else 0, stop_at, after, own)
-
-    def stop_replication_task(self, params: dict[str, Any]) -> dict[str, Any]:
-        """StopReplicationTask.
-
-        Every request member is acted on.
-        """
+    def stop_replication_task(self, *, replication_task_arn: str) -> dict[str, Any]:
+        """StopReplicationTask (every request member is acted on)."""
         with self.lock:
             self._advance()
-            task = self._task(params.get("ReplicationTaskArn"))
+            task = self._task(replication_task_arn)
             if task.status not in ACTIVE:
                 raise InvalidResourceStateFault(
                     f"Replication task {task.arn} is currently not running (status {task.status})."
@@ -325,14 +277,11 @@ class TaskBackend(BackendBase):
                 run.stop()
             return {"ReplicationTask": task.to_api(time.time())}
 
-    def delete_replication_task(self, params: dict[str, Any]) -> dict[str, Any]:
-        """DeleteReplicationTask.
-
-        Every request member is acted on.
-        """
+    def delete_replication_task(self, *, replication_task_arn: str) -> dict[str, Any]:
+        """DeleteReplicationTask (every request member is acted on)."""
         with self.lock:
             self._advance()
-            task = self._task(params.get("ReplicationTaskArn"))
+            task = self._task(replication_task_arn)
             if task.status in UNDELETABLE:
                 raise InvalidResourceStateFault(
                     f"Replication task {task.arn} is {task.status}; stop it (and wait for stopped) "
@@ -345,68 +294,6 @@ class TaskBackend(BackendBase):
                 on_thread(lambda: drop_capture(source, slot), f"drop-slot-{slot}")
             self._save()
             return {"ReplicationTask": task.to_api(time.time())}
-
-    def describe_table_statistics(self, params: dict[str, Any]) -> dict[str, Any]:
-        """DescribeTableStatistics.
-
-        Every request member is acted on.
-        """
-        with self.lock:
-            self._advance()
-            task = self._task(params.get("ReplicationTaskArn"))
-            items = filtered(
-                list(task.tables.values()),
-                params.get("Filters"),
-                {
-                    "schema-name": lambda t: [t.schema_name],
-                    "table-name": lambda t: [t.table_name],
-                    "table-state": lambda t: [t.state],
-                },
-                what=None,
-            )
-            page, marker = paginate(items, params, maximum=500)
-            return with_marker(
-                {"ReplicationTaskArn": task.arn, "TableStatistics": [t.to_api() for t in page]},
-                marker,
-            )
-
-    def reload_tables(self, params: dict[str, Any]) -> dict[str, Any]:
-        """ReloadTables.
-
-        Every request member is acted on.
-        """
-        with self.lock:
-            self._advance()
-            task = self._task(params.get("ReplicationTaskArn"))
-            tables = params.get("TablesToReload") or []
-            if not 1 <= len(tables) <= 10:
-                raise InvalidParameterValueException("TablesToReload takes 1 to 10 tables.")
-            if params.get("ReloadOption", "data-reload") != "data-reload":
-                raise InvalidParameterValueException(
-                    "localdms supports ReloadOption data-reload only (validation is not emulated)."
-                )
-            if task.status not in RELOADABLE:
-                raise InvalidResourceStateFault(
-                    f"Replication task {task.arn} is {task.status}: tables can be reloaded only "
-                    "while the task is in the RUNNING state."
-                )
-            keys = [(str(item.get("SchemaName")), str(item.get("TableName"))) for item in tables]
-            for schema, table in keys:
-                if table_key(schema, table) not in task.tables:
-                    raise ResourceNotFoundFault(
-                        f"Table {schema}.{table} is not part of replication task {task.identifier}."
-                    )
-            run = self.runs.get(task.arn)
-            if run is None or not run.reload(keys):
-                raise InvalidResourceStateFault(
-                    f"Replication task {task.arn} is finishing its load: tables can be reloaded "
-                    "only while the task is in the RUNNING state. Start it with resume-processing."
-                )
-            now = time.time()
-            for schema, table in keys:
-                task.tables[table_key(schema, table)].reload(now)
-            self._save()
-            return {"ReplicationTaskArn": task.arn}
 
 
 def _check_cdc_positions(task: ReplicationTask) -> None:
@@ -426,7 +313,7 @@ def _check_cdc_positions(task: ReplicationTask) -> None:
         raise InvalidParameterValueException(str(exc)) from exc
 
 
-def _migration_type(value: Any) -> str:
+def _migration_type(value: str) -> str:
     if value not in tuple(MigrationType):
         raise InvalidParameterValueException(
             f"MigrationType {value!r} is not valid; valid values: {', '.join(MigrationType)}."
@@ -434,8 +321,8 @@ def _migration_type(value: Any) -> str:
     return str(value)
 
 
-def _refuse_cdc_start_time(params: dict[str, Any]) -> None:
-    if params.get("CdcStartTime") is not None:
+def _refuse_cdc_start_time(cdc_start_time: float | None) -> None:
+    if cdc_start_time is not None:
         raise InvalidParameterCombinationException(
             "A PostgreSQL source cannot start change capture from a time: use "
             "CdcStartPosition (a WAL position such as 4AF/B00000D0)."

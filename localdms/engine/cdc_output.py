@@ -9,9 +9,10 @@ table's folder, or under ``<table>/<date>/`` with DatePartitionEnabled (the date
 commit in the file).
 
 Values arrive as PostgreSQL's text output in the same session settings as the full load, so the
-few types the full load reformats in SQL (see ``rendering.column_expression``) are reformatted
-here the same way: timestamptz without its ``+00``, booleans as ``true``/``false``, char(n)
-trimmed, bytea without ``\\x``, money as a plain number.
+few types the full load reformats in SQL are reformatted here the same way
+(``columns.OutputColumn.cdc_text``): timestamptz without its ``+00``, booleans as
+``true``/``false``, char(n) trimmed, bytea without ``\\x``, money as a plain number. The columns
+and their order are ``columns.output_columns``, as for the full load.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from localdms.endpoint_settings import S3Target
+from localdms.engine.columns import ColumnKind, OutputColumn, output_columns
 from localdms.engine.pgoutput import UNCHANGED_TOAST, Value
-from localdms.table_mappings import SourceColumn, TablePlan
+from localdms.table_mappings import TablePlan
 
 PARTITION_FORMATS = {
     "YYYYMMDD": ("%Y", "%m", "%d"),
@@ -84,31 +86,6 @@ def written_ops(target: S3Target) -> frozenset[str]:
     return frozenset("IUD")
 
 
-REFORMATTED = frozenset({"timestamptz", "bool", "bpchar", "bytea", "money"})
-"""Base types whose text differs from the full load's rendering (see ``render_value``)."""
-
-
-def render_value(column: SourceColumn, value: str) -> str:
-    """A pgoutput text value as the full load writes the same value.
-
-    Example:
-        >>> render_value(SourceColumn("t", "timestamp with time zone", "timestamptz"), "2024-01-02 03:04:05.5+00")
-        '2024-01-02 03:04:05.5'
-    """
-    base = column.base_type
-    if base == "timestamptz":
-        return value.replace("+00", "", 1)
-    if base == "bool":
-        return "true" if value == "t" else "false"
-    if base == "bpchar":
-        return value.rstrip(" ")
-    if base == "bytea":
-        return value[2:] if value.startswith("\\x") else value
-    if base == "money":
-        return value.replace("$", "").replace(",", "")
-    return value
-
-
 @dataclass
 class TableOutput:
     """Renders one table's changes and holds them until the next flush.
@@ -133,14 +110,19 @@ class TableOutput:
     def __post_init__(self) -> None:
         self._ops = written_ops(self.target)
         self._op_column = op_column(self.target)
-        self._layouts: dict[tuple[str, ...], list[tuple[int, SourceColumn]]] = {}
+        self._columns = output_columns(self.plan, self.target, self._op_column)
+        self._layouts: dict[tuple[str, ...], list[tuple[int, OutputColumn]]] = {}
 
-    def _layout(self, columns: tuple[str, ...]) -> list[tuple[int, SourceColumn]]:
-        """Where each output column is in the relation's columns (-1: not sent), cached."""
+    def _layout(self, columns: tuple[str, ...]) -> list[tuple[int, OutputColumn]]:
+        """Where each data column is in the relation's columns (-1: not sent), cached."""
         layout = self._layouts.get(columns)
         if layout is None:
             position = {name: index for index, name in enumerate(columns)}
-            layout = [(position.get(column.name, -1), column) for column, _ in self.plan.columns]
+            layout = [
+                (position.get(column.source.name, -1), column)
+                for column in self._columns
+                if column.source is not None
+            ]
             self._layouts[columns] = layout
         return layout
 
@@ -155,18 +137,18 @@ class TableOutput:
         self.counts[op] += 1
         if op not in self._ops:
             return
-        fields: list[str | None] = []
-        if self._op_column:
-            fields.append(op)
-        if self.target.timestamp_column_name:
-            fields.append(commit_timestamp(commit_time))
+        fields: list[str | None] = [
+            op if column.kind == ColumnKind.OP else commit_timestamp(commit_time)
+            for column in self._columns
+            if column.source is None
+        ]
         for index, column in self._layout(columns):
             value = values[index] if index >= 0 else None
             if value is UNCHANGED_TOAST:
                 self.unchanged_toast_seen = True
                 value = None
-            if value is not None and column.base_type in REFORMATTED:
-                value = render_value(column, str(value))
+            if value is not None and column.reformatted:
+                value = column.cdc_text(str(value))
             fields.append(value)  # type: ignore[arg-type]
         self.append_row(fields, commit_time)
 
@@ -200,12 +182,8 @@ class TableOutput:
     def header(self) -> bytes:
         if not self.target.add_column_name:
             return b""
-        names = ["Op"] if self._op_column else []
-        if self.target.timestamp_column_name:
-            names.append(self.target.timestamp_column_name)
-        names.extend(name for _, name in self.plan.columns)
         return (
-            self.target.csv_delimiter.join(self._field(name) for name in names)
+            self.target.csv_delimiter.join(self._field(c.header) for c in self._columns)
             + self.target.csv_row_delimiter
         ).encode()
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import concurrent.futures
 import datetime as dt
 import io
-import re
 import threading
 from collections.abc import Callable
 from decimal import Decimal
@@ -35,79 +34,29 @@ from psycopg import sql
 
 from dms_spec.s3_layout import load_file_name
 from localdms.endpoint_settings import PostgresSource, S3Target
+from localdms.engine.columns import load_select, output_columns
 from localdms.engine.rendering import SESSION_SETUP
 from localdms.engine.s3_writer import MAX_PARTS_IN_FLIGHT, PART_SIZE
-from localdms.table_mappings import SourceColumn, TablePlan
-
-NUMERIC_TYPMOD = re.compile(r"numeric\((\d+),(\d+)\)")
+from localdms.table_mappings import TablePlan
 
 
 class LoadStopped(Exception):
     """The task was stopped while a table was being written."""
 
 
-def parquet_column(column: SourceColumn) -> tuple[sql.Composable, pa.DataType]:
-    """The SELECT expression for one column and the Arrow type it is written as.
-
-    Example:
-        >>> parquet_column(SourceColumn("price", "numeric(12,2)", "numeric"))[1]
-        Decimal128Type(decimal128(12, 2))
-    """
-    ident = sql.Identifier(column.name)
-    text = sql.SQL("{}::text").format(ident)
-    simple = {
-        "int2": pa.int16(),
-        "int4": pa.int32(),
-        "int8": pa.int64(),
-        "float4": pa.float32(),
-        "float8": pa.float64(),
-        "date": pa.date32(),
-        "time": pa.time32("ms"),
-        "timestamp": pa.timestamp("us"),
-        "timestamptz": pa.timestamp("us", tz="UTC"),
-        "bytea": pa.binary(),
-        "text": pa.string(),
-        "varchar": pa.string(),
-    }
-    base = column.base_type
-    if base in simple:
-        return ident, simple[base]
-    if base == "numeric":
-        match = NUMERIC_TYPMOD.fullmatch(column.type_name.replace(" ", ""))
-        if match is None:
-            return sql.SQL("round({}, 6)").format(ident), pa.decimal128(28, 6)
-        precision, scale = int(match.group(1)), int(match.group(2))
-        if precision > 38:
-            return text, pa.string()
-        return ident, pa.decimal128(precision, scale)
-    if base == "money":
-        return sql.SQL("{}::numeric").format(ident), pa.decimal128(38, 4)
-    return text, pa.string()
-
-
 def file_schema(plan: TablePlan, target: S3Target, op_column: bool) -> pa.Schema:
-    """The schema of a table's Parquet files: [Op], [TimestampColumnName], then the columns."""
-    fields = [pa.field("Op", pa.string())] if op_column else []
-    if target.timestamp_column_name:
-        fields.append(pa.field(target.timestamp_column_name, pa.string()))
-    fields.extend(pa.field(name, parquet_column(column)[1]) for column, name in plan.columns)
-    return pa.schema(fields)
+    """The schema of a table's Parquet files (``columns.output_columns``, typed)."""
+    return pa.schema(
+        pa.field(c.header, c.arrow_type()) for c in output_columns(plan, target, op_column)
+    )
 
 
 def parquet_select(plan: TablePlan, target: S3Target, load_timestamp: str) -> tuple[str, pa.Schema]:
     """The SELECT that reads one table and the schema its LOAD files have."""
-    expressions: list[sql.Composable] = []
-    if target.include_op_for_full_load:
-        expressions.append(sql.Literal("I"))
-    if target.timestamp_column_name:
-        expressions.append(sql.Literal(load_timestamp))
-    expressions.extend(parquet_column(column)[0] for column, _ in plan.columns)
-    statement = sql.SQL("SELECT {} FROM {}").format(
-        sql.SQL(", ").join(expressions), sql.Identifier(plan.source.schema, plan.source.name)
+    return (
+        load_select(plan, target, load_timestamp, parquet=True),
+        file_schema(plan, target, target.include_op_for_full_load),
     )
-    if plan.where is not None:
-        statement = sql.SQL("{} WHERE {}").format(statement, plan.where)
-    return statement.as_string(None), file_schema(plan, target, target.include_op_for_full_load)
 
 
 def writer_options(target: S3Target) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """How PostgreSQL values become DMS CSV text (AWS DMS User Guide: CHAP_Target.S3 on .csv files, CHAP_Source.PostgreSQL on source data types).
 
 PostgreSQL does the formatting: localdms builds one ``SELECT`` whose expressions render each
-value the way DMS writes it, and streams ``COPY (SELECT ...) TO STDOUT (FORMAT csv)``. No value is
-touched in Python. Choices where the reference is UNCONFIRMED (each covered by a test):
+value the way DMS writes it (``columns.load_select``), and streams ``COPY (SELECT ...) TO STDOUT
+(FORMAT csv)``. No value is touched in Python. Choices where the reference is UNCONFIRMED (each covered by a test):
 
 * NULL is an empty field (or ``CsvNullValue`` when set); an empty string is ``""``, so the two stay
   distinguishable (PostgreSQL's CSV rule; DMS's stock behaviour here is unconfirmed).
@@ -15,7 +15,7 @@ touched in Python. Choices where the reference is UNCONFIRMED (each covered by a
 * ``char(n)``: trailing padding trimmed (``TrimSpaceInChar`` defaults to true).
 * ``money``: a plain number (DMS maps it to NUMERIC(38,4)), no currency symbol.
 * The Op column (``IncludeOpForFullLoad``) comes first, then the ``TimestampColumnName`` column,
-  then the data columns. The header name of the Op column is ``Op``.
+  then the data columns (``columns.output_columns``). The header name of the Op column is ``Op``.
 * LOB truncation at ``LobMaxSize`` is not emulated: values are written whole.
 """
 
@@ -24,10 +24,9 @@ from __future__ import annotations
 import csv
 import io
 
-from psycopg import sql
-
 from localdms.endpoint_settings import S3Target
-from localdms.table_mappings import SourceColumn, TablePlan
+from localdms.engine.columns import output_columns
+from localdms.table_mappings import TablePlan
 
 SESSION_SETTINGS = {
     "DateStyle": "ISO, YMD",
@@ -50,52 +49,11 @@ SESSION_OPTIONS = " ".join(
 statements first (the replication protocol)."""
 
 
-def column_expression(column: SourceColumn) -> sql.Composable:
-    """The SELECT expression that renders one column as DMS writes it."""
-    ident = sql.Identifier(column.name)
-    base = column.base_type
-    if base == "timestamptz":
-        return sql.SQL("({} AT TIME ZONE 'UTC')").format(ident)
-    if base in ("bool", "bpchar"):
-        return sql.SQL("{}::text").format(ident)
-    if base == "bytea":
-        return sql.SQL("encode({}, 'hex')").format(ident)
-    if base == "money":
-        return sql.SQL("{}::numeric").format(ident)
-    return ident
-
-
-def select_statement(plan: TablePlan, target: S3Target, load_timestamp: str) -> str:
-    """The SELECT whose COPY output is the table's LOAD file content.
-
-    Args:
-        plan: the table, its kept columns and its filter.
-        target: the S3 settings (Op and timestamp columns).
-        load_timestamp: the TimestampColumnName value for this load, already formatted.
-    """
-    expressions: list[sql.Composable] = []
-    if target.include_op_for_full_load:
-        expressions.append(sql.Literal("I"))
-    if target.timestamp_column_name:
-        expressions.append(sql.Literal(load_timestamp))
-    expressions.extend(column_expression(column) for column, _ in plan.columns)
-    statement = sql.SQL("SELECT {} FROM {}").format(
-        sql.SQL(", ").join(expressions),
-        sql.Identifier(plan.source.schema, plan.source.name),
-    )
-    if plan.where is not None:
-        statement = sql.SQL("{} WHERE {}").format(statement, plan.where)
-    return statement.as_string(None)
-
-
 def header_line(plan: TablePlan, target: S3Target) -> bytes:
     """The AddColumnName header row, quoted like the data, or ``b""`` when disabled."""
     if not target.add_column_name:
         return b""
-    names = ["Op"] if target.include_op_for_full_load else []
-    if target.timestamp_column_name:
-        names.append(target.timestamp_column_name)
-    names.extend(name for _, name in plan.columns)
+    names = [c.header for c in output_columns(plan, target, target.include_op_for_full_load)]
     buffer = io.StringIO()
     csv.writer(
         buffer, delimiter=target.csv_delimiter, lineterminator=target.csv_row_delimiter

@@ -1,15 +1,14 @@
 """A task run: the full load (PostgreSQL tables → S3 LOAD files, ``MaxFullLoadSubTasks`` at a
 time), then, for CDC tasks, change capture (``cdc.py``) until the task is stopped.
 
-One run is one thread with its own asyncio loop. Each CSV table is one ``COPY (SELECT ...) TO
-STDOUT`` streamed by asyncpg (which hands over whole rows in C-buffered chunks) into a
-``LoadFileWriter``; a Parquet table is read as Arrow batches (``parquet_writer.py``). A CDC task
-creates its slot first and loads every table in the slot's snapshot.
+One run is one thread with its own asyncio loop; each table is loaded by ``table_load.py``. A CDC
+task creates its slot first (``capture_source.py``) and loads every table in the slot's snapshot.
 The run reports through ``RunProgress`` (implemented by the backend, which owns the task's state),
 so the engine knows nothing about the API.
 
-Failure messages follow DMS's format: ``Last Error  <text> Stop Reason FATAL_ERROR Error Level
-FATAL`` for the task; a table that fails goes to ``Table error`` while the others go on.
+Failure messages follow DMS's format (``failures.py``): ``Last Error  <text> Stop Reason FATAL_ERROR
+Error Level FATAL`` for the task; a table that fails goes to ``Table error`` while the others go
+on.
 """
 
 from __future__ import annotations
@@ -25,18 +24,12 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import asyncpg
-import botocore.exceptions
-from psycopg import sql
 
-from dms_spec.lifecycle import last_error
 from dms_spec.status import StopReason
 from dms_spec.table_mappings import Rule
 from localdms.endpoint_settings import PostgresSource, S3Target
-from localdms.engine.catalog import read_catalog
-from localdms.engine.cdc import (
-    CaptureProgress,
+from localdms.engine.capture_source import (
     CdcError,
-    ChangeCapture,
     StopAt,
     check_slot,
     check_source,
@@ -44,44 +37,30 @@ from localdms.engine.cdc import (
     drop_capture,
     emit_marker,
 )
-from localdms.engine.rendering import (
-    SESSION_SETUP,
-    RowDelimiterTranslator,
-    header_line,
-    select_statement,
+from localdms.engine.catalog import read_catalog
+from localdms.engine.cdc import CaptureProgress, ChangeCapture
+from localdms.engine.failures import (
+    NO_TABLES_MESSAGE,
+    cdc_failure,
+    check_bucket,
+    fatal_message,
+    source_error,
 )
-from localdms.engine.s3_writer import LoadFileWriter, delete_prefix
+from localdms.engine.rendering import SESSION_SETUP
+from localdms.engine.table_load import TableLoad, TableProgress
 from localdms.table_mappings import MappingError, TablePlan, plan_tables
 
 log = logging.getLogger(__name__)
 
-NO_TABLES_MESSAGE = last_error(
-    "No tables were found at task initialization. Either the selected table(s) or schemas(s) no "
-    "longer exist or no match was found for the table selection pattern(s). If you would like to "
-    "start a Task that does not initially capture any tables, set Task Setting "
-    "FailOnNoTablesCaptured to false and restart task.",
-    StopReason.FATAL_ERROR,
-)
 UPLOAD_SLOTS = 4
 CONNECT_TIMEOUT_SECONDS = 10
-PROGRESS_INTERVAL_SECONDS = 0.25
-"""How often a loading table's FullLoadRows is refreshed."""
 
 
-def fatal_message(text: str) -> str:
-    """Wrap ``text`` in DMS's task failure format."""
-    return last_error(text, StopReason.FATAL_ERROR)
-
-
-class RunProgress(CaptureProgress, Protocol):
+class RunProgress(CaptureProgress, TableProgress, Protocol):
     """What a run tells the task's owner (with ``CaptureProgress``'s change counts). Every method
     is called from the run's threads."""
 
     def running(self, plans: Sequence[TablePlan]) -> None: ...
-    def table_started(self, plan: TablePlan) -> None: ...
-    def table_rows(self, plan: TablePlan, rows: int) -> None: ...
-    def table_completed(self, plan: TablePlan, rows: int) -> None: ...
-    def table_failed(self, plan: TablePlan, message: str) -> None: ...
     def finished(self) -> None: ...
     def stopped(self, reason: str = StopReason.NORMAL) -> None: ...
     def failed(self, message: str) -> None: ...
@@ -316,215 +295,16 @@ class TaskRun:
         upload_slots = asyncio.Semaphore(UPLOAD_SLOTS)
         load_timestamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
+        tables = TableLoad(
+            self.spec.source, self.spec.target, self.progress, s3, self._stop_requested,
+            self._snapshot, remove_cdc_files=self.spec.cdc is not None,
+        )  # fmt: skip
+
         async def load(plan: TablePlan) -> None:
             async with subtasks:
-                await self._load_table(plan, pool, s3, upload_slots, load_timestamp)
+                await tables.load(plan, pool, upload_slots, load_timestamp)
 
         await asyncio.gather(*(load(plan) for plan in todo))
         by_table = {(plan.source.schema, plan.source.name): plan for plan in plans}
         while requested := self._take_reloads():
             await asyncio.gather(*(load(by_table[key]) for key in requested if key in by_table))
-
-    async def _delete_previous_files(self, s3: Any, prefix: str) -> None:
-        """Before a table loads: remove the LOAD files an earlier run left under ``prefix``, and
-        for a CDC task also its CDC files (they would replay onto the new load)."""
-        everything = self.spec.cdc is not None
-        await asyncio.to_thread(
-            delete_prefix,
-            s3,
-            self.spec.target.bucket_name,
-            prefix if everything else prefix + "LOAD",
-        )
-
-    async def _load_table_parquet(self, plan: TablePlan, s3: Any, load_timestamp: str) -> None:
-        """One table to Parquet LOAD files, in a worker thread (ADBC and pyarrow are blocking)."""
-        # Imported here: pyarrow and ADBC add ~60 MB to a process that only writes CSV.
-        from localdms.engine.parquet_writer import (
-            LoadStopped,
-            ParquetLoadWriter,
-            load_table_parquet,
-            parquet_select,
-        )
-
-        target = self.spec.target
-        statement, schema = parquet_select(plan, target, load_timestamp)
-        prefix = target.table_prefix(plan.target_schema, plan.target_table)
-        await self._delete_previous_files(s3, prefix)
-        writer = ParquetLoadWriter(s3, target, prefix, schema)
-        next_report = time.monotonic()
-
-        def on_rows(rows: int) -> None:
-            nonlocal next_report
-            if time.monotonic() >= next_report:
-                self.progress.table_rows(plan, rows)
-                next_report = time.monotonic() + PROGRESS_INTERVAL_SECONDS
-
-        try:
-            rows = await asyncio.to_thread(
-                load_table_parquet,
-                self.spec.source, statement, schema, writer, self._stop_requested, on_rows,
-                self._snapshot,
-            )  # fmt: skip
-        except LoadStopped:
-            raise asyncio.CancelledError from None
-        except Exception as exc:
-            if not _parquet_load_error(exc):
-                raise
-            self.progress.table_failed(plan, table_error(plan, str(exc).strip().splitlines()[0]))
-            return
-        self.progress.table_completed(plan, rows)
-
-    async def _load_table(
-        self,
-        plan: TablePlan,
-        pool: Any,
-        s3: Any,
-        upload_slots: asyncio.Semaphore,
-        load_timestamp: str,
-    ) -> None:
-        target = self.spec.target
-        self.progress.table_started(plan)
-        if target.data_format == "parquet":
-            await self._load_table_parquet(plan, s3, load_timestamp)
-            return
-        writer = LoadFileWriter(
-            s3,
-            target.bucket_name,
-            target.table_prefix(plan.target_schema, plan.target_table),
-            target.extension,
-            target.max_file_size_kb * 1024,
-            header_line(plan, target),
-            upload_slots,
-            row_end=target.csv_row_delimiter.encode(),
-        )
-        translator = (
-            RowDelimiterTranslator(target.csv_row_delimiter)
-            if target.csv_row_delimiter != "\n"
-            else None
-        )
-        rows_seen = 0
-        next_report = time.monotonic()
-
-        async def sink(chunk: bytes) -> None:
-            nonlocal rows_seen, next_report
-            rows_seen += chunk.count(b"\n")  # live estimate; the COPY status gives the exact count
-            if time.monotonic() >= next_report:
-                self.progress.table_rows(plan, rows_seen)
-                next_report = time.monotonic() + PROGRESS_INTERVAL_SECONDS
-            await writer.write(translator.translate(chunk) if translator else chunk)
-
-        try:
-            await self._delete_previous_files(s3, writer.prefix)
-            connection = await pool.acquire()
-            try:
-                if self._snapshot is not None:
-                    # Read in the slot's snapshot: each change is in the load or in CDC, not both.
-                    await connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                    await connection.execute(
-                        f"SET TRANSACTION SNAPSHOT {sql.Literal(self._snapshot).as_string(None)}"
-                    )
-                status = await connection.copy_from_query(
-                    select_statement(plan, target, load_timestamp),
-                    output=sink,
-                    format="csv",
-                    delimiter=target.csv_delimiter,
-                    null=target.csv_null_value,
-                    quote='"',
-                    escape='"',
-                )
-                if self._snapshot is not None:
-                    await connection.execute("COMMIT")
-            except BaseException:
-                # Interrupted mid-COPY (a stop, a failed upload): the connection cannot be reset for
-                # reuse, so close it; the pool opens a new one when needed. A connection the server
-                # dropped is already gone: the original error is the one that says why.
-                with contextlib.suppress(asyncpg.InterfaceError):
-                    connection.terminate()
-                raise
-            finally:
-                with contextlib.suppress(asyncpg.InterfaceError):
-                    await pool.release(connection)
-            await writer.close()
-            self.progress.table_completed(plan, int(status.split()[-1]))
-        except asyncio.CancelledError:
-            await asyncio.shield(writer.abort())
-            raise
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            await writer.abort()
-            self.progress.table_failed(plan, table_error(plan, source_error(self.spec.source, exc)))
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            with contextlib.suppress(
-                botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError
-            ):
-                await writer.abort()
-            self.progress.table_failed(plan, table_error(plan, f"Failed to write to S3: {exc}"))
-
-
-def _parquet_load_error(exc: BaseException) -> bool:
-    """Errors of a Parquet load that fail the table (not the run)."""
-    import adbc_driver_manager
-    import pyarrow as pa
-
-    return isinstance(
-        exc,
-        adbc_driver_manager.Error
-        | pa.ArrowException
-        | botocore.exceptions.BotoCoreError
-        | botocore.exceptions.ClientError
-        | OSError,
-    )
-
-
-def cdc_failure(exc: CdcError) -> str:
-    """A CDC failure in DMS's task failure format; recoverable ones can be resumed."""
-    if exc.recoverable:
-        return last_error(str(exc), StopReason.RECOVERABLE_ERROR)
-    return fatal_message(str(exc))
-
-
-def table_error(plan: TablePlan, text: str) -> str:
-    return f"Failed to load table {plan.source.schema}.{plan.source.name}: {text}"
-
-
-def source_error(source: PostgresSource, exc: BaseException) -> str:
-    """A source failure as a user can act on it (the password never appears)."""
-    where = f"{source.host}:{source.port}/{source.database} as {source.username}"
-    if isinstance(
-        exc, asyncpg.InvalidPasswordError | asyncpg.InvalidAuthorizationSpecificationError
-    ):
-        return (
-            f"Failed to connect to the PostgreSQL source {where}: authentication failed "
-            f"({exc}). Check the endpoint's Username and Password."
-        )
-    if isinstance(exc, asyncpg.InvalidCatalogNameError):
-        return f"Failed to connect to the PostgreSQL source {where}: {exc}. Check DatabaseName."
-    if type(exc) is ConnectionError and source.ssl_mode == "require":
-        # asyncpg's answer when the server refuses the SSL upgrade (refusals of the TCP
-        # connection itself are ConnectionRefusedError, a subclass).
-        return (
-            f"Failed to connect to the PostgreSQL source {where}: the server does not accept SSL "
-            "connections, and the endpoint's SslMode is require. Turn ssl on in the server's "
-            "configuration, or set the endpoint's SslMode to none."
-        )
-    if isinstance(exc, OSError | asyncio.TimeoutError):
-        return (
-            f"Failed to connect to the PostgreSQL source {where}: {exc or type(exc).__name__}. "
-            "Check ServerName and Port, and that the server accepts connections."
-        )
-    return f"PostgreSQL source {where} returned an error: {exc}"
-
-
-def check_bucket(s3: Any, bucket: str) -> str | None:
-    """None when the bucket is reachable, else the reason."""
-    try:
-        s3.head_bucket(Bucket=bucket)
-    except botocore.exceptions.ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code in ("404", "NoSuchBucket", "NotFound"):
-            return (
-                f"The S3 bucket {bucket!r} does not exist. Create it or fix S3Settings.BucketName."
-            )
-        return f"Cannot access the S3 bucket {bucket!r}: {code} {exc}."
-    except botocore.exceptions.BotoCoreError as exc:
-        return f"Cannot reach S3 for bucket {bucket!r}: {exc}. Check AWS_ENDPOINT_URL_S3 / network."
-    return None

@@ -1,23 +1,35 @@
 """The localdms backend without PostgreSQL or S3: the task state machine, DMS's refusals,
 filters, pages and persistence, through the operations a client calls (request dicts in, response
-bodies out, as the server's dispatcher calls them)."""
+bodies out, through the server's response layer)."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
+from typing import Any
 
 import pytest
+from botocore import xform_name
 
 from dms_spec.status import StopReason, TableState, TaskStatus
 from localdms.backend import DmsBackend
 from localdms.backend.resources import ReplicationTask, TableStatistics
 from localdms.exceptions import (
+    InvalidAction,
     InvalidParameterCombinationException,
     InvalidParameterValueException,
     InvalidResourceStateFault,
     ResourceAlreadyExistsFault,
     ResourceNotFoundFault,
+)
+from localdms.responses import (
+    SUPPORTED,
+    TARGET_PREFIX,
+    dispatch,
+    handler,
+    ignored_members,
+    service_model,
 )
 from localdms.store import Store
 
@@ -26,6 +38,11 @@ pytestmark = pytest.mark.unit
 RULES = json.dumps({"rules": [{"rule-type": "selection", "rule-id": "1", "rule-name": "1",
                                "rule-action": "include",
                                "object-locator": {"schema-name": "s", "table-name": "%"}}]})  # fmt: skip
+
+
+def call(dms: DmsBackend, operation: str, request: dict[str, Any]) -> dict[str, Any]:
+    """Answer a request as the server does: checked against the model, then the backend."""
+    return dispatch(dms, TARGET_PREFIX + operation, request)
 
 
 def no_s3() -> None:
@@ -37,15 +54,17 @@ def backend(store: Store | None = None) -> DmsBackend:
 
 
 def provision(dms: DmsBackend) -> dict[str, str]:
-    instance = dms.create_replication_instance(
-        {"ReplicationInstanceIdentifier": "i", "ReplicationInstanceClass": "dms.t3.micro"}
+    instance = call(
+        dms,
+        "CreateReplicationInstance",
+        {"ReplicationInstanceIdentifier": "i", "ReplicationInstanceClass": "dms.t3.micro"},
     )["ReplicationInstance"]["ReplicationInstanceArn"]
-    source = dms.create_endpoint(
+    source = call(dms, "CreateEndpoint",
         {"EndpointIdentifier": "src", "EndpointType": "source", "EngineName": "postgres",
          "ServerName": "127.0.0.1", "Port": 5432, "DatabaseName": "d", "Username": "u",
          "Password": "secret-pw"}
     )["Endpoint"]["EndpointArn"]  # fmt: skip
-    target = dms.create_endpoint(
+    target = call(dms, "CreateEndpoint",
         {"EndpointIdentifier": "dst", "EndpointType": "target", "EngineName": "s3",
          "S3Settings": {"BucketName": "b", "BucketFolder": "raw"}}
     )["Endpoint"]["EndpointArn"]  # fmt: skip
@@ -54,7 +73,7 @@ def provision(dms: DmsBackend) -> dict[str, str]:
 
 
 def create_task(dms: DmsBackend, arns: dict[str, str], name: str = "t") -> str:
-    task = dms.create_replication_task(
+    task = call(dms, "CreateReplicationTask",
         {"ReplicationTaskIdentifier": name, "MigrationType": "full-load", "TableMappings": RULES,
          **arns}
     )["ReplicationTask"]  # fmt: skip
@@ -65,7 +84,7 @@ def create_task(dms: DmsBackend, arns: dict[str, str], name: str = "t") -> str:
 def status(dms: DmsBackend, arn: str) -> str:
     filters = [{"Name": "replication-task-arn", "Values": [arn]}]
     return str(
-        dms.describe_replication_tasks({"Filters": filters})["ReplicationTasks"][0]["Status"]
+        call(dms, "DescribeReplicationTasks", {"Filters": filters})["ReplicationTasks"][0]["Status"]
     )
 
 
@@ -73,9 +92,9 @@ def test_a_created_task_becomes_ready_and_can_be_modified_then_deleted():
     dms = backend()
     arn = create_task(dms, provision(dms))
     assert status(dms, arn) == "ready"
-    dms.modify_replication_task({"ReplicationTaskArn": arn, "TableMappings": RULES})
+    call(dms, "ModifyReplicationTask", {"ReplicationTaskArn": arn, "TableMappings": RULES})
     assert status(dms, arn) == "ready"  # modifying, then back (transition_seconds=0)
-    dms.delete_replication_task({"ReplicationTaskArn": arn})
+    call(dms, "DeleteReplicationTask", {"ReplicationTaskArn": arn})
     with pytest.raises(ResourceNotFoundFault):
         status(dms, arn)
 
@@ -89,24 +108,30 @@ def test_refusals_in_dms_words():
     with pytest.raises(
         InvalidParameterCombinationException, match="valid only for tasks that have run"
     ):
-        dms.start_replication_task(
-            {"ReplicationTaskArn": arn, "StartReplicationTaskType": "reload-target"}
+        call(
+            dms,
+            "StartReplicationTask",
+            {"ReplicationTaskArn": arn, "StartReplicationTaskType": "reload-target"},
         )
     with pytest.raises(InvalidResourceStateFault, match="currently not running"):
-        dms.stop_replication_task({"ReplicationTaskArn": arn})
+        call(dms, "StopReplicationTask", {"ReplicationTaskArn": arn})
     with pytest.raises(InvalidResourceStateFault, match="used by replication task"):
-        dms.delete_endpoint({"EndpointArn": arns["SourceEndpointArn"]})
+        call(dms, "DeleteEndpoint", {"EndpointArn": arns["SourceEndpointArn"]})
     with pytest.raises(InvalidResourceStateFault, match="tables can be reloaded only"):
-        dms.reload_tables(
-            {"ReplicationTaskArn": arn, "TablesToReload": [{"SchemaName": "s", "TableName": "x"}]}
+        call(
+            dms,
+            "ReloadTables",
+            {"ReplicationTaskArn": arn, "TablesToReload": [{"SchemaName": "s", "TableName": "x"}]},
         )
     dms.tasks[arn].has_run = True  # as after a first run
     with pytest.raises(InvalidParameterCombinationException, match="START_REPLICATION, valid only"):
-        dms.start_replication_task(
-            {"ReplicationTaskArn": arn, "StartReplicationTaskType": "start-replication"}
+        call(
+            dms,
+            "StartReplicationTask",
+            {"ReplicationTaskArn": arn, "StartReplicationTaskType": "start-replication"},
         )
     with pytest.raises(InvalidParameterValueException, match="SslMode verify-full needs"):
-        dms.create_endpoint({"EndpointIdentifier": "v", "EndpointType": "source", "EngineName": "postgres",
+        call(dms, "CreateEndpoint", {"EndpointIdentifier": "v", "EndpointType": "source", "EngineName": "postgres",
                              "ServerName": "h", "Port": 1, "DatabaseName": "d", "Username": "u",
                              "Password": "p", "SslMode": "verify-full"})  # fmt: skip
 
@@ -134,19 +159,21 @@ def test_filters_and_pages_as_dms():
     arns = provision(dms)
     for n in range(25):
         create_task(dms, arns, f"task-{n}")
-    first = dms.describe_replication_tasks({"MaxRecords": 20})
-    second = dms.describe_replication_tasks({"MaxRecords": 20, "Marker": first["Marker"]})
+    first = call(dms, "DescribeReplicationTasks", {"MaxRecords": 20})
+    second = call(dms, "DescribeReplicationTasks", {"MaxRecords": 20, "Marker": first["Marker"]})
     assert len(first["ReplicationTasks"]) == 20
     assert len(second["ReplicationTasks"]) == 5
     assert "Marker" not in second
     with pytest.raises(InvalidParameterValueException, match="MaxRecords must be between 20"):
-        dms.describe_replication_tasks({"MaxRecords": 5})
+        call(dms, "DescribeReplicationTasks", {"MaxRecords": 5})
     with pytest.raises(ResourceNotFoundFault):
-        dms.describe_replication_tasks(
-            {"Filters": [{"Name": "replication-task-id", "Values": ["nope"]}]}
+        call(
+            dms,
+            "DescribeReplicationTasks",
+            {"Filters": [{"Name": "replication-task-id", "Values": ["nope"]}]},
         )
     with pytest.raises(InvalidParameterValueException, match="filter name"):
-        dms.describe_endpoints({"Filters": [{"Name": "colour", "Values": ["x"]}]})
+        call(dms, "DescribeEndpoints", {"Filters": [{"Name": "colour", "Values": ["x"]}]})
 
 
 def test_state_round_trips_and_a_run_interrupted_by_a_crash_comes_back_failed(tmp_path):
@@ -158,7 +185,7 @@ def test_state_round_trips_and_a_run_interrupted_by_a_crash_comes_back_failed(tm
 
     again = backend(Store(tmp_path))  # a new server on the same state directory
 
-    task = again.describe_replication_tasks({})["ReplicationTasks"][0]
+    task = call(again, "DescribeReplicationTasks", {})["ReplicationTasks"][0]
     assert task["Status"] == "failed"
     assert task["StopReason"] == "Stop Reason RECOVERABLE_ERROR"
     assert task["LastFailureMessage"].startswith(
@@ -167,6 +194,39 @@ def test_state_round_trips_and_a_run_interrupted_by_a_crash_comes_back_failed(tm
     assert task["LastFailureMessage"].endswith(
         "Stop Reason RECOVERABLE_ERROR Error Level RECOVERABLE"
     )
-    endpoints = again.describe_endpoints({})["Endpoints"]
+    endpoints = call(again, "DescribeEndpoints", {})["Endpoints"]
     assert {e["EndpointIdentifier"] for e in endpoints} == {"src", "dst"}
     assert "secret-pw" not in json.dumps(endpoints)  # never returned
+
+
+@pytest.mark.parametrize("operation", SUPPORTED)
+def test_every_request_member_is_taken_ignored_in_the_docstring_or_unknown_to_the_model(operation):
+    members = set(service_model().operation_model(operation).input_shape.members)
+    method = handler(operation)
+    taken = set(inspect.signature(method).parameters) - {"self"}
+    ignored = ignored_members(operation)
+    assert taken == {xform_name(m) for m in members - ignored}, "parameters are the model's members"
+    assert all(m in (method.__doc__ or "") for m in ignored), "the docstring names what is ignored"
+
+
+def test_the_response_layer_checks_requests_against_the_model():
+    dms = backend()
+    with pytest.raises(
+        InvalidParameterValueException, match=r'Missing required parameter.*"EndpointArn"'
+    ):
+        call(dms, "DeleteEndpoint", {})
+    with pytest.raises(
+        InvalidParameterValueException, match='Unknown parameter in input: "Colour"'
+    ):
+        call(dms, "DescribeEndpoints", {"Colour": "x"})
+    with pytest.raises(
+        InvalidParameterValueException, match="Invalid type for parameter MaxRecords"
+    ):
+        call(dms, "DescribeEndpoints", {"MaxRecords": "twenty"})
+    with pytest.raises(InvalidAction, match="ImportCertificate is not supported"):
+        call(dms, "ImportCertificate", {})
+    # A member localdms does not act on is accepted, not echoed, and nothing fails.
+    arn = call(dms, "CreateReplicationInstance", {
+        "ReplicationInstanceIdentifier": "i", "ReplicationInstanceClass": "dms.t3.micro",
+        "DnsNameServers": "10.0.0.2"})["ReplicationInstance"]["ReplicationInstanceArn"]  # fmt: skip
+    assert arn.startswith("arn:aws:dms:us-east-1:123456789012:rep:")

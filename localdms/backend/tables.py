@@ -1,0 +1,91 @@
+"""A task's tables: DescribeTableStatistics and ReloadTables."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from dms_spec.lifecycle import RELOADABLE
+from localdms.backend.base import BackendBase
+from localdms.backend.queries import filtered, paginate, with_marker
+from localdms.backend.resources import table_key
+from localdms.backend.shapes import Filter, TableToReload
+from localdms.exceptions import (
+    InvalidParameterValueException,
+    InvalidResourceStateFault,
+    ResourceNotFoundFault,
+)
+
+
+class TableBackend(BackendBase):
+    """The table operations of replication tasks."""
+
+    def describe_table_statistics(
+        self,
+        *,
+        replication_task_arn: str,
+        max_records: int | None = None,
+        marker: str | None = None,
+        filters: list[Filter] | None = None,
+    ) -> dict[str, Any]:
+        """DescribeTableStatistics (every request member is acted on)."""
+        with self.lock:
+            self._advance()
+            task = self._task(replication_task_arn)
+            items = filtered(
+                list(task.tables.values()),
+                filters,
+                {
+                    "schema-name": lambda t: [t.schema_name],
+                    "table-name": lambda t: [t.table_name],
+                    "table-state": lambda t: [t.state],
+                },
+                what=None,
+            )
+            page, next_marker = paginate(items, max_records, marker, maximum=500)
+            return with_marker(
+                {"ReplicationTaskArn": task.arn, "TableStatistics": [t.to_api() for t in page]},
+                next_marker,
+            )
+
+    def reload_tables(
+        self,
+        *,
+        replication_task_arn: str,
+        tables_to_reload: list[TableToReload],
+        reload_option: str = "data-reload",
+    ) -> dict[str, Any]:
+        """ReloadTables (every request member is acted on; ReloadOption validate-only is
+        refused: localdms does not emulate data validation)."""
+        with self.lock:
+            self._advance()
+            task = self._task(replication_task_arn)
+            tables = tables_to_reload
+            if not 1 <= len(tables) <= 10:
+                raise InvalidParameterValueException("TablesToReload takes 1 to 10 tables.")
+            if reload_option != "data-reload":
+                raise InvalidParameterValueException(
+                    "localdms supports ReloadOption data-reload only (validation is not emulated)."
+                )
+            if task.status not in RELOADABLE:
+                raise InvalidResourceStateFault(
+                    f"Replication task {task.arn} is {task.status}: tables can be reloaded only "
+                    "while the task is in the RUNNING state."
+                )
+            keys = [(item["SchemaName"], item["TableName"]) for item in tables]
+            for schema, table in keys:
+                if table_key(schema, table) not in task.tables:
+                    raise ResourceNotFoundFault(
+                        f"Table {schema}.{table} is not part of replication task {task.identifier}."
+                    )
+            run = self.runs.get(task.arn)
+            if run is None or not run.reload(keys):
+                raise InvalidResourceStateFault(
+                    f"Replication task {task.arn} is finishing its load: tables can be reloaded "
+                    "only while the task is in the RUNNING state. Start it with resume-processing."
+                )
+            now = time.time()
+            for schema, table in keys:
+                task.tables[table_key(schema, table)].reload(now)
+            self._save()
+            return {"ReplicationTaskArn": task.arn}

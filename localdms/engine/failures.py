@@ -1,0 +1,94 @@
+"""What a failed run says: DMS's failure format (``Last Error <text> Stop Reason <reason> Error
+Level <level>``, built by ``dms_spec.lifecycle.last_error``) and the reasons a user can act on.
+
+Driver errors are told apart by their exception classes (asyncpg's map SQLSTATEs to classes),
+never by their text; the password never appears in a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import botocore.exceptions
+
+from dms_spec.lifecycle import last_error
+from dms_spec.status import StopReason
+from localdms.endpoint_settings import PostgresSource
+from localdms.engine.capture_source import CdcError
+from localdms.table_mappings import TablePlan
+
+NO_TABLES_MESSAGE = last_error(
+    "No tables were found at task initialization. Either the selected table(s) or schemas(s) no "
+    "longer exist or no match was found for the table selection pattern(s). If you would like to "
+    "start a Task that does not initially capture any tables, set Task Setting "
+    "FailOnNoTablesCaptured to false and restart task.",
+    StopReason.FATAL_ERROR,
+)
+
+
+def fatal_message(text: str) -> str:
+    """Wrap ``text`` in DMS's task failure format.
+
+    Example:
+        >>> fatal_message("boom")
+        'Last Error  boom Stop Reason FATAL_ERROR Error Level FATAL'
+    """
+    return last_error(text, StopReason.FATAL_ERROR)
+
+
+def cdc_failure(exc: CdcError) -> str:
+    """A CDC failure in DMS's task failure format; recoverable ones can be resumed."""
+    if exc.recoverable:
+        return last_error(str(exc), StopReason.RECOVERABLE_ERROR)
+    return fatal_message(str(exc))
+
+
+def table_error(plan: TablePlan, text: str) -> str:
+    """A table's failure, as its ``Table error`` statistics and the task's log give it."""
+    return f"Failed to load table {plan.source.schema}.{plan.source.name}: {text}"
+
+
+def source_error(source: PostgresSource, exc: BaseException) -> str:
+    """A source failure as a user can act on it (the password never appears)."""
+    where = f"{source.host}:{source.port}/{source.database} as {source.username}"
+    if isinstance(
+        exc, asyncpg.InvalidPasswordError | asyncpg.InvalidAuthorizationSpecificationError
+    ):
+        return (
+            f"Failed to connect to the PostgreSQL source {where}: authentication failed "
+            f"({exc}). Check the endpoint's Username and Password."
+        )
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        return f"Failed to connect to the PostgreSQL source {where}: {exc}. Check DatabaseName."
+    if type(exc) is ConnectionError and source.ssl_mode == "require":
+        # asyncpg's answer when the server refuses the SSL upgrade (refusals of the TCP
+        # connection itself are ConnectionRefusedError, a subclass).
+        return (
+            f"Failed to connect to the PostgreSQL source {where}: the server does not accept SSL "
+            "connections, and the endpoint's SslMode is require. Turn ssl on in the server's "
+            "configuration, or set the endpoint's SslMode to none."
+        )
+    if isinstance(exc, OSError | asyncio.TimeoutError):
+        return (
+            f"Failed to connect to the PostgreSQL source {where}: {exc or type(exc).__name__}. "
+            "Check ServerName and Port, and that the server accepts connections."
+        )
+    return f"PostgreSQL source {where} returned an error: {exc}"
+
+
+def check_bucket(s3: Any, bucket: str) -> str | None:
+    """None when the bucket is reachable, else the reason."""
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except botocore.exceptions.ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            return (
+                f"The S3 bucket {bucket!r} does not exist. Create it or fix S3Settings.BucketName."
+            )
+        return f"Cannot access the S3 bucket {bucket!r}: {code} {exc}."
+    except botocore.exceptions.BotoCoreError as exc:
+        return f"Cannot reach S3 for bucket {bucket!r}: {exc}. Check AWS_ENDPOINT_URL_S3 / network."
+    return None

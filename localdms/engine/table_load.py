@@ -1,0 +1,212 @@
+"""One table's full load: its earlier files removed, then a CSV ``COPY (SELECT ...) TO STDOUT``
+streamed by asyncpg (which hands over whole rows in C-buffered chunks) into a ``LoadFileWriter``,
+or Arrow batches written as Parquet (``parquet_writer``). A CDC task's tables are read in the
+slot's exported snapshot.
+
+A table that fails reports ``table_failed`` and the other tables go on; a stop cancels the load,
+and the files of an unfinished table are removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import asyncpg
+import botocore.exceptions
+from psycopg import sql
+
+from localdms.endpoint_settings import PostgresSource, S3Target
+from localdms.engine.columns import load_select
+from localdms.engine.failures import source_error, table_error
+from localdms.engine.rendering import RowDelimiterTranslator, header_line
+from localdms.engine.s3_writer import LoadFileWriter, delete_prefix
+from localdms.table_mappings import TablePlan
+
+PROGRESS_INTERVAL_SECONDS = 0.25
+"""How often a loading table's FullLoadRows is refreshed."""
+
+
+class TableProgress(Protocol):
+    """What a table load tells the task's owner."""
+
+    def table_started(self, plan: TablePlan) -> None: ...
+    def table_rows(self, plan: TablePlan, rows: int) -> None: ...
+    def table_completed(self, plan: TablePlan, rows: int) -> None: ...
+    def table_failed(self, plan: TablePlan, message: str) -> None: ...
+
+
+@dataclass
+class TableLoad:
+    """Loads the tables of one run, one call of ``load`` per table.
+
+    Args:
+        source: the PostgreSQL source.
+        target: the S3 target settings.
+        progress: receives each table's progress.
+        s3: a boto3 S3 client.
+        stop_requested: set when the task is stopped (Parquet loads poll it).
+        snapshot: the slot's exported snapshot to read in, for a CDC task's full load.
+        remove_cdc_files: remove the table's CDC files too (a CDC task: they would replay onto
+            the new load), not only its LOAD files.
+    """
+
+    source: PostgresSource
+    target: S3Target
+    progress: TableProgress
+    s3: Any
+    stop_requested: threading.Event
+    snapshot: str | None
+    remove_cdc_files: bool
+
+    async def load(
+        self, plan: TablePlan, pool: Any, upload_slots: asyncio.Semaphore, load_timestamp: str
+    ) -> None:
+        """Load one table (the progress hears how it ended; a stop raises CancelledError)."""
+        self.progress.table_started(plan)
+        if self.target.data_format == "parquet":
+            await self._load_parquet(plan, load_timestamp)
+        else:
+            await self._load_csv(plan, pool, upload_slots, load_timestamp)
+
+    async def _delete_previous_files(self, prefix: str) -> None:
+        """Before a table loads: remove the files an earlier run left under ``prefix``."""
+        await asyncio.to_thread(
+            delete_prefix,
+            self.s3,
+            self.target.bucket_name,
+            prefix if self.remove_cdc_files else prefix + "LOAD",
+        )
+
+    async def _load_parquet(self, plan: TablePlan, load_timestamp: str) -> None:
+        """One table to Parquet LOAD files, in a worker thread (ADBC and pyarrow are blocking)."""
+        # Imported here: pyarrow and ADBC add ~60 MB to a process that only writes CSV.
+        from localdms.engine.parquet_writer import (
+            LoadStopped,
+            ParquetLoadWriter,
+            load_table_parquet,
+            parquet_select,
+        )
+
+        target = self.target
+        statement, schema = parquet_select(plan, target, load_timestamp)
+        prefix = target.table_prefix(plan.target_schema, plan.target_table)
+        await self._delete_previous_files(prefix)
+        writer = ParquetLoadWriter(self.s3, target, prefix, schema)
+        next_report = time.monotonic()
+
+        def on_rows(rows: int) -> None:
+            nonlocal next_report
+            if time.monotonic() >= next_report:
+                self.progress.table_rows(plan, rows)
+                next_report = time.monotonic() + PROGRESS_INTERVAL_SECONDS
+
+        try:
+            rows = await asyncio.to_thread(
+                load_table_parquet,
+                self.source, statement, schema, writer, self.stop_requested, on_rows,
+                self.snapshot,
+            )  # fmt: skip
+        except LoadStopped:
+            raise asyncio.CancelledError from None
+        except Exception as exc:
+            if not _parquet_load_error(exc):
+                raise
+            self.progress.table_failed(plan, table_error(plan, str(exc).strip().splitlines()[0]))
+            return
+        self.progress.table_completed(plan, rows)
+
+    async def _load_csv(
+        self, plan: TablePlan, pool: Any, upload_slots: asyncio.Semaphore, load_timestamp: str
+    ) -> None:
+        target = self.target
+        writer = LoadFileWriter(
+            self.s3,
+            target.bucket_name,
+            target.table_prefix(plan.target_schema, plan.target_table),
+            target.extension,
+            target.max_file_size_kb * 1024,
+            header_line(plan, target),
+            upload_slots,
+            row_end=target.csv_row_delimiter.encode(),
+        )
+        translator = (
+            RowDelimiterTranslator(target.csv_row_delimiter)
+            if target.csv_row_delimiter != "\n"
+            else None
+        )
+        rows_seen = 0
+        next_report = time.monotonic()
+
+        async def sink(chunk: bytes) -> None:
+            nonlocal rows_seen, next_report
+            rows_seen += chunk.count(b"\n")  # live estimate; the COPY status gives the exact count
+            if time.monotonic() >= next_report:
+                self.progress.table_rows(plan, rows_seen)
+                next_report = time.monotonic() + PROGRESS_INTERVAL_SECONDS
+            await writer.write(translator.translate(chunk) if translator else chunk)
+
+        try:
+            await self._delete_previous_files(writer.prefix)
+            connection = await pool.acquire()
+            try:
+                if self.snapshot is not None:
+                    # Read in the slot's snapshot: each change is in the load or in CDC, not both.
+                    await connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    await connection.execute(
+                        f"SET TRANSACTION SNAPSHOT {sql.Literal(self.snapshot).as_string(None)}"
+                    )
+                status = await connection.copy_from_query(
+                    load_select(plan, target, load_timestamp, parquet=False),
+                    output=sink,
+                    format="csv",
+                    delimiter=target.csv_delimiter,
+                    null=target.csv_null_value,
+                    quote='"',
+                    escape='"',
+                )
+                if self.snapshot is not None:
+                    await connection.execute("COMMIT")
+            except BaseException:
+                # Interrupted mid-COPY (a stop, a failed upload): the connection cannot be reset for
+                # reuse, so close it; the pool opens a new one when needed. A connection the server
+                # dropped is already gone: the original error is the one that says why.
+                with contextlib.suppress(asyncpg.InterfaceError):
+                    connection.terminate()
+                raise
+            finally:
+                with contextlib.suppress(asyncpg.InterfaceError):
+                    await pool.release(connection)
+            await writer.close()
+            self.progress.table_completed(plan, int(status.split()[-1]))
+        except asyncio.CancelledError:
+            await asyncio.shield(writer.abort())
+            raise
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await writer.abort()
+            self.progress.table_failed(plan, table_error(plan, source_error(self.source, exc)))
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            with contextlib.suppress(
+                botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError
+            ):
+                await writer.abort()
+            self.progress.table_failed(plan, table_error(plan, f"Failed to write to S3: {exc}"))
+
+
+def _parquet_load_error(exc: BaseException) -> bool:
+    """Errors of a Parquet load that fail the table (not the run)."""
+    import adbc_driver_manager
+    import pyarrow as pa
+
+    return isinstance(
+        exc,
+        adbc_driver_manager.Error
+        | pa.ArrowException
+        | botocore.exceptions.BotoCoreError
+        | botocore.exceptions.ClientError
+        | OSError,
+    )
