@@ -25,15 +25,14 @@ from flows.config import DmsIngestionConfig, load_config
 from flows.decisions import should_resume, task_succeeded
 from flows.dms_hook import DmsHook
 from flows.exceptions import ReplicationTaskFailedError
+from flows.monitoring import MonitorOutcome, monitor_replication_task
 from flows.report import IngestionReport, TableReport
 from flows.table_flows import TableTracker
 from flows.tasks import (
     EnsuredTask,
-    MonitorOutcome,
     delete_replication_task,
     describe_target_endpoint,
     ensure_replication_task,
-    monitor_replication_task,
     reconcile_s3_output,
     start_replication_task,
     stop_replication_task,

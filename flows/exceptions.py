@@ -32,6 +32,22 @@ TRANSIENT_ERROR_CODES = frozenset(
 )
 
 
+WAITER_TIMED_OUT = "Max attempts exceeded"
+"""The ``reason`` botocore gives a ``WaiterError`` that ran out of attempts (its other reasons are
+a failure state or an error response)."""
+
+
+def waiter_timed_out(exc: botocore.exceptions.WaiterError) -> bool:
+    """Whether a waiter gave up for time, read from the error's structured ``reason``.
+
+    Example:
+        >>> waiter_timed_out(botocore.exceptions.WaiterError(
+        ...     name="FullLoadStarted", reason="Max attempts exceeded", last_response={}))
+        True
+    """
+    return bool(exc.kwargs.get("reason") == WAITER_TIMED_OUT)
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether retrying the same call later may succeed (throttling, 5xx, lost connections)."""
     if isinstance(exc, botocore.exceptions.ClientError):
