@@ -1,8 +1,8 @@
 # The dms-ingestion image: localdms, the flow, Prefect (server and worker) and the sample data.
 # Dependencies come from uv.lock; the final stage has no compilers, no uv and runs as a non-root user.
-FROM python:3.11-slim AS build
+FROM python:3.11-slim-bookworm AS build
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
-RUN pip install --no-cache-dir "uv>=0.5"
+RUN pip install --no-cache-dir "uv==0.13.9"
 WORKDIR /app
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-install-project
@@ -16,7 +16,7 @@ COPY config config
 COPY prefect.yaml ./
 RUN uv sync --frozen --no-editable
 
-FROM python:3.11-slim
+FROM python:3.11-slim-bookworm
 RUN useradd --create-home --uid 10001 dms && mkdir /data && chown dms /data
 WORKDIR /app
 COPY --from=build --chown=dms /app /app
@@ -25,6 +25,7 @@ ENV PATH=/app/.venv/bin:$PATH \
     PREFECT_SERVER_ANALYTICS_ENABLED=false \
     PYTHONUNBUFFERED=1
 USER dms
-EXPOSE 4599 4200
-HEALTHCHECK CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:4599/health', timeout=3)"
+EXPOSE 4599 4200 8080
+# No HEALTHCHECK here: the image runs localdms, the Prefect server and a worker, each with its own
+# probe (docker-compose.yml); an image-wide one would probe localdms's port in all of them.
 CMD ["localdms", "serve", "--host", "0.0.0.0", "--port", "4599", "--state-dir", "/data"]

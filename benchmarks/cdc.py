@@ -131,10 +131,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500, help="inserts (and updates) per commit")
     parser.add_argument("--interval", type=int, default=1, help="CdcMaxBatchInterval, seconds")
     args = parser.parse_args()
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     with ThrowawayPostgres() as postgres, MotoS3Server() as s3_server:
+        os.environ.update(s3_server.credentials())  # it checks keys; every client uses these
         dsn = postgres.dsn()
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(

@@ -197,8 +197,6 @@ def main() -> None:
         print(rows, size, peak, seconds)
         return
 
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     existing = os.environ.get("DMS_BENCH_POSTGRES_DSN")
     postgres = None if existing else ThrowawayPostgres().start()
@@ -212,6 +210,7 @@ def main() -> None:
                 conn.execute(TABLES[table].format(rows=int(rows)))  # type: ignore[arg-type]
                 conn.execute(f"VACUUM ANALYZE public.{table}")
         with MotoS3Server() as s3_server:
+            os.environ.update(s3_server.credentials())  # it checks keys; every client uses these
             s3 = boto3.client("s3", endpoint_url=s3_server.url)
             s3.create_bucket(Bucket="bench")
             print()

@@ -43,11 +43,10 @@ def main() -> None:
     parser.add_argument("--tables", type=int, nargs="+", default=[1, 50, 500])
     parser.add_argument("--poll-interval", type=float, default=1.0)
     args = parser.parse_args()
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1"
-    )
+    os.environ.update(AWS_DEFAULT_REGION="us-east-1")
 
     with ThrowawayPostgres() as postgres, MotoS3Server() as s3_server:
+        os.environ.update(s3_server.credentials())  # it checks keys; every client uses these
         with psycopg.connect(postgres.dsn(), autocommit=True) as conn:
             conn.execute("CREATE DATABASE source")
             conn.execute("CREATE DATABASE prefect")

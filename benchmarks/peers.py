@@ -35,8 +35,12 @@ def dlt_child(dsn: str, table: str, s3_url: str, file_format: str) -> None:
     os.environ.update(
         {
             "DESTINATION__FILESYSTEM__BUCKET_URL": f"s3://bench/dlt-{file_format}",
-            "DESTINATION__FILESYSTEM__CREDENTIALS__AWS_ACCESS_KEY_ID": "bench",
-            "DESTINATION__FILESYSTEM__CREDENTIALS__AWS_SECRET_ACCESS_KEY": "bench",
+            "DESTINATION__FILESYSTEM__CREDENTIALS__AWS_ACCESS_KEY_ID": os.environ[
+                "AWS_ACCESS_KEY_ID"
+            ],
+            "DESTINATION__FILESYSTEM__CREDENTIALS__AWS_SECRET_ACCESS_KEY": os.environ[
+                "AWS_SECRET_ACCESS_KEY"
+            ],
             "DESTINATION__FILESYSTEM__CREDENTIALS__ENDPOINT_URL": s3_url,
             "DESTINATION__FILESYSTEM__CREDENTIALS__REGION_NAME": "us-east-1",
             "RUNTIME__LOG_LEVEL": "WARNING",
@@ -84,11 +88,10 @@ def main() -> None:
         dlt_child(*args.dlt_child)
         return
 
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     tables = {"big": args.rows, "narrow": args.narrow_rows}
     with ThrowawayPostgres() as postgres, MotoS3Server() as s3_server:
+        os.environ.update(s3_server.credentials())  # it checks keys; every client uses these
         dsn = postgres.dsn()
         with psycopg.connect(dsn, autocommit=True) as conn:
             for table, rows in tables.items():

@@ -1,8 +1,10 @@
 """``make demo`` / ``python -m demo``: the whole job on one machine, no AWS, no Docker.
 
 1. A throwaway PostgreSQL (or ``--source-dsn``) with the generated ``bookings`` database.
-2. moto's S3 server with the bucket, and localdms; the replication instance and both endpoints are
-   created through the DMS API, as on AWS (the target writes under ``BucketFolder=raw``).
+2. moto's S3 server with the bucket (it checks access keys, so everything signs with the keys of
+   the IAM user it makes; ``--s3-endpoint`` uses another S3 with the environment's keys), and
+   localdms; the replication instance and both endpoints are created through the DMS API, as on
+   AWS (the target writes under ``BucketFolder=raw``).
 3. A Prefect server backed by a database in the same PostgreSQL (SQLite stalls concurrent subflows).
 4. The ``dms-ingestion`` flow with ``config/dms_config.json``: progress while it runs, then the
    per-table report and the S3 tree (keys, sizes, rows).
@@ -84,18 +86,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep", action="store_true", help="keep the servers up and print the Prefect UI URL"
     )
+    parser.add_argument(
+        "--s3-endpoint",
+        help="write to this S3 (MinIO, say) with the environment's AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY instead of a throwaway moto server",
+    )
     args = parser.parse_args(argv)
     stages = Stages()
 
-    os.environ.update(
-        {
-            "AWS_ACCESS_KEY_ID": "demo",
-            # Dummy keys for the local servers (DEMO_AWS_SECRET_ACCESS_KEY lets the secrets test
-            # give a known one).
-            "AWS_SECRET_ACCESS_KEY": os.environ.get("DEMO_AWS_SECRET_ACCESS_KEY", "demo-secret"),
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
-    )
+    if args.s3_endpoint and not (
+        os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY")
+    ):
+        print(
+            "error: --s3-endpoint needs the S3 store's keys in AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY",
+            file=sys.stderr,
+        )
+        return 2
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     import boto3
     import psycopg
     from psycopg import sql
@@ -104,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     from sandbox.localdms_process import LocalDmsProcess, provision_pipeline
     from sandbox.postgres import PostgresNotInstalledError, ThrowawayPostgres, describe_bindir
     from sandbox.prefect_server import PrefectServer
-    from sandbox.s3 import MotoS3Server
+    from sandbox.s3 import MotoS3Server, ensure_bucket
 
     with ExitStack() as stack:
         if args.source_dsn:
@@ -142,14 +150,23 @@ def main(argv: list[str] | None = None) -> int:
             create_bookings, source_dsn, args.scale
         )
 
-        stages.step("S3 and localdms", "Starting moto's S3 server and localdms")
-        s3_server = stack.enter_context(MotoS3Server())
-        os.environ["AWS_ENDPOINT_URL_S3"] = s3_server.url
-        s3 = boto3.client("s3", endpoint_url=s3_server.url)
-        s3.create_bucket(Bucket="postgres-repo")
-        dms_url = stack.enter_context(LocalDmsProcess(s3_server.url)).url
+        if args.s3_endpoint:
+            stages.step("S3 and localdms", f"Using the S3 at {args.s3_endpoint}; starting localdms")
+            s3_url = args.s3_endpoint
+        else:
+            stages.step(
+                "S3 and localdms", "Starting moto's S3 server (it checks keys) and localdms"
+            )
+            s3_server = stack.enter_context(MotoS3Server())
+            # localdms, the flow and this script all sign with the server's IAM user's keys.
+            os.environ.update(s3_server.credentials())
+            s3_url = s3_server.url
+        os.environ["AWS_ENDPOINT_URL_S3"] = s3_url
+        s3 = boto3.client("s3", endpoint_url=s3_url)
+        ensure_bucket(s3, "postgres-repo")
+        dms_url = stack.enter_context(LocalDmsProcess(s3_url)).url
         os.environ["AWS_ENDPOINT_URL_DATABASE_MIGRATION_SERVICE"] = dms_url
-        print(f"    S3 {s3_server.url}   localdms {dms_url}", flush=True)
+        print(f"    S3 {s3_url}   localdms {dms_url}", flush=True)
 
         stages.step(
             "DMS resources", "Creating the replication instance and endpoints through the DMS API"
@@ -184,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{stages.summary()}")
         if args.keep:
             print(f"\nPrefect UI: {server.url}  (the run: {server.url}/runs)")
-            print(f"localdms: {dms_url}   S3: {s3_server.url}   (Ctrl-C stops everything)")
+            print(f"localdms: {dms_url}   S3: {s3_url}   (Ctrl-C stops everything)")
             try:
                 while True:
                     time.sleep(3600)

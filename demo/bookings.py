@@ -204,13 +204,18 @@ def _row_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m demo.bookings --dsn URL [--scale small]`` (the Compose stack's data loader)."""
+    """``python -m demo.bookings [--dsn URL] [--scale small]`` (the Compose stack's data loader;
+    without ``--dsn``, the database libpq's variables name: PGHOST, PGUSER, PGPASSWORD, ...)."""
     import argparse
 
     parser = argparse.ArgumentParser(
         prog="python -m demo.bookings", description="Generate the bookings schema."
     )
-    parser.add_argument("--dsn", required=True, help="PostgreSQL URL of the source database")
+    parser.add_argument(
+        "--dsn",
+        help="PostgreSQL URL of the source database (default: from PGHOST, PGPORT, PGUSER, "
+        "PGPASSWORD, PGDATABASE)",
+    )
     parser.add_argument("--scale", choices=sorted(SCALES), default="small")
     parser.add_argument(
         "--replace",
@@ -218,14 +223,19 @@ def main(argv: list[str] | None = None) -> int:
         help="drop and generate the schema even when it is already there (its data is lost)",
     )
     args = parser.parse_args(argv)
-    counts = None if args.replace else existing_bookings(args.dsn)
+    from sandbox.postgres import dsn_from_libpq_environment
+
+    dsn = args.dsn or dsn_from_libpq_environment()
+    if dsn is None:
+        parser.error("give --dsn, or set PGHOST (with PGUSER, PGPASSWORD, PGDATABASE)")
+    counts = None if args.replace else existing_bookings(dsn)
     if counts is not None:
         print(
             "bookings: already there, not generated again (--replace to drop and regenerate): "
             + ", ".join(f"{table} {rows:,}" for table, rows in counts.items())
         )
         return 0
-    counts = create_bookings(args.dsn, args.scale)
+    counts = create_bookings(dsn, args.scale)
     print("bookings: " + ", ".join(f"{table} {rows:,}" for table, rows in counts.items()))
     return 0
 

@@ -43,7 +43,8 @@ def prefect_cli(*args: str, env: dict[str, str]) -> None:
 
 
 def register_deployments(env: dict[str, str]) -> None:
-    """The ``dms-local`` block, the work pool and every deployment of ``prefect.yaml``."""
+    """The ``dms-local`` block, the work pool and the process pool's deployments of
+    ``prefect.yaml`` (the Kubernetes and ECS ones need their clusters)."""
     blocks = subprocess.run(
         [sys.executable, "-m", "blocks", "--profile", "local"],
         cwd=ROOT,
@@ -54,14 +55,16 @@ def register_deployments(env: dict[str, str]) -> None:
     if blocks.returncode != 0:
         raise RuntimeError(f"creating the AwsCredentials block failed:\n{blocks.stderr[-2000:]}")
     prefect_cli("work-pool", "create", WORK_POOL, "--type", "process", "--overwrite", env=env)
-    prefect_cli("deploy", "--all", env=env)
+    prefect_cli("deploy", "--name", "local", "--name", "aws", env=env)
 
 
 def start_worker(env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
-    """A process worker on the pool (its flow runs inherit ``env``: endpoints and ARNs)."""
+    """A process worker on the pool (its flow runs inherit ``env``: endpoints and ARNs), with its
+    health server on ``PREFECT_WORKER_WEBSERVER_PORT``, as the Compose stack's worker."""
     return subprocess.Popen(
-        [PREFECT, "worker", "start", "--pool", WORK_POOL], cwd=ROOT, env=env, stdout=log, stderr=log
-    )
+        [PREFECT, "worker", "start", "--pool", WORK_POOL, "--with-healthcheck"],
+        cwd=ROOT, env=env, stdout=log, stderr=log,
+    )  # fmt: skip
 
 
 def stop_worker(process: subprocess.Popen[bytes]) -> None:
@@ -77,6 +80,21 @@ def stop_worker(process: subprocess.Popen[bytes]) -> None:
     process.wait(5)
 
 
+def write_keys_file(path: Path, keys: dict[str, str]) -> Path:
+    """The S3 keys as ``export`` lines in a file only its owner can read (never on the terminal).
+
+    Example:
+        >>> import tempfile
+        >>> path = write_keys_file(Path(tempfile.mkdtemp()) / "k.env", {"AWS_ACCESS_KEY_ID": "id"})
+        >>> path.read_text(), oct(path.stat().st_mode & 0o777)
+        ('export AWS_ACCESS_KEY_ID=id\n', '0o600')
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.writelines(f"export {name}={value}\n" for name, value in keys.items())
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m demo.serve", description=__doc__.splitlines()[0]
@@ -84,13 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", choices=["small", "medium", "large"], default="small")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    from blocks.aws_credentials import LOCAL_KEY_ID, LOCAL_SECRET
-
-    os.environ.update(
-        AWS_ACCESS_KEY_ID=LOCAL_KEY_ID,
-        AWS_SECRET_ACCESS_KEY=LOCAL_SECRET,
-        AWS_DEFAULT_REGION="us-east-1",
-    )
+    os.environ.update(AWS_DEFAULT_REGION="us-east-1")
 
     import boto3
     import psycopg
@@ -98,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     from demo import DEMO_BUCKET_FOLDER
     from demo.bookings import create_bookings
     from sandbox.localdms_process import LocalDmsProcess, provision_pipeline
+    from sandbox.ports import free_port
     from sandbox.postgres import ThrowawayPostgres
     from sandbox.prefect_server import PrefectServer
     from sandbox.s3 import MotoS3Server
@@ -108,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
             conn.execute("CREATE DATABASE demo")
         counts = create_bookings(postgres.dsn("demo"), args.scale)
         s3_server = stack.enter_context(MotoS3Server())
+        # The S3 checks keys: localdms, the worker and the dms-local block all get the IAM user's.
+        os.environ.update(s3_server.credentials())
         boto3.client("s3", endpoint_url=s3_server.url).create_bucket(Bucket="postgres-repo")
         localdms = stack.enter_context(LocalDmsProcess(s3_server.url))
         arns = provision_pipeline(
@@ -117,26 +132,32 @@ def main(argv: list[str] | None = None) -> int:
         server = stack.enter_context(
             PrefectServer(database_url=os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL"))
         )
+        health_port = free_port()
         env = {
             **os.environ,
             **arns.environment(),
             "PREFECT_API_URL": server.api_url,
             "PREFECT_WORKER_QUERY_SECONDS": "2",
             "DMS_INGESTION_HOME": str(ROOT),
+            "PREFECT_WORKER_WEBSERVER_HOST": "127.0.0.1",
+            "PREFECT_WORKER_WEBSERVER_PORT": str(health_port),
             "AWS_ENDPOINT_URL_S3": s3_server.url,
             "AWS_ENDPOINT_URL_DATABASE_MIGRATION_SERVICE": localdms.url,
         }
         register_deployments(env)
+        keys_file = write_keys_file(server.home / "s3-credentials.env", s3_server.credentials())
         worker_log = stack.enter_context((server.home / "worker.log").open("ab"))
         worker = start_worker(env, worker_log)
         stack.callback(stop_worker, worker)
 
         print(f"PostgreSQL   {postgres.host}:{postgres.port}/demo (user postgres; "
               f"{sum(counts.values()):,} rows in schema bookings)")  # fmt: skip
-        print(f"S3 (moto)    {s3_server.url}  bucket postgres-repo")
+        print(f"S3 (moto)    {s3_server.url}  bucket postgres-repo; checks keys: "
+              f"AWS_ACCESS_KEY_ID={s3_server.access_key_id}, both keys in {keys_file}")  # fmt: skip
         print(f"localdms     {localdms.url}")
         print(f"Prefect UI   {server.url}  (API {server.api_url})")
-        print(f"Worker       pool {WORK_POOL}, log {server.home / 'worker.log'}")
+        print(f"Worker       pool {WORK_POOL}, log {server.home / 'worker.log'}, "
+              f"health http://127.0.0.1:{health_port}/health")  # fmt: skip
         print("Deployments  dms-ingestion/local, dms-ingestion/aws")
         print(
             f"\nRun:  PREFECT_API_URL={server.api_url} prefect deployment run dms-ingestion/local --watch"

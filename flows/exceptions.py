@@ -127,6 +127,42 @@ API_ERROR_HINTS = {
 """What to do about the DMS errors a user can fix, appended to their message."""
 
 
+S3_ERROR_HINTS = {
+    "InvalidAccessKeyId": (
+        "This S3 does not know the access key: give the AwsCredentials block the keys of the S3 "
+        "store the target endpoint writes to (`python -m blocks --profile local` takes "
+        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY from the environment; for MinIO, its user's "
+        "keys)."
+    ),
+    "SignatureDoesNotMatch": (
+        "The secret key does not match the access key: check the AwsCredentials block's "
+        "aws_secret_access_key."
+    ),
+    "AccessDenied": (
+        "The credentials may not read the bucket: allow s3:ListBucket and s3:GetObject on it "
+        "(the IAM policy in the README)."
+    ),
+    "NoSuchBucket": (
+        "The target endpoint's bucket does not exist in the S3 the flow's client reaches: check "
+        "the block's endpoint (or AWS_ENDPOINT_URL_S3) and region."
+    ),
+}
+"""What to do about the S3 errors of the flow's own reads (the reconciliation)."""
+
+
+class S3AccessError(DmsIngestionError):
+    """The flow could not read the target's objects; DMS's load itself may have succeeded."""
+
+    def __init__(self, operation: str, code: str, message: str, where: str) -> None:
+        hint = S3_ERROR_HINTS.get(code)
+        super().__init__(
+            f"Reading {where} to check DMS's row counts failed: S3 {operation}: {code}: "
+            f"{message}" + (f" {hint}" if hint else "")
+        )
+        self.operation = operation
+        self.code = code
+
+
 class DmsApiError(DmsIngestionError):
     """A DMS call failed with a terminal error; the message carries the code and DMS's words."""
 

@@ -33,6 +33,7 @@ from flows.exceptions import (
     DmsApiError,
     ReplicationTaskConflictError,
     ReplicationTimeoutError,
+    S3AccessError,
     TargetMismatchError,
     is_transient,
     waiter_timed_out,
@@ -267,9 +268,20 @@ async def reconcile_s3_output(
 
     async def count(table: TableReport) -> None:
         async with slots:
-            found = await asyncio.to_thread(
-                table_objects, s3, target, table.schema_name, table.table_name
-            )
+            try:
+                found = await asyncio.to_thread(
+                    table_objects, s3, target, table.schema_name, table.table_name
+                )
+            except botocore.exceptions.ClientError as exc:
+                if is_transient(exc):
+                    raise  # retried by the task
+                error = exc.response.get("Error", {})
+                raise S3AccessError(
+                    exc.operation_name,
+                    str(error.get("Code", "")),
+                    str(error.get("Message", "")),
+                    target.url(table.schema_name, table.table_name),
+                ) from exc
         table.s3_objects, table.s3_rows, table.s3_bytes = found.objects, found.rows, found.bytes
 
     await asyncio.gather(*(count(t) for t in completed))

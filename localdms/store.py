@@ -23,7 +23,7 @@ class Store:
     def __init__(self, state_dir: Path | None) -> None:
         self.path = state_dir / STATE_FILE if state_dir is not None else None
         if state_dir is not None:
-            state_dir.mkdir(parents=True, exist_ok=True)
+            _check_writable(state_dir)
 
     def load(self) -> dict[str, Any]:
         if self.path is None or not self.path.exists():
@@ -45,3 +45,22 @@ class Store:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+
+
+def _check_writable(state_dir: Path) -> None:
+    """Create ``state_dir`` and prove it writable now, not at the first save.
+
+    Raises:
+        ValueError: it cannot be created or written, saying whose it is and what to do.
+    """
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=state_dir).close()
+    except OSError as exc:  # EACCES, EPERM, a read-only file system
+        owner = state_dir.stat().st_uid if state_dir.exists() else None
+        raise ValueError(
+            f"localdms cannot write its state directory {state_dir}"
+            + (f" (owned by uid {owner})" if owner is not None else "")
+            + f" as uid {os.getuid()}: make it writable by this user (for a bind mount in "
+            f"Docker: chown {os.getuid()} on the host directory), or use a named volume."
+        ) from exc

@@ -135,7 +135,7 @@ def provision_pipeline(
         "describe_endpoints", "Endpoints", "endpoint-id", "local-postgres", "EndpointArn"
     ) or dms.create_endpoint(
         EndpointIdentifier="local-postgres", EndpointType="source", EngineName="postgres",
-        ServerName=url.hostname, Port=url.port or 5432, DatabaseName=url.path.lstrip("/") or "postgres",
+        ServerName=url.hostname, Port=url.port or 5432, DatabaseName=urllib.parse.unquote(url.path.lstrip("/")) or "postgres",
         Username=urllib.parse.unquote(url.username or ""), Password=urllib.parse.unquote(url.password or ""),
         **fixed("source"),
     )["Endpoint"]["EndpointArn"]  # fmt: skip
@@ -161,9 +161,10 @@ def provision_pipeline(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m sandbox.localdms_process --source-dsn URL --bucket NAME``: provision with fixed ARNs.
+    """``python -m sandbox.localdms_process [--source-dsn URL] --bucket NAME``: provision with fixed ARNs.
 
-    Uses the standard AWS configuration (``AWS_ENDPOINT_URL_DATABASE_MIGRATION_SERVICE`` → localdms).
+    Uses the standard AWS configuration (``AWS_ENDPOINT_URL_DATABASE_MIGRATION_SERVICE`` → localdms,
+    ``AWS_ENDPOINT_URL_S3`` → the store the bucket is made in).
     Safe to run again (the Compose stack's setup service runs it on every ``up``): existing
     resources are reused.
     """
@@ -171,11 +172,22 @@ def main(argv: list[str] | None = None) -> int:
 
     import boto3
 
+    from sandbox.postgres import dsn_from_libpq_environment
+    from sandbox.s3 import ensure_bucket
+
     parser = argparse.ArgumentParser(prog="python -m sandbox.localdms_process")
-    parser.add_argument("--source-dsn", required=True)
-    parser.add_argument("--bucket", required=True)
+    parser.add_argument(
+        "--source-dsn",
+        help="PostgreSQL URL of the source (default: from PGHOST, PGPORT, PGUSER, PGPASSWORD, "
+        "PGDATABASE)",
+    )
+    parser.add_argument("--bucket", required=True, help="the target bucket (created if missing)")
     args = parser.parse_args(argv)
-    arns = provision_pipeline(boto3.client("dms"), args.source_dsn, args.bucket, fixed_arns=True)
+    source_dsn = args.source_dsn or dsn_from_libpq_environment()
+    if source_dsn is None:
+        parser.error("give --source-dsn, or set PGHOST (with PGUSER, PGPASSWORD, PGDATABASE)")
+    ensure_bucket(boto3.client("s3"), args.bucket)
+    arns = provision_pipeline(boto3.client("dms"), source_dsn, args.bucket, fixed_arns=True)
     for name, value in arns.environment().items():
         print(f"{name}={value}")
     return 0

@@ -23,6 +23,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+import urllib.parse
 from pathlib import Path
 
 from sandbox.ports import free_port
@@ -53,6 +54,31 @@ def _embedded_bindir() -> Path | None:
         return None
     bindir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
     return bindir if (bindir / "initdb").exists() else None
+
+
+def dsn_from_libpq_environment() -> str | None:
+    """A ``postgresql://`` URL from libpq's variables (PGHOST, PGPORT, PGUSER, PGPASSWORD,
+    PGDATABASE), every part URL-encoded, or None when PGHOST is not set.
+
+    For callers that want a URL without anyone writing a password into one (the Compose stack).
+
+    Example:
+        >>> os.environ.update(PGHOST="db", PGUSER="u", PGPASSWORD="p@ss:/w", PGDATABASE="demo")
+        >>> dsn_from_libpq_environment()
+        'postgresql://u:p%40ss%3A%2Fw@db:5432/demo'
+    """
+    host = os.environ.get("PGHOST")
+    if not host:
+        return None
+
+    def part(name: str, default: str) -> str:
+        return urllib.parse.quote(os.environ.get(name) or default, safe="")
+
+    credentials = part("PGUSER", "postgres")
+    if os.environ.get("PGPASSWORD"):
+        credentials += ":" + part("PGPASSWORD", "")
+    port = os.environ.get("PGPORT") or "5432"
+    return f"postgresql://{credentials}@{host}:{port}/{part('PGDATABASE', 'postgres')}"
 
 
 def find_bindir() -> Path:

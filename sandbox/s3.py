@@ -1,35 +1,79 @@
-"""moto's S3 server as a subprocess on a free loopback port.
+"""moto's S3 server as a subprocess on a free loopback port, checking access keys as S3 does.
 
 A separate process, so that its CPU use does not compete with the code under test for the GIL.
-``reset`` empties it between tests (``POST /moto-api/reset``).
+Once started, the server authenticates every request (moto's ``reset-auth``, the server form of
+``INITIAL_NO_AUTH_ACTION_COUNT``): only the IAM user's keys it made at start (``access_key_id``,
+``secret_access_key``; ``credentials()`` gives them as environment variables) are accepted, so a
+client with the wrong keys fails with S3's ``InvalidAccessKeyId`` or ``SignatureDoesNotMatch``
+instead of passing. ``reset`` empties S3 through the API between tests (moto's own reset would
+also forget the IAM user).
+
+Example:
+    >>> with MotoS3Server() as server:  # doctest: +SKIP
+    ...     s3 = boto3.client("s3", endpoint_url=server.url, **server.client_arguments())
 """
 
 from __future__ import annotations
 
-import shutil
+import json
+import os
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
+from typing import Any
+
+import boto3
 
 from sandbox.ports import free_port, stop_process
 
+USER_NAME = "dms-ingestion-tests"
+POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+}
+"""What the user may do: S3 only (the keys are refused for anything else moto serves)."""
+
+
+def ensure_bucket(s3: Any, bucket: str) -> None:
+    """Create the bucket unless it is there (a re-run on the same S3 keeps what it holds)."""
+    import botocore.exceptions
+
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except botocore.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
+            raise
+        s3.create_bucket(Bucket=bucket)
+
+
+def moto_server_executable() -> str:
+    """The ``moto_server`` of this interpreter's environment (not another one on PATH)."""
+    return str(Path(sys.executable).parent / "moto_server")
+
 
 class MotoS3Server:
-    """Start ``moto_server`` on 127.0.0.1; ``url`` is its endpoint."""
+    """Start ``moto_server`` on 127.0.0.1; ``url`` is its endpoint.
 
-    def __init__(self, port: int | None = None) -> None:
+    Args:
+        port: the port (a free one by default).
+        check_keys: authenticate requests with the IAM user's keys (the default); False serves
+            anyone, as moto does by default.
+    """
+
+    def __init__(self, port: int | None = None, check_keys: bool = True) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.check_keys = check_keys
+        self.access_key_id = "any"
+        self.secret_access_key = "any"  # noqa: S105 - replaced by the IAM user's key at start
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> MotoS3Server:
-        executable = shutil.which("moto_server") or str(
-            __import__("pathlib").Path(sys.executable).parent / "moto_server"
-        )
         self._process = subprocess.Popen(
-            [executable, "-H", "127.0.0.1", "-p", str(self.port)],
+            [moto_server_executable(), "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -39,14 +83,71 @@ class MotoS3Server:
                 raise RuntimeError(f"moto_server exited with {self._process.returncode}")
             try:
                 with urllib.request.urlopen(self.url + "/moto-api/", timeout=2):
-                    return self
+                    break
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.1)
-        self.stop()
-        raise TimeoutError(f"moto_server did not answer on {self.url} within {timeout} s")
+        else:
+            self.stop()
+            raise TimeoutError(f"moto_server did not answer on {self.url} within {timeout} s")
+        if self.check_keys:
+            self._create_user()
+            self._moto_api("reset-auth", b"0")  # from now on, every request is authenticated
+        return self
+
+    def _create_user(self) -> None:
+        """An IAM user allowed S3, and its access key (made while the server serves anyone)."""
+        iam = boto3.client(
+            "iam",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id="bootstrap",
+            aws_secret_access_key="bootstrap",  # noqa: S106 - accepted before auth is on
+        )
+        iam.create_user(UserName=USER_NAME)
+        iam.put_user_policy(UserName=USER_NAME, PolicyName="s3", PolicyDocument=json.dumps(POLICY))
+        key = iam.create_access_key(UserName=USER_NAME)["AccessKey"]
+        self.access_key_id = key["AccessKeyId"]
+        self.secret_access_key = key["SecretAccessKey"]
+
+    def credentials(self) -> dict[str, str]:
+        """The keys as the standard AWS environment variables."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
+        }
+
+    def client_arguments(self) -> dict[str, Any]:
+        """boto3 client arguments for this server's keys and endpoint."""
+        return {
+            "endpoint_url": self.url,
+            "aws_access_key_id": self.access_key_id,
+            "aws_secret_access_key": self.secret_access_key,
+            "region_name": os.environ.get("AWS_REGION", "us-east-1"),
+        }
 
     def reset(self) -> None:
-        request = urllib.request.Request(self.url + "/moto-api/reset", method="POST")
+        """Delete every bucket with its objects and unfinished uploads (the keys stay)."""
+        s3 = boto3.client("s3", **self.client_arguments())
+        for bucket in s3.list_buckets().get("Buckets", []):
+            name = bucket["Name"]
+            for uploads in s3.get_paginator("list_multipart_uploads").paginate(Bucket=name):
+                for upload in uploads.get("Uploads", []):
+                    s3.abort_multipart_upload(
+                        Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
+                keys: list[Any] = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+                if keys:
+                    s3.delete_objects(Bucket=name, Delete={"Objects": keys, "Quiet": True})
+            s3.delete_bucket(Bucket=name)
+
+    def _moto_api(self, path: str, data: bytes) -> None:
+        request = urllib.request.Request(
+            f"{self.url}/moto-api/{path}",
+            data=data,
+            method="POST",
+            headers={"Content-Type": "text/plain"},  # a form type would hide the body from moto
+        )
         with urllib.request.urlopen(request, timeout=10):
             pass
 

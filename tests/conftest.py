@@ -145,8 +145,11 @@ def northwind_sql() -> str:
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[MotoS3Server]:
+    """moto's S3 for the session; it checks keys, and the environment holds the right ones (a
+    client with other keys fails as against AWS)."""
     with MotoS3Server() as server:
         os.environ["AWS_ENDPOINT_URL_S3"] = server.url
+        os.environ.update(server.credentials())
         yield server
 
 

@@ -78,8 +78,20 @@ def source_error(source: PostgresSource, exc: BaseException) -> str:
     return f"PostgreSQL source {where} returned an error: {exc}"
 
 
+S3_KEY_HINTS = {
+    "InvalidAccessKeyId": "S3 does not know the access key",
+    "SignatureDoesNotMatch": "the secret key does not match the access key",
+    "AccessDenied": "the credentials may not use the bucket",
+}
+"""S3's refusals of localdms's own credentials, in words."""
+
+
 def check_bucket(s3: Any, bucket: str) -> str | None:
-    """None when the bucket is reachable, else the reason."""
+    """None when the bucket is reachable, else the reason.
+
+    A HEAD answer has no body, so a refusal (403) is asked again with a one-key listing, whose
+    error says which: an unknown access key, a wrong secret, or a missing permission.
+    """
     try:
         s3.head_bucket(Bucket=bucket)
     except botocore.exceptions.ClientError as exc:
@@ -88,7 +100,25 @@ def check_bucket(s3: Any, bucket: str) -> str | None:
             return (
                 f"The S3 bucket {bucket!r} does not exist. Create it or fix S3Settings.BucketName."
             )
+        if code in ("403", "Forbidden"):
+            return _refusal(s3, bucket) or f"Cannot access the S3 bucket {bucket!r}: {exc}."
         return f"Cannot access the S3 bucket {bucket!r}: {code} {exc}."
     except botocore.exceptions.BotoCoreError as exc:
         return f"Cannot reach S3 for bucket {bucket!r}: {exc}. Check AWS_ENDPOINT_URL_S3 / network."
+    return None
+
+
+def _refusal(s3: Any, bucket: str) -> str | None:
+    try:
+        s3.list_objects_v2(Bucket=bucket, MaxKeys=1)
+    except botocore.exceptions.ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        why = S3_KEY_HINTS.get(code)
+        if why:
+            return (
+                f"S3 refused localdms's credentials for bucket {bucket!r}: {code} ({why}). "
+                "localdms writes with the keys of its own environment (AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE): give it the S3 store's keys and start "
+                "the task again."
+            )
     return None

@@ -52,6 +52,7 @@ async def test_make_serve_runs_the_local_deployment_to_completion(tmp_path):
             assert time.monotonic() < deadline, output.read_text()[-3000:]
             time.sleep(1)
         api_url = re.search(r"PREFECT_API_URL=(\S+)", output.read_text()).group(1)  # type: ignore[union-attr]
+        health = re.search(r"health (http://\S+/health)", output.read_text()).group(1)  # type: ignore[union-attr]
 
         run = subprocess.run(
             [str(Path(sys.executable).parent / "prefect"), "deployment", "run", "dms-ingestion/local", "--watch"],
@@ -60,6 +61,8 @@ async def test_make_serve_runs_the_local_deployment_to_completion(tmp_path):
         assert run.returncode == 0, (
             run.stdout[-2000:] + run.stderr[-2000:] + output.read_text()[-2000:]
         )
+        with urllib.request.urlopen(health, timeout=5) as answer:  # the worker's own probe
+            assert answer.status == 200
 
         async with PrefectClient(api=api_url) as client:
             deployments = {d.name: d for d in await client.read_deployments()}

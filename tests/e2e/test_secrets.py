@@ -1,5 +1,5 @@
 """Secrets never leave the process that needs them: the demo is run with a known database password
-and known AWS keys, then every line it printed, every log line and artifact the Prefect server holds
+and the AWS keys of an S3 that checks them, then every line it printed, every log line and artifact the Prefect server holds
 for its runs, and the flow runs' parameters and state messages are searched for them."""
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
+
+from sandbox.s3 import MotoS3Server
 
 pytestmark = pytest.mark.e2e
 
@@ -44,7 +46,6 @@ def api_post(api_url: str, path: str, body: dict[str, object]) -> list[dict[str,
 def test_demo_never_shows_the_database_password_or_the_aws_secret_key(postgres, tmp_path):
     password = "Pw;'" + secrets.token_urlsafe(12) + '"x'  # quotes and a semicolon on purpose
     role, database = f"secret_{secrets.token_hex(3)}", f"secret_{secrets.token_hex(3)}"
-    aws_secret = "AwsSecret" + secrets.token_hex(12)
     with psycopg.connect(postgres.dsn(), autocommit=True) as conn:
         conn.execute(
             sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD {}").format(
@@ -58,12 +59,15 @@ def test_demo_never_shows_the_database_password_or_the_aws_secret_key(postgres, 
         )
     quoted = urllib.parse.quote(password, safe="")
     dsn = f"postgresql://{role}:{quoted}@{postgres.host}:{postgres.port}/{database}"
+    s3_server = MotoS3Server().start()  # its own, so that the test knows the secret key
+    aws_secret = s3_server.secret_access_key
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "AWS_"))}
-    env["DEMO_AWS_SECRET_ACCESS_KEY"] = aws_secret
+    env.update(s3_server.credentials())
     out, err = tmp_path / "out.log", tmp_path / "err.log"
     with out.open("w") as stdout, err.open("w") as stderr:
         demo = subprocess.Popen(
-            [sys.executable, "-m", "demo", "--source-dsn", dsn, "--keep"],
+            [sys.executable, "-m", "demo", "--source-dsn", dsn, "--s3-endpoint", s3_server.url,
+             "--keep"],
             cwd=ROOT, env=env, stdout=stdout, stderr=stderr,
         )  # fmt: skip
     texts: list[str] = []
@@ -87,6 +91,7 @@ def test_demo_never_shows_the_database_password_or_the_aws_secret_key(postgres, 
     finally:
         demo.send_signal(signal.SIGINT)
         demo.wait(120)
+        s3_server.stop()
     texts += [out.read_text(), err.read_text()]
     everything = "\n".join(texts)
     assert "succeeded" in out.read_text()

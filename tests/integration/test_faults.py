@@ -201,6 +201,8 @@ def own_stack(tmp_path, monkeypatch, prefect_api):
         MotoS3Server() as s3_server,
     ):
         monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server.url)
+        for name, value in s3_server.credentials().items():
+            monkeypatch.setenv(name, value)
         with ThreadedLocalDms(state_dir=tmp_path / "localdms", transition_seconds=0.2) as localdms:
             monkeypatch.setenv("AWS_ENDPOINT_URL_DATABASE_MIGRATION_SERVICE", localdms.url)
             _get_client_cached.cache_clear()

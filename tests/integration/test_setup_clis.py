@@ -3,31 +3,45 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from psycopg import sql
 
 pytestmark = pytest.mark.integration
 
 
 def test_sample_data_and_provisioning_clis(source_db, localdms, s3, s3_server):
+    """As the setup service runs them: the source from libpq's variables (a password that a URL
+    would need encoded), and a bucket that does not exist yet."""
+    password = "p@ss:/w#%?"  # each of these breaks a URL unless encoded
+    role = f"setup_{secrets.token_hex(3)}"
+    source_db.execute(
+        sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)).as_string(None)
+    )  # fmt: skip
+    source_db.execute(
+        sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(source_db.name), sql.Identifier(role)).as_string(None)
+    )  # fmt: skip
+    server = source_db.server
     env = {
         **os.environ,
         "AWS_ENDPOINT_URL_DATABASE_MIGRATION_SERVICE": localdms.url,
         "AWS_ENDPOINT_URL_S3": s3_server.url,
-    }
-    s3.create_bucket(Bucket="postgres-repo")
+        "PGHOST": server.host, "PGPORT": str(server.port), "PGUSER": role,
+        "PGPASSWORD": password, "PGDATABASE": source_db.name,
+    }  # fmt: skip
 
     data = subprocess.run(
-        [sys.executable, "-m", "demo.bookings", "--dsn", source_db.dsn, "--scale", "small"],
+        [sys.executable, "-m", "demo.bookings", "--scale", "small"],
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
     assert data.returncode == 0, data.stderr
     assert "tickets 70,000" in data.stdout
     provisioned = subprocess.run(
-        [sys.executable, "-m", "sandbox.localdms_process", "--source-dsn", source_db.dsn, "--bucket", "postgres-repo"],
+        [sys.executable, "-m", "sandbox.localdms_process", "--bucket", "postgres-repo"],
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
     assert provisioned.returncode == 0, provisioned.stderr
@@ -37,7 +51,8 @@ def test_sample_data_and_provisioning_clis(source_db, localdms, s3, s3_server):
     )
     printed = dict(line.split("=", 1) for line in provisioned.stdout.splitlines())
     assert printed == example  # the fixed ARNs are the ones .env.example documents
-    assert source_db.server.password not in provisioned.stdout + provisioned.stderr
+    assert password not in provisioned.stdout + provisioned.stderr
+    assert s3.head_bucket(Bucket="postgres-repo")  # made by the CLI
 
 
 def test_setup_runs_again_without_failing_or_dropping_data(source_db, localdms, dms, s3, s3_server):

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from localdms.backend.queries import merge_settings
@@ -93,3 +95,14 @@ def test_merge_settings_is_deep_and_leaves_inputs_alone():
     merged = merge_settings(base, {"A": {"y": 3}, "C": [1]})
     assert merged == {"A": {"x": 1, "y": 3}, "B": 1, "C": [1]}
     assert base == {"A": {"x": 1, "y": 2}, "B": 1}
+
+
+def test_a_state_directory_it_cannot_write_is_refused_at_start_saying_what_to_do():
+    from localdms.store import Store
+
+    with pytest.raises(
+        ValueError, match="cannot write its state directory /sys/localdms"
+    ) as refused:
+        Store(Path("/sys/localdms"))  # not writable, not even by root
+    assert "chown" in str(refused.value)
+    assert "named volume" in str(refused.value)
