@@ -10,6 +10,7 @@ COPY localdms localdms
 COPY dms_spec dms_spec
 COPY flows flows
 COPY blocks blocks
+COPY work_pools work_pools
 COPY demo demo
 COPY sandbox sandbox
 COPY config config

@@ -1,0 +1,1 @@
+"""The scale-out work pools: Kubernetes and ECS base job templates (see ``templates.py``)."""
