@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import os
 import secrets
+import signal
 import sys
 import time
 import urllib.parse
@@ -92,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         "AWS_SECRET_ACCESS_KEY instead of a throwaway moto server",
     )
     args = parser.parse_args(argv)
+    # Ctrl-C stops everything, even when started from a shell that had SIGINT ignored (a
+    # background job), which Python would otherwise inherit.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     stages = Stages()
 
     if args.s3_endpoint and not (

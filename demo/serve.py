@@ -87,7 +87,7 @@ def write_keys_file(path: Path, keys: dict[str, str]) -> Path:
         >>> import tempfile
         >>> path = write_keys_file(Path(tempfile.mkdtemp()) / "k.env", {"AWS_ACCESS_KEY_ID": "id"})
         >>> path.read_text(), oct(path.stat().st_mode & 0o777)
-        ('export AWS_ACCESS_KEY_ID=id\n', '0o600')
+        ('export AWS_ACCESS_KEY_ID=id\\n', '0o600')
     """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -101,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--scale", choices=["small", "medium", "large"], default="small")
     args = parser.parse_args(argv)
+    # Ctrl-C (SIGINT) and SIGTERM stop everything, even when started from a shell that had
+    # SIGINT ignored (a background job), which Python would otherwise inherit.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     os.environ.update(AWS_DEFAULT_REGION="us-east-1")
 

@@ -6,7 +6,8 @@ Once started, the server authenticates every request (moto's ``reset-auth``, the
 ``secret_access_key``; ``credentials()`` gives them as environment variables) are accepted, so a
 client with the wrong keys fails with S3's ``InvalidAccessKeyId`` or ``SignatureDoesNotMatch``
 instead of passing. ``reset`` empties S3 through the API between tests (moto's own reset would
-also forget the IAM user).
+also forget the IAM user). A server started again (``stop`` then ``start``, as the fault tests do)
+has the same keys: moto's ids are drawn from a generator seeded per server.
 
 Example:
     >>> with MotoS3Server() as server:  # doctest: +SKIP
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -69,6 +71,7 @@ class MotoS3Server:
         self.check_keys = check_keys
         self.access_key_id = "any"
         self.secret_access_key = "any"  # noqa: S105 - replaced by the IAM user's key at start
+        self._seed = secrets.randbelow(2**31)
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> MotoS3Server:
@@ -90,6 +93,7 @@ class MotoS3Server:
             self.stop()
             raise TimeoutError(f"moto_server did not answer on {self.url} within {timeout} s")
         if self.check_keys:
+            self._moto_api(f"seed?a={self._seed}", b"")  # the same keys on every start
             self._create_user()
             self._moto_api("reset-auth", b"0")  # from now on, every request is authenticated
         return self
@@ -106,6 +110,8 @@ class MotoS3Server:
         iam.create_user(UserName=USER_NAME)
         iam.put_user_policy(UserName=USER_NAME, PolicyName="s3", PolicyDocument=json.dumps(POLICY))
         key = iam.create_access_key(UserName=USER_NAME)["AccessKey"]
+        if self.access_key_id != "any" and key["AccessKeyId"] != self.access_key_id:
+            raise RuntimeError("moto_server made other keys on this restart; clients would fail")
         self.access_key_id = key["AccessKeyId"]
         self.secret_access_key = key["SecretAccessKey"]
 
