@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help install test lint typecheck unit integration bench bench-peers demo serve audit clean
+.PHONY: help install test lint typecheck unit integration bench bench-peers demo serve image-check audit clean
 
 help:
 	@echo "make demo       the whole job on this machine: PostgreSQL -> localdms -> S3, with Prefect"
@@ -14,12 +14,13 @@ help:
 	@echo "make test       lint, type-check and run the whole test suite"
 	@echo "make bench      full-load (CSV, Parquet) against the COPY -> S3 pipe; CDC; orchestration"
 	@echo "make bench-peers  localdms against dlt and the COPY -> S3 pipe (installs dlt)"
+	@echo "make image-check  build the Docker image and run the Compose stack's commands in it"
 	@echo "make audit      pip-audit of the locked dependencies (needs PyPI's JSON API or OSV)"
 	@echo "make install    create .venv from uv.lock (with the developers' tools)"
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
-	.tools/bin/pip install --quiet uv
+	.tools/bin/pip install --quiet "uv==0.13.9"
 
 # Two environments in one .venv, each stamped: the demo's (local servers and the embedded
 # PostgreSQL, nothing else) and the developers' (the demo's plus the test and lint tools).
@@ -43,6 +44,11 @@ typecheck: install
 
 test: lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Needs a Docker engine (see README: With Docker Compose); makes the base image with debootstrap
+# when Docker Hub is unreachable.
+image-check: $(VENV)/.dev-installed
+	$(BIN)/python -m sandbox.image_check
 
 unit: install
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)

@@ -156,7 +156,7 @@ def s3_server() -> Iterator[MotoS3Server]:
 @pytest.fixture
 def s3(s3_server: MotoS3Server) -> Any:
     s3_server.reset()
-    return boto3.client("s3", endpoint_url=s3_server.url)
+    return boto3.client("s3", **s3_server.client_arguments())
 
 
 @pytest.fixture

@@ -213,7 +213,8 @@ def own_stack(tmp_path, monkeypatch, prefect_api):
                 "CREATE TABLE bookings.big AS SELECT g AS id, md5(g::text) AS label "
                 "FROM generate_series(1, 1500000) g"
             )
-            s3 = boto3.client("s3", endpoint_url=s3_server.url)
+            # This server's keys: boto3's default session keeps the first ones it read.
+            s3 = boto3.client("s3", **s3_server.client_arguments())
             dms = boto3.client("dms", endpoint_url=localdms.url)
             pipeline = provision(dms, s3, source, bucket="postgres-repo")
             monkeypatch.setenv("DMS_SOURCE_ENDPOINT_ARN", pipeline.source_arn)
