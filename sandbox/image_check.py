@@ -48,14 +48,6 @@ PREFIX = f"dms-image-check-{os.getpid()}"
 BUCKET = "postgres-repo"
 
 
-def docker(*args: str, check: bool = True, capture: bool = True) -> str:
-    """Run a docker command; its output, or an error with what it printed."""
-    result = subprocess.run(["docker", *args], capture_output=capture, text=True)
-    if check and result.returncode != 0:
-        raise RuntimeError(f"docker {' '.join(args[:3])} ... failed:\n{result.stderr[-3000:]}")
-    return result.stdout if capture else ""
-
-
 def step(text: str) -> None:
     print(f"==> {text}", flush=True)
 
@@ -64,7 +56,7 @@ def ensure_base_images() -> None:
     """Every ``FROM`` image of the Dockerfile: present, pulled, or made with debootstrap."""
     bases = set(re.findall(r"^FROM (\S+)", (ROOT / "Dockerfile").read_text(), re.M))
     for base in sorted(bases):
-        if docker("image", "inspect", base, check=False) or _pulled(base):
+        if _present(base) or _pulled(base):
             continue
         if not shutil.which("debootstrap"):
             raise RuntimeError(
@@ -73,6 +65,12 @@ def ensure_base_images() -> None:
             )
         step(f"making {base} with debootstrap (Docker Hub unreachable)")
         subprocess.run(["sh", str(ROOT / "docker" / "base-image.sh"), base], check=True)
+
+
+def _present(image: str) -> bool:
+    return (
+        subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0
+    )
 
 
 def _pulled(image: str) -> bool:
@@ -202,6 +200,10 @@ def main() -> int:
         assert "already there, not generated again" in second, second[-2000:]
         assert "reusing local-instance" in second, second[-2000:]
         assert postgres.password not in first + second, "setup printed the database password"
+        print(
+            "    second run: "
+            + next(line for line in second.splitlines() if "already there" in line)[:100]
+        )
 
         step("a worker from the image, with its health server")
         worker_env = {**app, "PREFECT_WORKER_WEBSERVER_PORT": str(health_port)}
@@ -214,6 +216,7 @@ def main() -> int:
             app, ["prefect", "deployment", "run", "dms-ingestion/local", "--watch"]
         )
         assert "COMPLETED" in watched.upper(), watched[-2000:]
+        print("    " + "\n    ".join(watched.strip().splitlines()[-2:]), flush=True)
     print(f"image-check passed in {time.monotonic() - started:.0f} s", flush=True)
     return 0
 
