@@ -29,6 +29,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "pnu_" + "k" * 36  # what the worker's own settings hold on Prefect Cloud
+CLOUD_API_URL = "https://api.prefect.cloud/api/accounts/a/workspaces/w"
 ENVIRONMENT = {
     "DMS_INGESTION_IMAGE": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/dms-ingestion:1.4.0",
     "AWS_REGION": "eu-west-1",
@@ -57,23 +58,31 @@ def flow_run() -> FlowRun:
     return FlowRun(id=uuid.uuid4(), flow_id=uuid.uuid4(), deployment_id=uuid.uuid4(), name="run")
 
 
+async def prepared(
+    kind: Any, template: dict[str, Any], variables: dict[str, Any], run: FlowRun
+) -> Any:
+    """The pool's job configuration for ``run``, as a worker on Prefect Cloud prepares it (its
+    settings hold the API URL and key)."""
+    with temporary_settings({PREFECT_API_URL: CLOUD_API_URL, PREFECT_API_KEY: API_KEY}):
+        configuration = await kind.from_template_and_values(template, variables)
+        configuration.prepare_for_flow_run(run)
+    return configuration
+
+
 def check_environment(env: dict[str, str]) -> None:
     for key in ("DMS_SOURCE_ENDPOINT_ARN", "DMS_TARGET_ENDPOINT_ARN", "DMS_REPLICATION_INSTANCE_ARN",
                 "AWS_REGION"):  # fmt: skip
         assert env[key] == ENVIRONMENT[key]
-    assert env["PREFECT_API_URL"] == "https://api.prefect.cloud/api/accounts/a/workspaces/w"
+    assert env["PREFECT_API_URL"] == CLOUD_API_URL
     assert "PREFECT__FLOW_RUN_ID" in env
 
 
 async def test_the_kubernetes_job_runs_the_image_with_secrets_from_the_cluster(monkeypatch):
     variables = job_variables("kubernetes", monkeypatch)
     run = flow_run()
-    with temporary_settings({PREFECT_API_URL: "https://api.prefect.cloud/api/accounts/a/workspaces/w",
-                             PREFECT_API_KEY: API_KEY}):  # fmt: skip
-        configuration = await KubernetesWorkerJobConfiguration.from_template_and_values(
-            kubernetes_template(), variables
-        )
-        configuration.prepare_for_flow_run(run)
+    configuration = await prepared(
+        KubernetesWorkerJobConfiguration, kubernetes_template(), variables, run
+    )
     # What the worker does before creating the Job when the API key lives in a Secret
     # (PREFECT_INTEGRATIONS_KUBERNETES_WORKER_API_KEY_SECRET_NAME / _KEY on the worker).
     await KubernetesWorker(work_pool_name="dms-kubernetes")._replace_api_key_with_secret(
@@ -119,12 +128,7 @@ async def test_the_ecs_task_runs_the_image_with_its_roles_and_the_key_from_secre
     monkeypatch.setenv("DMS_ECS_SUBNET_ID", subnet)
     variables = job_variables("ecs", monkeypatch)
     run = flow_run()
-    with temporary_settings({PREFECT_API_URL: "https://api.prefect.cloud/api/accounts/a/workspaces/w",
-                             PREFECT_API_KEY: API_KEY}):  # fmt: skip
-        configuration = await ECSJobConfiguration.from_template_and_values(
-            ecs_template(), variables
-        )
-        configuration.prepare_for_flow_run(run)
+    configuration = await prepared(ECSJobConfiguration, ecs_template(), variables, run)
     worker = ECSWorker(work_pool_name="dms-ecs")
     task_definition = worker._prepare_task_definition(configuration, "eu-west-1", run)
     request = worker._prepare_task_run_request(
