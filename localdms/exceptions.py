@@ -50,6 +50,14 @@ class S3ResourceNotFoundFault(DmsFault):
     """A specified Amazon S3 bucket, bucket folder, or other object can't be found."""
 
 
+class InvalidSubnet(DmsFault):
+    """The subnet provided isn't valid."""
+
+
+class ReplicationSubnetGroupDoesNotCoverEnoughAZs(DmsFault):
+    """The replication subnet group does not cover enough Availability Zones (at least two)."""
+
+
 class InvalidAction(DmsFault):
     """The operation is not one that localdms implements (AWS's generic code)."""
 

@@ -10,7 +10,9 @@ from localdms.exceptions import InvalidParameterValueException
 
 _IDENTIFIER = re.compile(r"^[A-Za-z](?!.*--)[A-Za-z0-9-]*(?<!-)$")
 _BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-_ARN = re.compile(r"^arn:aws[a-z-]*:dms:[a-z0-9-]+:\d{12}:(task|endpoint|rep):[A-Za-z0-9-]+$")
+_ARN = re.compile(
+    r"^arn:aws[a-z-]*:dms:[a-z0-9-]+:\d{12}:(task|endpoint|rep|subgrp):[A-Za-z0-9._ -]+$"
+)
 
 IDENTIFIER_RULE = (
     "Identifiers must begin with a letter; must contain only ASCII letters, digits, and hyphens; "
@@ -58,6 +60,7 @@ def make_arn(region: str, account: str, kind: str, resource_id: str) -> str:
 
 
 def arn_kind(arn: str) -> str | None:
-    """The resource type of a well-formed DMS ARN (``task``/``endpoint``/``rep``), else None."""
+    """The resource type of a well-formed DMS ARN (``task``/``endpoint``/``rep``/``subgrp``), else
+    None."""
     match = _ARN.match(arn)
     return match.group(1) if match else None

@@ -2,10 +2,12 @@
 
 Where things are (a family per module, composed here as moto composes its large services):
 
-- ``resources.py``: the resources and their transitions (the only writers of status fields);
+- ``resources.py``: the resources and their transitions (the only writers of status fields), and
+  ``table_statistics.py`` a task's tables;
 - ``persistence.py``: what is saved, when, and what a restart finds;
-- ``endpoints.py``, ``instances.py``, ``tasks.py``, ``tables.py``, ``tags.py``: the operations, one
-  public method each, named as in the API, taking the request's members as keyword arguments
+- ``endpoints.py``, ``instances.py``, ``subnet_groups.py``, ``tasks.py``, ``tables.py``,
+  ``tags.py``: the operations, one public method each, named as in the API, taking the request's
+  members as keyword arguments
   (``localdms/responses.py`` checks each request against the botocore model first); each checks
   existence and status (raising DMS's fault), makes the transition, persists and returns the
   response body; ``shapes.py`` types the structured members;

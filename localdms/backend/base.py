@@ -16,6 +16,7 @@ from localdms.backend.resources import (
     Connection,
     Endpoint,
     ReplicationInstance,
+    ReplicationSubnetGroup,
     ReplicationTask,
 )
 from localdms.backend.shapes import Tag
@@ -86,6 +87,10 @@ class BackendBase:
         return self.state.instances
 
     @property
+    def subnet_groups(self) -> dict[str, ReplicationSubnetGroup]:
+        return self.state.subnet_groups
+
+    @property
     def tasks(self) -> dict[str, ReplicationTask]:
         return self.state.tasks
 
@@ -119,7 +124,9 @@ class BackendBase:
         """Apply due transitions; drop resources whose deletion finished."""
         now = time.time()
         changed = False
-        collections: tuple[dict[str, Any], ...] = (self.endpoints, self.instances, self.tasks)
+        collections: tuple[dict[str, Any], ...] = (
+            self.endpoints, self.instances, self.tasks, self.subnet_groups
+        )  # fmt: skip
         for collection in collections:
             for arn, resource in list(collection.items()):
                 if resource.advance(now):

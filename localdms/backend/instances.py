@@ -4,14 +4,17 @@ DeleteReplicationInstance. An instance is ``creating`` for ``transition_seconds`
 
 from __future__ import annotations
 
+import re
 import time
+import uuid
 from typing import Any
 
 from dms_spec.status import InstanceStatus
-from localdms.backend.base import BackendBase, ignores
+from localdms.backend.base import ignores
 from localdms.backend.queries import filtered, paginate, with_marker
 from localdms.backend.resources import GONE, ReplicationInstance
 from localdms.backend.shapes import Filter, Tag
+from localdms.backend.subnet_groups import DEFAULT_GROUP, SubnetGroupBackend
 from localdms.exceptions import (
     InvalidParameterValueException,
     InvalidResourceStateFault,
@@ -20,32 +23,44 @@ from localdms.exceptions import (
 from localdms.identifiers import validate_identifier
 
 
-class InstanceBackend(BackendBase):
+class InstanceBackend(SubnetGroupBackend):
     """The replication-instance operations."""
 
-    @ignores(
-        "VpcSecurityGroupIds", "AvailabilityZone", "ReplicationSubnetGroupIdentifier",
-        "PreferredMaintenanceWindow", "AutoMinorVersionUpgrade", "KmsKeyId", "DnsNameServers",
-        "NetworkType", "KerberosAuthenticationSettings",
-    )  # fmt: skip
+    def _instance_api(self, instance: ReplicationInstance) -> dict[str, Any]:
+        return instance.to_api(self._subnet_group(instance.subnet_group).to_api())
+
+    def _default_kms_key(self) -> str:
+        """The account's DMS key in this region, as DMS names it when no KmsKeyId is given."""
+        key = uuid.uuid5(uuid.NAMESPACE_URL, f"localdms:{self.account_id}:{self.region}:aws/dms")
+        return f"arn:aws:kms:{self.region}:{self.account_id}:key/{key}"
+
+    @ignores("KerberosAuthenticationSettings")
     def create_replication_instance(
         self,
         *,
         replication_instance_identifier: str,
         replication_instance_class: str,
         allocated_storage: int | None = None,
+        vpc_security_group_ids: list[str] | None = None,
+        availability_zone: str | None = None,
+        replication_subnet_group_identifier: str | None = None,
+        preferred_maintenance_window: str | None = None,
         multi_az: bool = False,
         engine_version: str | None = None,
+        auto_minor_version_upgrade: bool = True,
         tags: list[Tag] | None = None,
+        kms_key_id: str | None = None,
         publicly_accessible: bool = False,
+        dns_name_servers: str | None = None,
         resource_identifier: str | None = None,
+        network_type: str | None = None,
     ) -> dict[str, Any]:
         """CreateReplicationInstance.
 
-        Ignores what places and secures an instance on AWS (nothing runs on it here):
-        VpcSecurityGroupIds, AvailabilityZone, ReplicationSubnetGroupIdentifier,
-        PreferredMaintenanceWindow, AutoMinorVersionUpgrade, KmsKeyId, DnsNameServers,
-        NetworkType, KerberosAuthenticationSettings.
+        Every placement and security member is kept and returned as given (nothing runs on an
+        instance here: runs are threads of the server); the subnet group must exist (``default``
+        when none is named), and the Availability Zone defaults to its first subnet's. Ignores
+        KerberosAuthenticationSettings (a source or target with Kerberos is not supported).
         """
         with self.lock:
             self._advance()
@@ -58,6 +73,8 @@ class InstanceBackend(BackendBase):
                 raise ResourceAlreadyExistsFault(
                     f"Replication instance {identifier} already exists."
                 )
+            group = self._subnet_group(replication_subnet_group_identifier or DEFAULT_GROUP)
+            zones = group.availability_zones()
             instance = ReplicationInstance(
                 arn=self._arn("rep", resource_identifier),
                 identifier=identifier,
@@ -68,6 +85,21 @@ class InstanceBackend(BackendBase):
                 engine_version=engine_version or "3.5.3",
                 publicly_accessible=publicly_accessible,
                 multi_az=multi_az,
+                subnet_group=group.identifier,
+                availability_zone=availability_zone or zones[0],
+                secondary_availability_zone=(
+                    next(z for z in zones if z != (availability_zone or zones[0]))
+                    if multi_az
+                    else None
+                ),
+                vpc_security_group_ids=list(vpc_security_group_ids or [DEFAULT_SECURITY_GROUP]),
+                preferred_maintenance_window=_maintenance_window(
+                    preferred_maintenance_window or "sun:06:00-sun:06:30"
+                ),
+                auto_minor_version_upgrade=auto_minor_version_upgrade,
+                kms_key_id=kms_key_id or self._default_kms_key(),
+                network_type=_network_type(network_type or "IPV4"),
+                dns_name_servers=dns_name_servers,
             )
             instance.schedule(
                 InstanceStatus.CREATING, InstanceStatus.AVAILABLE, self.transition_seconds
@@ -75,7 +107,7 @@ class InstanceBackend(BackendBase):
             self.instances[instance.arn] = instance
             self._set_tags(instance.arn, tags)
             self._save()
-            return {"ReplicationInstance": instance.to_api()}
+            return {"ReplicationInstance": self._instance_api(instance)}
 
     def describe_replication_instances(
         self,
@@ -100,7 +132,9 @@ class InstanceBackend(BackendBase):
                 what="replication instances",
             )
             page, next_marker = paginate(items, max_records, marker)
-            return with_marker({"ReplicationInstances": [i.to_api() for i in page]}, next_marker)
+            return with_marker(
+                {"ReplicationInstances": [self._instance_api(i) for i in page]}, next_marker
+            )
 
     def delete_replication_instance(self, *, replication_instance_arn: str) -> dict[str, Any]:
         """DeleteReplicationInstance (every request member is acted on)."""
@@ -117,4 +151,29 @@ class InstanceBackend(BackendBase):
             for key in [k for k in self.connections if k[1] == instance.arn]:
                 del self.connections[key]
             self._save()
-            return {"ReplicationInstance": instance.to_api()}
+            return {"ReplicationInstance": self._instance_api(instance)}
+
+
+DEFAULT_SECURITY_GROUP = "sg-localdmsdefault"
+"""The VPC's default security group, which DMS uses when no VpcSecurityGroupIds are given."""
+_WINDOW = re.compile(
+    r"^(mon|tue|wed|thu|fri|sat|sun):\d{2}:\d{2}-(mon|tue|wed|thu|fri|sat|sun):\d{2}:\d{2}$"
+)
+
+
+def _maintenance_window(value: str) -> str:
+    window = value.lower()
+    if not _WINDOW.match(window):
+        raise InvalidParameterValueException(
+            f"PreferredMaintenanceWindow {value!r} is not valid: use ddd:hh24:mi-ddd:hh24:mi, "
+            "e.g. sun:06:00-sun:06:30."
+        )
+    return window
+
+
+def _network_type(value: str) -> str:
+    if value not in ("IPV4", "DUAL"):
+        raise InvalidParameterValueException(
+            f"NetworkType {value!r} is not valid; use IPV4 or DUAL."
+        )
+    return value

@@ -18,9 +18,10 @@ from localdms.backend.resources import (
     Connection,
     Endpoint,
     ReplicationInstance,
+    ReplicationSubnetGroup,
     ReplicationTask,
-    TableStatistics,
 )
+from localdms.backend.table_statistics import TableStatistics
 from localdms.store import Store
 
 TABLE_SAVE_INTERVAL_SECONDS = 1.0
@@ -32,6 +33,8 @@ class State:
 
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
     instances: dict[str, ReplicationInstance] = field(default_factory=dict)
+    subnet_groups: dict[str, ReplicationSubnetGroup] = field(default_factory=dict)
+    """By ARN (``...:subgrp:<identifier>``)."""
     tasks: dict[str, ReplicationTask] = field(default_factory=dict)
     connections: dict[tuple[str, str], Connection] = field(default_factory=dict)
     tags: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -55,6 +58,9 @@ class Persistence:
         for raw in raw_state.get("instances", []):
             instance = ReplicationInstance(**raw)
             state.instances[instance.arn] = instance
+        for raw in raw_state.get("subnet_groups", []):
+            group = ReplicationSubnetGroup(**raw)
+            state.subnet_groups[group.arn] = group
         for raw in raw_state.get("connections", []):
             connection = Connection(**raw)
             state.connections[(connection.endpoint_arn, connection.instance_arn)] = connection
@@ -76,6 +82,7 @@ class Persistence:
             {
                 "endpoints": [asdict(e) for e in state.endpoints.values()],
                 "instances": [asdict(i) for i in state.instances.values()],
+                "subnet_groups": [asdict(g) for g in state.subnet_groups.values()],
                 "connections": [asdict(c) for c in state.connections.values()],
                 "tasks": [asdict(t) for t in state.tasks.values()],
                 "tags": state.tags,

@@ -11,7 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from dms_spec.status import StopReason
-from localdms.backend.resources import ReplicationTask, TableStatistics, table_key
+from localdms.backend.resources import ReplicationTask
+from localdms.backend.table_statistics import TableStatistics, table_key
 from localdms.table_mappings import TablePlan
 
 if TYPE_CHECKING:

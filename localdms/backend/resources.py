@@ -23,6 +23,7 @@ from dms_spec.status import (
     TableState,
     TaskStatus,
 )
+from localdms.backend.table_statistics import TableStatistics
 from localdms.endpoint_settings import PostgresSource, S3Target
 
 GONE = "__gone__"
@@ -92,27 +93,89 @@ class Endpoint(Resource):
 
 
 @dataclass
+class ReplicationSubnetGroup(Resource):
+    """Subnets of one VPC in two or more Availability Zones, where instances are placed.
+
+    localdms has no EC2: a subnet's Availability Zone is the region and a letter by its place in
+    the group (``a``, ``b``, ...), and the VPC is ``vpc-localdms``.
+    """
+
+    description: str = ""
+    vpc_id: str = "vpc-localdms"
+    subnets: list[list[str]] = field(default_factory=list)
+    """[subnet id, Availability Zone] pairs, in the order given."""
+
+    def availability_zones(self) -> list[str]:
+        return [zone for _, zone in self.subnets]
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "ReplicationSubnetGroupIdentifier": self.identifier,
+            "ReplicationSubnetGroupDescription": self.description,
+            "VpcId": self.vpc_id,
+            "SubnetGroupStatus": self.status,
+            "Subnets": [
+                {
+                    "SubnetIdentifier": subnet,
+                    "SubnetAvailabilityZone": {"Name": zone},
+                    "SubnetStatus": "Active",
+                }
+                for subnet, zone in self.subnets
+            ],
+            "SupportedNetworkTypes": ["IPV4", "DUAL"],
+            "IsReadOnly": False,
+        }
+
+
+@dataclass
 class ReplicationInstance(Resource):
+    """A replication instance, echoing every placement and security setting it was given."""
+
     instance_class: str = ""
     allocated_storage: int = 50
     engine_version: str = "3.5.3"
     publicly_accessible: bool = False
     multi_az: bool = False
+    subnet_group: str = "default"
+    availability_zone: str = ""
+    secondary_availability_zone: str | None = None
+    vpc_security_group_ids: list[str] = field(default_factory=list)
+    preferred_maintenance_window: str = "sun:06:00-sun:06:30"
+    auto_minor_version_upgrade: bool = True
+    kms_key_id: str = ""
+    network_type: str = "IPV4"
+    dns_name_servers: str | None = None
 
-    def to_api(self) -> dict[str, Any]:
-        return {
+    def to_api(self, subnet_group: Mapping[str, Any]) -> dict[str, Any]:
+        """The instance as DescribeReplicationInstances returns it, with its subnet group's shape."""
+        body: dict[str, Any] = {
             "ReplicationInstanceIdentifier": self.identifier,
             "ReplicationInstanceClass": self.instance_class,
             "ReplicationInstanceStatus": self.status,
             "AllocatedStorage": self.allocated_storage,
             "InstanceCreateTime": self.created,
-            "ReplicationInstanceArn": self.arn,
-            "EngineVersion": self.engine_version,
-            "PubliclyAccessible": self.publicly_accessible,
+            "VpcSecurityGroups": [
+                {"VpcSecurityGroupId": group, "Status": "active"}
+                for group in self.vpc_security_group_ids
+            ],
+            "AvailabilityZone": self.availability_zone,
+            "ReplicationSubnetGroup": dict(subnet_group),
+            "PreferredMaintenanceWindow": self.preferred_maintenance_window,
+            "PendingModifiedValues": {},
             "MultiAZ": self.multi_az,
-            "AvailabilityZone": "localdms-1a",
-            "AutoMinorVersionUpgrade": True,
+            "EngineVersion": self.engine_version,
+            "AutoMinorVersionUpgrade": self.auto_minor_version_upgrade,
+            "KmsKeyId": self.kms_key_id,
+            "ReplicationInstanceArn": self.arn,
+            "ReplicationInstancePrivateIpAddresses": ["127.0.0.1"],
+            "PubliclyAccessible": self.publicly_accessible,
+            "NetworkType": self.network_type,
         }
+        if self.secondary_availability_zone:
+            body["SecondaryAvailabilityZone"] = self.secondary_availability_zone
+        if self.dns_name_servers:
+            body["DnsNameServers"] = self.dns_name_servers
+        return body
 
 
 @dataclass
@@ -134,110 +197,6 @@ class Connection(Resource):
         }
         if self.status == ConnectionStatus.FAILED:
             body["LastFailureMessage"] = self.last_failure_message
-        return body
-
-
-@dataclass
-class TableStatistics:
-    """One table's statistics; the API fields plus the row estimate used for progress."""
-
-    schema_name: str
-    table_name: str
-    state: str = TableState.BEFORE_LOAD
-    full_load_rows: int = 0
-    start_time: float | None = None
-    end_time: float | None = None
-    reloaded: bool = False
-    last_update: float = 0.0
-    estimated_rows: int = 0
-    error: str = ""
-    inserts: int = 0
-    updates: int = 0
-    deletes: int = 0
-    ddls: int = 0
-    applied_inserts: int = 0
-    applied_updates: int = 0
-    applied_deletes: int = 0
-    applied_ddls: int = 0
-
-    def queue(self, estimated_rows: int, now: float) -> None:
-        """A run is about to load it (a completed table of a resumed run stays completed)."""
-        self.estimated_rows = estimated_rows
-        if self.state != TableState.COMPLETED:
-            self.reloaded = self.state != TableState.BEFORE_LOAD
-            self.state = TableState.BEFORE_LOAD
-            self.full_load_rows = 0
-            self.start_time = self.end_time = None
-        self.last_update = now
-
-    def start_load(self, now: float) -> None:
-        self.state = TableState.FULL_LOAD
-        self.start_time = self.last_update = now
-
-    def rows_loaded(self, rows: int, now: float) -> None:
-        self.full_load_rows = rows
-        self.last_update = now
-
-    def complete(self, rows: int, now: float) -> None:
-        self.state = TableState.COMPLETED
-        self.full_load_rows = rows
-        self.end_time = self.last_update = now
-
-    def fail(self, message: str, now: float) -> None:
-        self.state = TableState.ERROR
-        self.error = message
-        self.end_time = self.last_update = now
-
-    def reload(self, now: float) -> None:
-        """ReloadTables accepted it: it loads again within the running task."""
-        self.state = TableState.RELOADING
-        self.reloaded = True
-        self.full_load_rows = 0
-        self.error = ""
-        self.last_update = now
-
-    def interrupt(self, message: str) -> None:
-        """Its load stopped half way: an error (after a crash) or queued again (after a stop)."""
-        if self.state == TableState.FULL_LOAD:
-            if message:
-                self.state, self.error = TableState.ERROR, message
-            else:
-                self.state, self.full_load_rows = TableState.BEFORE_LOAD, 0
-
-    def add_changes(self, numbers: Mapping[str, int], applied: bool, now: float) -> None:
-        """Add I/U/D/DDL counts to ``inserts``... (captured) or ``applied_inserts``... (in S3)."""
-        prefix = "applied_" if applied else ""
-        for name, op in (("inserts", "I"), ("updates", "U"), ("deletes", "D"), ("ddls", "DDL")):
-            setattr(self, prefix + name, getattr(self, prefix + name) + numbers[op])
-        self.last_update = now
-
-    def to_api(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "SchemaName": self.schema_name,
-            "TableName": self.table_name,
-            "Inserts": self.inserts,
-            "Deletes": self.deletes,
-            "Updates": self.updates,
-            "Ddls": self.ddls,
-            "AppliedInserts": self.applied_inserts,
-            "AppliedDeletes": self.applied_deletes,
-            "AppliedUpdates": self.applied_updates,
-            "AppliedDdls": self.applied_ddls,
-            "FullLoadRows": self.full_load_rows,
-            "FullLoadCondtnlChkFailedRows": 0,
-            "FullLoadErrorRows": 0,
-            "FullLoadReloaded": self.reloaded,
-            "LastUpdateTime": self.last_update,
-            "TableState": self.state,
-            "ValidationPendingRecords": 0,
-            "ValidationFailedRecords": 0,
-            "ValidationSuspendedRecords": 0,
-            "ValidationState": "Not enabled",
-        }
-        if self.start_time is not None:
-            body["FullLoadStartTime"] = self.start_time
-        if self.end_time is not None:
-            body["FullLoadEndTime"] = self.end_time
         return body
 
 
@@ -404,7 +363,3 @@ class ReplicationTask(Resource):
         if self.has_run:
             body["ReplicationTaskStats"] = self.stats(now)
         return body
-
-
-def table_key(schema: str, table: str) -> str:
-    return f"{schema}\x00{table}"

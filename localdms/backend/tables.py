@@ -8,8 +8,8 @@ from typing import Any
 from dms_spec.lifecycle import RELOADABLE
 from localdms.backend.base import BackendBase
 from localdms.backend.queries import filtered, paginate, with_marker
-from localdms.backend.resources import table_key
 from localdms.backend.shapes import Filter, TableToReload
+from localdms.backend.table_statistics import table_key
 from localdms.exceptions import (
     InvalidParameterValueException,
     InvalidResourceStateFault,

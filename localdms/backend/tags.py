@@ -16,7 +16,8 @@ class TagBackend(BackendBase):
     def _resource_exists(self, arn: str) -> None:
         if arn_kind(arn) is None:
             raise InvalidParameterValueException(f"{arn!r} is not a valid DMS resource ARN.")
-        if arn not in self.tasks and arn not in self.endpoints and arn not in self.instances:
+        if not any(arn in family for family in (self.tasks, self.endpoints, self.instances,
+                                                 self.subnet_groups)):  # fmt: skip
             raise ResourceNotFoundFault(f"Resource {arn} not found.")
 
     def add_tags_to_resource(self, *, resource_arn: str, tags: list[Tag]) -> dict[str, Any]:

@@ -14,7 +14,8 @@ from botocore import xform_name
 
 from dms_spec.status import StopReason, TableState, TaskStatus
 from localdms.backend import DmsBackend
-from localdms.backend.resources import ReplicationTask, TableStatistics
+from localdms.backend.resources import ReplicationTask
+from localdms.backend.table_statistics import TableStatistics
 from localdms.exceptions import (
     InvalidAction,
     InvalidParameterCombinationException,
