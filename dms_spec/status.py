@@ -87,6 +87,7 @@ class InstanceStatus(StrEnum):
 
     CREATING = "creating"
     AVAILABLE = "available"
+    MODIFYING = "modifying"
     DELETING = "deleting"
 
 

@@ -42,6 +42,7 @@ SUPPORTED = (
     "DescribeConnections",
     "CreateReplicationInstance",
     "DescribeReplicationInstances",
+    "ModifyReplicationInstance",
     "DeleteReplicationInstance",
     "CreateReplicationSubnetGroup",
     "DescribeReplicationSubnetGroups",

@@ -16,6 +16,7 @@ from localdms.backend.resources import GONE, ReplicationInstance
 from localdms.backend.shapes import Filter, Tag
 from localdms.backend.subnet_groups import DEFAULT_GROUP, SubnetGroupBackend
 from localdms.exceptions import (
+    InvalidParameterCombinationException,
     InvalidParameterValueException,
     InvalidResourceStateFault,
     ResourceAlreadyExistsFault,
@@ -109,6 +110,72 @@ class InstanceBackend(SubnetGroupBackend):
             self._save()
             return {"ReplicationInstance": self._instance_api(instance)}
 
+    @ignores("KerberosAuthenticationSettings")
+    def modify_replication_instance(
+        self,
+        *,
+        replication_instance_arn: str,
+        allocated_storage: int | None = None,
+        apply_immediately: bool = False,
+        replication_instance_class: str | None = None,
+        vpc_security_group_ids: list[str] | None = None,
+        preferred_maintenance_window: str | None = None,
+        multi_az: bool | None = None,
+        engine_version: str | None = None,
+        allow_major_version_upgrade: bool = False,
+        auto_minor_version_upgrade: bool | None = None,
+        replication_instance_identifier: str | None = None,
+        network_type: str | None = None,
+    ) -> dict[str, Any]:
+        """ModifyReplicationInstance.
+
+        Only an ``available`` instance can be modified. The class, storage, Multi-AZ, engine
+        version and network type change at once with ApplyImmediately, else they wait in
+        PendingModifiedValues (localdms has no maintenance window: the next modify with
+        ApplyImmediately applies them); the rest changes at once. An engine version of another
+        major version (3.4 → 3.5) needs AllowMajorVersionUpgrade, and none may go back. Ignores
+        KerberosAuthenticationSettings, as CreateReplicationInstance does.
+        """
+        with self.lock:
+            self._advance()
+            instance = self._instance(replication_instance_arn)
+            if instance.status != InstanceStatus.AVAILABLE:
+                raise InvalidResourceStateFault(
+                    f"Replication instance {instance.arn} is {instance.status}; it can be "
+                    "modified only when available."
+                )
+            changes: dict[str, Any] = {}
+            if replication_instance_identifier is not None:
+                identifier = validate_identifier(
+                    "ReplicationInstanceIdentifier", replication_instance_identifier, 63
+                ).lower()
+                if identifier != instance.identifier and self._identifier_taken(
+                    self.instances, identifier
+                ):
+                    raise ResourceAlreadyExistsFault(
+                        f"Replication instance {identifier} already exists."
+                    )
+                changes["ReplicationInstanceIdentifier"] = identifier
+            if engine_version is not None:
+                _check_engine_change(instance.engine_version, engine_version,
+                                     allow_major_version_upgrade)  # fmt: skip
+            given = {
+                "AllocatedStorage": allocated_storage,
+                "ReplicationInstanceClass": replication_instance_class,
+                "VpcSecurityGroupIds": vpc_security_group_ids,
+                "PreferredMaintenanceWindow": preferred_maintenance_window
+                and _maintenance_window(preferred_maintenance_window),
+                "MultiAZ": multi_az,
+                "EngineVersion": engine_version,
+                "AutoMinorVersionUpgrade": auto_minor_version_upgrade,
+                "NetworkType": network_type and _network_type(network_type),
+            }
+            changes.update({k: v for k, v in given.items() if v is not None})
+            zones = self._subnet_group(instance.subnet_group).availability_zones()
+            instance.modify(changes, apply_immediately, zones, self.transition_seconds)
+            self._save()
+            return {"ReplicationInstance": self._instance_api(instance)}
+
     def describe_replication_instances(
         self,
         *,
@@ -177,3 +244,26 @@ def _network_type(value: str) -> str:
             f"NetworkType {value!r} is not valid; use IPV4 or DUAL."
         )
     return value
+
+
+def _version(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split("."))
+    except ValueError as exc:
+        raise InvalidParameterValueException(
+            f"EngineVersion {text!r} is not valid: use a version such as 3.5.4."
+        ) from exc
+
+
+def _check_engine_change(current: str, wanted: str, allow_major: bool) -> None:
+    """DMS's rules for an engine version change (its major version is the first two numbers)."""
+    old, new = _version(current), _version(wanted)
+    if new < old:
+        raise InvalidParameterValueException(
+            f"Cannot downgrade the replication instance engine from {current} to {wanted}."
+        )
+    if new[:2] != old[:2] and not allow_major:
+        raise InvalidParameterCombinationException(
+            f"Upgrading the engine from {current} to {wanted} is a major version upgrade: set "
+            "AllowMajorVersionUpgrade to true."
+        )

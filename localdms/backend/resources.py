@@ -13,11 +13,12 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from dms_spec.lifecycle import RUNNING_STATES, last_error
 from dms_spec.status import (
     ConnectionStatus,
+    InstanceStatus,
     MigrationType,
     StopReason,
     TableState,
@@ -145,6 +146,50 @@ class ReplicationInstance(Resource):
     kms_key_id: str = ""
     network_type: str = "IPV4"
     dns_name_servers: str | None = None
+    pending_modified: dict[str, Any] = field(default_factory=dict)
+    """PendingModifiedValues: changes kept for the maintenance window (ApplyImmediately false)."""
+
+    DEFERRABLE: ClassVar[dict[str, str]] = {
+        "ReplicationInstanceClass": "instance_class",
+        "AllocatedStorage": "allocated_storage",
+        "MultiAZ": "multi_az",
+        "EngineVersion": "engine_version",
+        "NetworkType": "network_type",
+    }
+    """The changes DMS applies in the maintenance window unless told ApplyImmediately."""
+
+    def modify(
+        self, changes: Mapping[str, Any], apply_now: bool, zones: list[str], delay: float
+    ) -> None:
+        """ModifyReplicationInstance's transition: ``modifying``, then ``available``.
+
+        Args:
+            changes: API member → new value (only the members given).
+            apply_now: ApplyImmediately; otherwise DEFERRABLE changes wait in
+                PendingModifiedValues (localdms has no maintenance window: a later modify with
+                ApplyImmediately applies them).
+            zones: the subnet group's Availability Zones (for a Multi-AZ standby).
+            delay: how long ``modifying`` shows.
+        """
+        deferred = {k: v for k, v in changes.items() if k in self.DEFERRABLE}
+        if apply_now:
+            for member, value in {**self.pending_modified, **deferred}.items():
+                setattr(self, self.DEFERRABLE[member], value)
+            self.pending_modified = {}
+        else:
+            self.pending_modified.update(deferred)
+        immediate = {
+            "ReplicationInstanceIdentifier": "identifier",
+            "VpcSecurityGroupIds": "vpc_security_group_ids",
+            "PreferredMaintenanceWindow": "preferred_maintenance_window",
+            "AutoMinorVersionUpgrade": "auto_minor_version_upgrade",
+        }
+        for member, attribute in immediate.items():
+            if member in changes:
+                setattr(self, attribute, changes[member])
+        standby = [zone for zone in zones if zone != self.availability_zone]
+        self.secondary_availability_zone = standby[0] if self.multi_az and standby else None
+        self.schedule(InstanceStatus.MODIFYING, InstanceStatus.AVAILABLE, delay)
 
     def to_api(self, subnet_group: Mapping[str, Any]) -> dict[str, Any]:
         """The instance as DescribeReplicationInstances returns it, with its subnet group's shape."""
@@ -161,7 +206,7 @@ class ReplicationInstance(Resource):
             "AvailabilityZone": self.availability_zone,
             "ReplicationSubnetGroup": dict(subnet_group),
             "PreferredMaintenanceWindow": self.preferred_maintenance_window,
-            "PendingModifiedValues": {},
+            "PendingModifiedValues": dict(self.pending_modified),
             "MultiAZ": self.multi_az,
             "EngineVersion": self.engine_version,
             "AutoMinorVersionUpgrade": self.auto_minor_version_upgrade,

@@ -1,6 +1,7 @@
 """Replication instances and subnet groups as Terraform's provider creates and reads them
 (``aws_dms_replication_subnet_group``, ``aws_dms_replication_instance``): every requested value
-comes back, a default subnet group when none is named, and DMS's refusals."""
+comes back, a default subnet group when none is named, modifications deferred or applied as DMS
+does them, and DMS's refusals."""
 
 from __future__ import annotations
 
@@ -140,3 +141,47 @@ def test_an_instance_without_a_group_gets_the_default_one_and_a_missing_group_is
             PreferredMaintenanceWindow="sunday 6am",
         )  # fmt: skip
     assert code_of(bad_window) == "InvalidParameterValueException"
+
+
+def test_modify_defers_what_dms_defers_and_applies_it_immediately_when_asked(dms):
+    arn = dms.create_replication_instance(
+        ReplicationInstanceIdentifier="grow", ReplicationInstanceClass="dms.t3.micro",
+        EngineVersion="3.4.7",
+    )["ReplicationInstance"]["ReplicationInstanceArn"]  # fmt: skip
+    with pytest.raises(botocore.exceptions.ClientError) as creating:
+        dms.modify_replication_instance(ReplicationInstanceArn=arn, AllocatedStorage=100)
+    assert code_of(creating) == "InvalidResourceStateFault"  # only an available one
+    available = {"Filters": [{"Name": "replication-instance-arn", "Values": [arn]}],
+                 "WaiterConfig": FAST_WAITER}  # fmt: skip
+    dms.get_waiter("replication_instance_available").wait(**available)
+
+    # Terraform's default (apply_immediately = false): the class waits for the window.
+    later = dms.modify_replication_instance(
+        ReplicationInstanceArn=arn, ReplicationInstanceClass="dms.c5.large",
+        PreferredMaintenanceWindow="wed:01:00-wed:01:30",
+    )["ReplicationInstance"]  # fmt: skip
+    assert later["ReplicationInstanceStatus"] == "modifying"
+    assert later["ReplicationInstanceClass"] == "dms.t3.micro"
+    assert later["PendingModifiedValues"] == {"ReplicationInstanceClass": "dms.c5.large"}
+    assert later["PreferredMaintenanceWindow"] == "wed:01:00-wed:01:30"  # at once
+    dms.get_waiter("replication_instance_available").wait(**available)
+
+    for request, code in (
+        ({"EngineVersion": "3.4.6"}, "InvalidParameterValueException"),  # a downgrade
+        ({"EngineVersion": "3.5.4"}, "InvalidParameterCombinationException"),  # a major one
+    ):
+        with pytest.raises(botocore.exceptions.ClientError) as refused:
+            dms.modify_replication_instance(ReplicationInstanceArn=arn, **request)
+        assert code_of(refused) == code
+
+    now = dms.modify_replication_instance(
+        ReplicationInstanceArn=arn, ApplyImmediately=True, AllocatedStorage=200,
+        EngineVersion="3.5.4", AllowMajorVersionUpgrade=True, MultiAZ=True,
+    )["ReplicationInstance"]  # fmt: skip
+    assert now["PendingModifiedValues"] == {}
+    assert (now["ReplicationInstanceClass"], now["AllocatedStorage"], now["EngineVersion"]) == (
+        "dms.c5.large", 200, "3.5.4",
+    )  # fmt: skip
+    assert now["MultiAZ"] is True
+    assert now["SecondaryAvailabilityZone"] != now["AvailabilityZone"]
+    dms.get_waiter("replication_instance_available").wait(**available)
