@@ -42,6 +42,15 @@ def main(argv: list[str] | None = None) -> int:
         help="how long creating/starting/modifying/deleting/testing stay visible (default 1)",
     )
     serve.add_argument(
+        "--min-running-seconds",
+        type=float,
+        default=float(os.environ["LOCALDMS_MIN_RUNNING_SECONDS"])
+        if os.environ.get("LOCALDMS_MIN_RUNNING_SECONDS")
+        else None,
+        help="how long a full load shows running at least (default: --transition-seconds); "
+        "Terraform's start_replication_task first looks after 30 s, so give it 40",
+    )
+    serve.add_argument(
         "--region",
         default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
         help="region used in ARNs",
@@ -65,7 +74,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     try:
         server = make_server(
-            args.host, args.port, args.state_dir, args.transition_seconds, args.region, args.faults
+            args.host,
+            args.port,
+            args.state_dir,
+            args.transition_seconds,
+            args.region,
+            args.faults,
+            min_running_seconds=args.min_running_seconds,
         )
     except ValueError as exc:
         parser.error(str(exc))

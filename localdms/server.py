@@ -119,15 +119,19 @@ def make_server(
     transition_seconds: float = 1.0,
     region: str = "us-east-1",
     faults: str | None = None,
+    min_running_seconds: float | None = None,
 ) -> LocalDmsServer:
     """Build a server with its backend (state restored from ``state_dir`` if present).
 
     Args:
         faults: a fault-injection spec (see ``localdms.faults``); off when None or empty.
+        min_running_seconds: how long a task shows ``running`` at least (``transition_seconds``
+            when None).
     """
     backend = DmsBackend(
-        Store(state_dir), default_s3_client, region=region, transition_seconds=transition_seconds
-    )
+        Store(state_dir), default_s3_client, region=region, transition_seconds=transition_seconds,
+        min_running_seconds=min_running_seconds,
+    )  # fmt: skip
     return LocalDmsServer((host, port), backend, FaultInjector.parse(faults))
 
 

@@ -55,6 +55,8 @@ class BackendBase:
         account_id: the account in ARNs.
         transition_seconds: how long transient states (creating, starting, modifying, deleting,
             testing) stay visible. DMS takes minutes; a second is enough for the waiters.
+        min_running_seconds: how long a task shows ``running`` at least, for clients that look
+            late (``transition_seconds`` when None).
     """
 
     def __init__(
@@ -64,11 +66,15 @@ class BackendBase:
         region: str = "us-east-1",
         account_id: str = "123456789012",
         transition_seconds: float = 1.0,
+        min_running_seconds: float | None = None,
     ) -> None:
         self.s3_factory = s3_factory
         self.region = region
         self.account_id = account_id
         self.transition_seconds = transition_seconds
+        self.min_running_seconds = (
+            transition_seconds if min_running_seconds is None else min_running_seconds
+        )
         self.lock = threading.RLock()
         self.runs: dict[str, TaskRun] = {}
         self.persistence = Persistence(store)

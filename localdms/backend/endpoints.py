@@ -93,7 +93,10 @@ class EndpointBackend(BackendBase):
             extra = parse_extra_connection_attributes(extra_connection_attributes)
             requested = s3_settings if engine == "s3" else postgre_sql_settings
             settings = {**extra, **(requested or {})}
-            secret = password or settings.pop("Password", None)
+            # Terraform sends the password at the top level and inside PostgreSQLSettings: it is
+            # kept apart from the settings either way, so that no Describe returns it.
+            nested = settings.pop("Password", None)
+            secret = password or nested
             given: dict[str, Any] = {
                 "Username": username,
                 "ServerName": server_name,

@@ -56,6 +56,7 @@ class RunBackend(BackendBase):
             # A fresh CDC start reloads every table in the new slot's snapshot.
             skip_tables=skip if cdc is None or not cdc.fresh else frozenset(),
             min_starting_seconds=self.transition_seconds,
+            min_running_seconds=self.min_running_seconds,
             cdc=cdc,
         )
         run = TaskRun(spec, TaskRunProgress(self, task.arn), self.s3_factory)

@@ -99,6 +99,9 @@ class RunSpec:
     skip_tables: frozenset[tuple[str, str]] = frozenset()
     """Source (schema, table) already completed, for ``resume-processing``."""
     min_starting_seconds: float = 0.0
+    min_running_seconds: float = 0.0
+    """How long ``running`` shows at least, so that a client waiting for it after a start
+    (Terraform's ``start_replication_task``) sees it even when the load takes less."""
     cdc: CdcSpec | None = None
 
 
@@ -236,11 +239,15 @@ class TaskRun:
                 max(0.0, self.spec.min_starting_seconds - (time.monotonic() - started))
             )
             self.progress.running(plans)
+            running_since = time.monotonic()
             if cdc is None or cdc.full_load:
                 await self._load_tables(plans, pool, s3)
             if capture is not None and cdc is not None:
                 await self._capture(capture, cdc, pool)
             else:
+                await asyncio.sleep(
+                    max(0.0, self.spec.min_running_seconds - (time.monotonic() - running_since))
+                )
                 self.progress.finished()
         finally:
             if capture is not None:

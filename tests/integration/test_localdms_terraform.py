@@ -1,0 +1,62 @@
+"""Calls shaped as Terraform's AWS provider makes them (``internal/service/dms``): what its
+resources send and what its waiters then expect to see."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import boto3
+import pytest
+
+from localdms.server import ThreadedLocalDms
+from tests.pipeline import create_task, provision, select_rules, wait_until_finished
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_password_sent_twice_as_the_provider_sends_it_is_never_returned(dms, source_db):
+    server = source_db.server
+    endpoint = dms.create_endpoint(
+        EndpointIdentifier="tf-source", EndpointType="source", EngineName="postgres",
+        ServerName=server.host, Port=server.port, DatabaseName=source_db.name,
+        Username=server.user, Password=server.password,
+        PostgreSQLSettings={"DatabaseName": source_db.name, "Password": server.password,
+                            "Port": server.port, "ServerName": server.host,
+                            "Username": server.user},
+    )["Endpoint"]  # fmt: skip
+    described = dms.describe_endpoints()["Endpoints"]
+    for body in (endpoint, *described):
+        assert server.password not in json.dumps(body, default=str)
+        assert "Password" not in body.get("PostgreSQLSettings", {})
+
+
+def test_a_small_full_load_shows_running_to_a_client_that_waits_for_it(s3, source_db, tmp_path):
+    """The provider's start_replication_task waits from ``starting`` to ``running``, first
+    looking after 30 s; ``--min-running-seconds`` keeps a load that ends sooner ``running`` that
+    long (2 s here, polled every 0.5 s; the load takes well under that)."""
+    with ThreadedLocalDms(
+        state_dir=tmp_path / "state", transition_seconds=0.2, min_running_seconds=2.0
+    ) as server:
+        seen = run_and_watch(boto3.client("dms", endpoint_url=server.url), s3, source_db)
+    assert seen[-1] == "running", seen
+
+
+def run_and_watch(dms: Any, s3: Any, source_db: Any) -> list[str]:
+    """Start a one-row full load and poll every 0.5 s while it is starting; the statuses seen."""
+    source_db.execute("CREATE TABLE public.tiny AS SELECT 1 AS id")
+    pipeline = provision(dms, s3, source_db)
+    arn = create_task(dms, pipeline, select_rules(("public", "tiny")))
+    dms.start_replication_task(ReplicationTaskArn=arn, StartReplicationTaskType="start-replication")
+    seen = []
+    deadline = time.monotonic() + 30
+    while not seen or seen[-1] == "starting":
+        task = dms.describe_replication_tasks(
+            Filters=[{"Name": "replication-task-arn", "Values": [arn]}]
+        )["ReplicationTasks"][0]
+        seen.append(task["Status"])
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.5)  # slower than the load: a waiter polls every few seconds
+    assert wait_until_finished(dms, arn)["StopReason"] == "Stop Reason FULL_LOAD_ONLY_FINISHED"
+    return seen
