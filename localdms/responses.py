@@ -37,6 +37,7 @@ TARGET_PREFIX = "AmazonDMSv20160101."
 SUPPORTED = (
     "CreateEndpoint",
     "DescribeEndpoints",
+    "ModifyEndpoint",
     "DeleteEndpoint",
     "TestConnection",
     "DescribeConnections",

@@ -6,6 +6,7 @@ endpoint's SslMode, or to the S3 bucket) on a thread and shows ``testing`` for a
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import threading
 import time
@@ -13,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from dms_spec.lifecycle import ACTIVE
 from dms_spec.status import ConnectionStatus, InstanceStatus
 from localdms.backend.base import BackendBase, ignores
 from localdms.backend.queries import filtered, paginate, with_marker
@@ -127,6 +129,102 @@ class EndpointBackend(BackendBase):
             self._set_tags(endpoint.arn, tags)
             self._save()
             return {"Endpoint": endpoint.to_api()}
+
+    @ignores(
+        "ExternalTableDefinition", "DynamoDbSettings", "DmsTransferSettings", "MongoDbSettings",
+        "KinesisSettings", "KafkaSettings", "ElasticsearchSettings", "NeptuneSettings",
+        "RedshiftSettings", "MySQLSettings", "OracleSettings", "SybaseSettings",
+        "MicrosoftSQLServerSettings", "IBMDb2Settings", "DocDbSettings", "RedisSettings",
+        "GcpMySQLSettings", "TimestreamSettings",
+    )  # fmt: skip
+    def modify_endpoint(
+        self,
+        *,
+        endpoint_arn: str,
+        endpoint_identifier: str | None = None,
+        endpoint_type: str | None = None,
+        engine_name: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        server_name: str | None = None,
+        port: int | None = None,
+        database_name: str | None = None,
+        extra_connection_attributes: str | None = None,
+        certificate_arn: str | None = None,
+        ssl_mode: str | None = None,
+        service_access_role_arn: str | None = None,
+        s3_settings: dict[str, Any] | None = None,
+        postgre_sql_settings: dict[str, Any] | None = None,
+        exact_settings: bool = False,
+    ) -> dict[str, Any]:
+        """ModifyEndpoint.
+
+        The members given replace the endpoint's; settings merge into the existing ones, or
+        replace them with ExactSettings. Refused while a running task uses the endpoint, and for
+        another endpoint type or engine family (localdms has PostgreSQL sources and S3 targets).
+        The changed endpoint is checked as CreateEndpoint checks it, and left unchanged when it
+        fails. Ignores the settings of other engines, as CreateEndpoint does:
+        ExternalTableDefinition, DynamoDbSettings, DmsTransferSettings, MongoDbSettings,
+        KinesisSettings, KafkaSettings, ElasticsearchSettings, NeptuneSettings,
+        RedshiftSettings, MySQLSettings, OracleSettings, SybaseSettings,
+        MicrosoftSQLServerSettings, IBMDb2Settings, DocDbSettings, RedisSettings,
+        GcpMySQLSettings, TimestreamSettings.
+        """
+        with self.lock:
+            self._advance()
+            endpoint = self._endpoint(endpoint_arn)
+            running = [t.identifier for t in self.tasks.values()
+                       if endpoint.arn in (t.source_arn, t.target_arn) and t.status in ACTIVE]  # fmt: skip
+            if running:
+                raise InvalidResourceStateFault(
+                    f"Endpoint {endpoint.arn} is in use by running replication task(s) "
+                    f"{', '.join(running)}: stop them before modifying it."
+                )
+            if endpoint_type is not None and endpoint_type.upper() != endpoint.endpoint_type:
+                raise InvalidParameterValueException(
+                    f"Endpoint {endpoint.identifier} is a {endpoint.endpoint_type.lower()} "
+                    "endpoint; localdms cannot change its type (create another endpoint)."
+                )
+            engines = S3_ENGINES if endpoint.engine_name == "s3" else POSTGRES_ENGINES
+            if engine_name is not None and engine_name.lower() not in engines:
+                raise InvalidParameterValueException(
+                    f"The engine of endpoint {endpoint.identifier} cannot change from "
+                    f"{endpoint.engine_name} to {engine_name!r}."
+                )
+            if endpoint_identifier is not None:
+                identifier = validate_identifier("EndpointIdentifier", endpoint_identifier)
+                if identifier.lower() != endpoint.identifier.lower() and self._identifier_taken(
+                    self.endpoints, identifier
+                ):
+                    raise ResourceAlreadyExistsFault(f"Endpoint {identifier} already exists.")
+            extra = parse_extra_connection_attributes(extra_connection_attributes)
+            requested = s3_settings if endpoint.engine_name == "s3" else postgre_sql_settings
+            given = {**extra, **(requested or {})}
+            nested = given.pop("Password", None)
+            changed = copy.deepcopy(endpoint)
+            changed.settings = given if exact_settings else {**changed.settings, **given}
+            changed.fields.update({
+                key: value for key, value in {
+                    "Username": username, "ServerName": server_name, "Port": port,
+                    "DatabaseName": database_name,
+                    "ExtraConnectionAttributes": extra_connection_attributes,
+                    "SslMode": ssl_mode, "CertificateArn": certificate_arn,
+                    "ServiceAccessRoleArn": service_access_role_arn,
+                }.items() if value is not None
+            })  # fmt: skip
+            if password or nested:
+                changed.password = password or nested
+            if engine_name is not None:
+                changed.engine_name = engine_name.lower()
+            if endpoint_identifier is not None:
+                changed.identifier = endpoint_identifier
+            if changed.engine_name == "s3":
+                changed.target()  # the same checks as CreateEndpoint, before anything changes
+            else:
+                changed.source()
+            self.endpoints[endpoint.arn] = changed
+            self._save()
+            return {"Endpoint": changed.to_api()}
 
     def describe_endpoints(
         self,

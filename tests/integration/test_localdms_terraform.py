@@ -8,10 +8,17 @@ import time
 from typing import Any
 
 import boto3
+import botocore.exceptions
 import pytest
 
 from localdms.server import ThreadedLocalDms
-from tests.pipeline import create_task, provision, select_rules, wait_until_finished
+from tests.pipeline import (
+    create_task,
+    provision,
+    select_rules,
+    wait_for_status,
+    wait_until_finished,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -60,3 +67,53 @@ def run_and_watch(dms: Any, s3: Any, source_db: Any) -> list[str]:
         time.sleep(0.5)  # slower than the load: a waiter polls every few seconds
     assert wait_until_finished(dms, arn)["StopReason"] == "Stop Reason FULL_LOAD_ONLY_FINISHED"
     return seen
+
+
+def test_modify_endpoint_as_the_provider_calls_it_after_create_and_its_refusals(
+    s3, source_db, tmp_path
+):
+    """aws_dms_s3_endpoint with SSE-KMS calls ModifyEndpoint right after CreateEndpoint."""
+    with ThreadedLocalDms(
+        state_dir=tmp_path / "state", transition_seconds=0.2, min_running_seconds=5.0
+    ) as server:
+        dms = boto3.client("dms", endpoint_url=server.url)
+        source_db.execute("CREATE TABLE public.tiny AS SELECT 1 AS id")
+        pipeline = provision(dms, s3, source_db, s3_settings={"BucketFolder": "raw"})
+        key = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+        modified = dms.modify_endpoint(
+            EndpointArn=pipeline.target_arn,
+            S3Settings={"EncryptionMode": "SSE_KMS", "ServerSideEncryptionKmsKeyId": key},
+        )["Endpoint"]
+        settings = modified["S3Settings"]
+        assert (settings["EncryptionMode"], settings["ServerSideEncryptionKmsKeyId"]) == (
+            "SSE_KMS", key,
+        )  # fmt: skip
+        assert settings["BucketFolder"] == "raw"  # merged, not replaced
+        exact = dms.modify_endpoint(
+            EndpointArn=pipeline.target_arn, ExactSettings=True,
+            S3Settings={"BucketName": pipeline.bucket, "BucketFolder": "landing"},
+        )["Endpoint"]["S3Settings"]  # fmt: skip
+        assert "EncryptionMode" not in exact
+        assert exact["BucketFolder"] == "landing"
+
+        for request, code in (
+            ({"EngineName": "mysql"}, "InvalidParameterValueException"),
+            ({"EndpointType": "target"}, "InvalidParameterValueException"),
+        ):
+            with pytest.raises(botocore.exceptions.ClientError) as refused:
+                dms.modify_endpoint(EndpointArn=pipeline.source_arn, **request)
+            assert refused.value.response["Error"]["Code"] == code
+        unchanged = dms.describe_endpoints(
+            Filters=[{"Name": "endpoint-arn", "Values": [pipeline.source_arn]}]
+        )["Endpoints"][0]
+        assert unchanged["EngineName"] == "postgres"
+
+        arn = create_task(dms, pipeline, select_rules(("public", "tiny")))
+        dms.start_replication_task(
+            ReplicationTaskArn=arn, StartReplicationTaskType="start-replication"
+        )
+        wait_for_status(dms, arn, {"running"})
+        with pytest.raises(botocore.exceptions.ClientError) as busy:
+            dms.modify_endpoint(EndpointArn=pipeline.source_arn, Port=1)
+        assert busy.value.response["Error"]["Code"] == "InvalidResourceStateFault"
+        wait_until_finished(dms, arn)
