@@ -19,14 +19,19 @@ from dms_spec.status import StopReason, TaskStatus
 STARTABLE = frozenset({TaskStatus.READY, TaskStatus.STOPPED, TaskStatus.FAILED})
 """StartReplicationTask, and ModifyReplicationTask, are accepted in these statuses only."""
 MODIFIABLE = STARTABLE
+MOVABLE = STARTABLE
+"""A task can move to another instance only when it is not running (MoveReplicationTask)."""
 ACTIVE = frozenset({TaskStatus.STARTING, TaskStatus.RUNNING})
 """A run is under way: StopReplicationTask is accepted; a second run is not."""
 RUNNING_STATES = frozenset({*ACTIVE, TaskStatus.STOPPING})
 """A run has not ended yet."""
-SETTLING = frozenset({TaskStatus.CREATING, TaskStatus.MODIFYING, TaskStatus.STOPPING})
+SETTLING = frozenset(
+    {TaskStatus.CREATING, TaskStatus.MODIFYING, TaskStatus.MOVING, TaskStatus.STOPPING}
+)
 """Short-lived statuses that end by themselves in a settled one (ready, stopped, failed)."""
 UNDELETABLE = frozenset(
-    {*RUNNING_STATES, TaskStatus.CREATING, TaskStatus.MODIFYING, TaskStatus.DELETING}
+    {*RUNNING_STATES, TaskStatus.CREATING, TaskStatus.MODIFYING, TaskStatus.MOVING,
+     TaskStatus.DELETING}  # fmt: skip
 )
 """DeleteReplicationTask is refused in these statuses."""
 RELOADABLE = frozenset({TaskStatus.RUNNING})

@@ -53,6 +53,7 @@ SUPPORTED = (
     "ModifyReplicationTask",
     "DescribeReplicationTasks",
     "StartReplicationTask",
+    "MoveReplicationTask",
     "StopReplicationTask",
     "DeleteReplicationTask",
     "DescribeTableStatistics",

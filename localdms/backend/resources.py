@@ -288,6 +288,11 @@ class ReplicationTask(Resource):
             self.capturing = False
             self.recovery_checkpoint = None
 
+    def move_to(self, instance_arn: str, delay: float) -> None:
+        """MoveReplicationTask: ``moving`` for ``delay``, then back to its status, elsewhere."""
+        self.instance_arn = instance_arn
+        self.schedule(TaskStatus.MOVING, self.status, delay)
+
     def request_stop(self) -> None:
         """StopReplicationTask accepted: ``stopping`` until the run has stopped."""
         self.status = TaskStatus.STOPPING

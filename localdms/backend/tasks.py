@@ -14,6 +14,7 @@ from typing import Any
 from dms_spec.lifecycle import (
     ACTIVE,
     MODIFIABLE,
+    MOVABLE,
     STARTABLE,
     UNDELETABLE,
 )
@@ -259,6 +260,33 @@ class TaskBackend(RunBackend):
                 task.cdc_stop_position = cdc_stop_position
             _check_cdc_positions(task)
             self._start(task, StartType(start_type))
+            return {"ReplicationTask": task.to_api(time.time())}
+
+    def move_replication_task(
+        self, *, replication_task_arn: str, target_replication_instance_arn: str
+    ) -> dict[str, Any]:
+        """MoveReplicationTask (every request member is acted on): ``moving``, then back to the
+        status it had, on the other instance. Refused unless the task is ready, stopped or
+        failed and the target instance is available."""
+        with self.lock:
+            self._advance()
+            task = self._task(replication_task_arn)
+            target = self._instance(target_replication_instance_arn)
+            if task.status not in MOVABLE:
+                raise InvalidResourceStateFault(
+                    f"Replication task {task.arn} is {task.status}; it can be moved only when "
+                    "ready, stopped or failed."
+                )
+            if target.status != InstanceStatus.AVAILABLE:
+                raise InvalidResourceStateFault(
+                    f"Replication instance {target.arn} is {target.status}, not available."
+                )
+            if target.arn == task.instance_arn:
+                raise InvalidParameterValueException(
+                    f"Replication task {task.identifier} already runs on {target.identifier}."
+                )
+            task.move_to(target.arn, self.transition_seconds)
+            self._save()
             return {"ReplicationTask": task.to_api(time.time())}
 
     def stop_replication_task(self, *, replication_task_arn: str) -> dict[str, Any]:

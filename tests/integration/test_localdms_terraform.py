@@ -117,3 +117,29 @@ def test_modify_endpoint_as_the_provider_calls_it_after_create_and_its_refusals(
             dms.modify_endpoint(EndpointArn=pipeline.source_arn, Port=1)
         assert busy.value.response["Error"]["Code"] == "InvalidResourceStateFault"
         wait_until_finished(dms, arn)
+
+
+def test_a_task_moves_to_another_instance_when_not_running(dms, s3, source_db):
+    """The provider calls MoveReplicationTask when a task's replication_instance_arn changes."""
+    source_db.execute("CREATE TABLE public.tiny AS SELECT 1 AS id")
+    pipeline = provision(dms, s3, source_db)
+    other = dms.create_replication_instance(
+        ReplicationInstanceIdentifier="bigger", ReplicationInstanceClass="dms.c5.large"
+    )["ReplicationInstance"]["ReplicationInstanceArn"]
+    arn = create_task(dms, pipeline, select_rules(("public", "tiny")))
+    dms.get_waiter("replication_instance_available").wait(
+        Filters=[{"Name": "replication-instance-arn", "Values": [other]}],
+        WaiterConfig={"Delay": 0.2, "MaxAttempts": 50},
+    )
+    moving = dms.move_replication_task(ReplicationTaskArn=arn, TargetReplicationInstanceArn=other)
+    assert moving["ReplicationTask"]["Status"] == "moving"
+    task = wait_for_status(dms, arn, {"ready"})
+    assert task["ReplicationInstanceArn"] == other
+
+    dms.start_replication_task(ReplicationTaskArn=arn, StartReplicationTaskType="start-replication")
+    with pytest.raises(botocore.exceptions.ClientError) as running:
+        dms.move_replication_task(
+            ReplicationTaskArn=arn, TargetReplicationInstanceArn=pipeline.instance_arn
+        )
+    assert running.value.response["Error"]["Code"] == "InvalidResourceStateFault"
+    assert wait_until_finished(dms, arn)["Status"] == "stopped"
