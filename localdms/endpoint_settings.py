@@ -301,22 +301,44 @@ class PostgresSource:
         )
 
     @classmethod
-    def from_endpoint(cls, fields: dict[str, Any], settings: dict[str, Any]) -> PostgresSource:
-        """Take each value from PostgreSQLSettings first, then the endpoint's own fields."""
+    def from_endpoint(
+        cls,
+        fields: dict[str, Any],
+        settings: dict[str, Any],
+        secret: dict[str, Any] | None = None,
+    ) -> PostgresSource:
+        """Take each value from the Secrets Manager secret (when the endpoint names one), then
+        PostgreSQLSettings, then the endpoint's own fields.
+
+        Args:
+            secret: the endpoint's secret as DMS reads it (``username``, ``password``, ``host``,
+                ``port``, ``dbname``, the form RDS writes); None to check the endpoint without it
+                (then the connection values may come from the secret later).
+        """
+        secret = secret or {}
         values = {
-            "ServerName": settings.get("ServerName") or fields.get("ServerName"),
-            "Port": settings.get("Port") or fields.get("Port"),
-            "DatabaseName": settings.get("DatabaseName") or fields.get("DatabaseName"),
-            "Username": settings.get("Username") or fields.get("Username"),
-            "Password": settings.get("Password") or fields.get("Password"),
-        }
+            "ServerName": secret.get("host") or settings.get("ServerName") or fields.get("ServerName"),
+            "Port": secret.get("port") or settings.get("Port") or fields.get("Port"),
+            "DatabaseName": secret.get("dbname") or settings.get("DatabaseName")
+            or fields.get("DatabaseName"),
+            "Username": secret.get("username") or settings.get("Username") or fields.get("Username"),
+            "Password": secret.get("password") or settings.get("Password") or fields.get("Password"),
+        }  # fmt: skip
+        uses_secret = bool(settings.get("SecretsManagerSecretId"))
+        if uses_secret and not settings.get("SecretsManagerAccessRoleArn"):
+            raise InvalidParameterValueException(
+                "PostgreSQLSettings SecretsManagerSecretId needs SecretsManagerAccessRoleArn, the "
+                "role DMS assumes to read the secret."
+            )
         missing = [key for key, value in values.items() if value in (None, "")]
-        if missing:
+        if missing and not (uses_secret and not secret):
             raise InvalidParameterValueException(
                 "A PostgreSQL source endpoint needs "
                 + ", ".join(missing)
-                + " (as parameters or in PostgreSQLSettings)."
-            )
+                + (" (in its Secrets Manager secret, or as parameters)" if uses_secret
+                   else " (as parameters or in PostgreSQLSettings, or a Secrets Manager secret)")
+                + "."
+            )  # fmt: skip
         slot = str(settings.get("SlotName") or "")
         if slot and not re.fullmatch(r"[a-z0-9_]{1,63}", slot):
             raise InvalidParameterValueException(
@@ -324,11 +346,11 @@ class PostgresSource:
                 "lower-case letters, digits and underscores."
             )
         return cls(
-            host=str(values["ServerName"]),
-            port=int(values["Port"]),  # type: ignore[arg-type]
-            database=str(values["DatabaseName"]),
-            username=str(values["Username"]),
-            password=str(values["Password"]),
+            host=str(values["ServerName"] or ""),
+            port=int(values["Port"] or 0),
+            database=str(values["DatabaseName"] or ""),
+            username=str(values["Username"] or ""),
+            password=str(values["Password"] or ""),
             slot_name=slot,
             ssl_mode=ssl_mode(fields.get("SslMode"), fields.get("CertificateArn")),
         )

@@ -34,9 +34,12 @@ from sandbox.ports import free_port, stop_process
 USER_NAME = "dms-ingestion-tests"
 POLICY = {
     "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+    "Statement": [
+        {"Effect": "Allow", "Action": "s3:*", "Resource": "*"},
+        {"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"},
+    ],
 }
-"""What the user may do: S3 only (the keys are refused for anything else moto serves)."""
+"""What the user may do: S3 and Secrets Manager (endpoints whose credentials are a secret)."""
 
 
 def ensure_bucket(s3: Any, bucket: str) -> None:

@@ -4,11 +4,15 @@ ARNs and lookups. The families (``endpoints``, ``instances``, ``tasks``, ``tags`
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
+
+import boto3
+import botocore.exceptions
 
 from localdms.backend.persistence import Persistence, State
 from localdms.backend.resources import (
@@ -20,12 +24,20 @@ from localdms.backend.resources import (
     ReplicationTask,
 )
 from localdms.backend.shapes import Tag
+from localdms.endpoint_settings import PostgresSource
 from localdms.engine.task_run import TaskRun
 from localdms.exceptions import InvalidParameterValueException, ResourceNotFoundFault
 from localdms.identifiers import make_arn, random_resource_id, validate_identifier
 from localdms.store import Store
 
 log = logging.getLogger(__name__)
+
+
+def _default_secrets_client() -> Any:
+    """A Secrets Manager client from the standard AWS configuration
+    (``AWS_ENDPOINT_URL_SECRETS_MANAGER`` included)."""
+    return boto3.session.Session().client("secretsmanager")
+
 
 _Operation = TypeVar("_Operation", bound=Callable[..., Any])
 
@@ -57,6 +69,8 @@ class BackendBase:
             testing) stay visible. DMS takes minutes; a second is enough for the waiters.
         min_running_seconds: how long a task shows ``running`` at least, for clients that look
             late (``transition_seconds`` when None).
+        secrets_factory: returns a boto3 Secrets Manager client, for endpoints whose
+            credentials are a secret (the standard AWS configuration by default).
     """
 
     def __init__(
@@ -67,8 +81,10 @@ class BackendBase:
         account_id: str = "123456789012",
         transition_seconds: float = 1.0,
         min_running_seconds: float | None = None,
+        secrets_factory: Callable[[], Any] | None = None,
     ) -> None:
         self.s3_factory = s3_factory
+        self.secrets_factory = secrets_factory or _default_secrets_client
         self.region = region
         self.account_id = account_id
         self.transition_seconds = transition_seconds
@@ -155,6 +171,43 @@ class BackendBase:
         if arn not in collection:
             raise ResourceNotFoundFault(f"{what} {arn} not found.")
         return collection[arn]
+
+    def _source(self, endpoint: Endpoint) -> PostgresSource:
+        """The endpoint's source, its Secrets Manager secret read now, as DMS reads it for each
+        connection (so a rotated secret is used).
+
+        Raises:
+            ResourceNotFoundFault: the secret cannot be read or is not a JSON object, saying why.
+        """
+        secret_id = endpoint.settings.get("SecretsManagerSecretId")
+        if not secret_id:
+            return endpoint.source()
+        try:
+            text = self.secrets_factory().get_secret_value(SecretId=str(secret_id))["SecretString"]
+            secret = json.loads(text)
+        except botocore.exceptions.ClientError as exc:
+            error = exc.response.get("Error", {})
+            raise ResourceNotFoundFault(
+                f"The Secrets Manager secret {secret_id} of endpoint {endpoint.identifier} could "
+                f"not be read: {error.get('Code')}: {error.get('Message')}. Check "
+                "SecretsManagerSecretId and that SecretsManagerAccessRoleArn may read it."
+            ) from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise ResourceNotFoundFault(
+                f"The Secrets Manager secret {secret_id} of endpoint {endpoint.identifier} could "
+                f"not be read: {exc}. Check AWS_ENDPOINT_URL_SECRETS_MANAGER / the network."
+            ) from exc
+        except (KeyError, ValueError) as exc:
+            raise ResourceNotFoundFault(
+                f"The Secrets Manager secret {secret_id} of endpoint {endpoint.identifier} is not "
+                "a JSON object with username, password, host, port and dbname."
+            ) from exc
+        if not isinstance(secret, dict):
+            raise ResourceNotFoundFault(
+                f"The Secrets Manager secret {secret_id} of endpoint {endpoint.identifier} is not "
+                "a JSON object with username, password, host, port and dbname."
+            )
+        return endpoint.source(secret)
 
     def _endpoint(self, arn: str) -> Endpoint:
         endpoint: Endpoint = self._get(self.endpoints, arn, "Endpoint")

@@ -27,6 +27,7 @@ from localdms.endpoint_settings import (
 )
 from localdms.engine.failures import check_bucket, source_error
 from localdms.exceptions import (
+    DmsFault,
     InvalidParameterValueException,
     InvalidResourceStateFault,
     ResourceAlreadyExistsFault,
@@ -319,7 +320,10 @@ class EndpointBackend(BackendBase):
     def _probe(self, endpoint: Endpoint) -> str | None:
         if endpoint.engine_name == "s3":
             return check_bucket(self.s3_factory(), endpoint.target().bucket_name)
-        source = endpoint.source()
+        try:
+            source = self._source(endpoint)
+        except DmsFault as fault:  # its secret cannot be read
+            return fault.message
 
         async def connect() -> None:
             conn = await asyncpg.connect(**source.asyncpg_arguments(timeout=10))

@@ -89,9 +89,10 @@ class Endpoint(Resource):
             body["PostgreSQLSettings"] = dict(self.settings)
         return body
 
-    def source(self) -> PostgresSource:
-        secret = {"Password": self.password} if self.password else {}
-        return PostgresSource.from_endpoint({**self.fields, **secret}, self.settings)
+    def source(self, secret: dict[str, Any] | None = None) -> PostgresSource:
+        """The source to connect to (``secret``: its Secrets Manager secret, when it names one)."""
+        password = {"Password": self.password} if self.password else {}
+        return PostgresSource.from_endpoint({**self.fields, **password}, self.settings, secret)
 
     def target(self) -> S3Target:
         return S3Target.from_settings(self.settings)

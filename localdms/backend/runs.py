@@ -6,14 +6,15 @@ from __future__ import annotations
 import logging
 import time
 
-from dms_spec.lifecycle import RUNNING_STATES
-from dms_spec.status import MigrationType, StartType, TableState
+from dms_spec.lifecycle import RUNNING_STATES, last_error
+from dms_spec.status import MigrationType, StartType, StopReason, TableState
 from localdms.backend.base import BackendBase
 from localdms.backend.progress import TaskRunProgress
 from localdms.backend.resources import ReplicationTask
 from localdms.engine.capture_source import StopAt, slot_name
 from localdms.engine.pgoutput import parse_lsn
 from localdms.engine.task_run import CdcSpec, RunSpec, TaskRun
+from localdms.exceptions import DmsFault
 from localdms.table_mappings import validate_table_mappings
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,19 @@ class RunBackend(BackendBase):
             if task.status in RUNNING_STATES and task.capturing:
                 log.info("task %s: resuming change capture from %s", task.identifier,
                          task.recovery_checkpoint)  # fmt: skip
-                self._start(task, StartType.RESUME_PROCESSING)
+                try:
+                    self._start(task, StartType.RESUME_PROCESSING)
+                except DmsFault as fault:  # its source cannot be reached now (a secret, say)
+                    task.fail(last_error(fault.message, StopReason.RECOVERABLE_ERROR), time.time())
 
     def _start(self, task: ReplicationTask, start_type: StartType) -> None:
+        """Begin a run of ``task``.
+
+        Raises:
+            DmsFault: the source's Secrets Manager secret cannot be read (before anything
+                changes).
+        """
+        source = self._source(self._endpoint(task.source_arn))
         resume = start_type == StartType.RESUME_PROCESSING
         skip = frozenset(
             (t.schema_name, t.table_name)
@@ -42,13 +53,12 @@ class RunBackend(BackendBase):
         cdc = self._cdc_spec(task, start_type)
         task.begin(fresh=not resume, fresh_capture=cdc is None or cdc.fresh, now=time.time())
         self._save()
-        source = self._endpoint(task.source_arn)
         target = self._endpoint(task.target_arn)
         full_load = task.settings.get("FullLoadSettings", {})
         errors = task.settings.get("ErrorBehavior", {})
         spec = RunSpec(
             task_identifier=task.identifier,
-            source=source.source(),
+            source=source,
             target=target.target(),
             rules=validate_table_mappings(task.table_mappings),
             max_subtasks=int(full_load.get("MaxFullLoadSubTasks", 8)),

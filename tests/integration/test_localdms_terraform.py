@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -16,6 +17,7 @@ from tests.pipeline import (
     create_task,
     provision,
     select_rules,
+    table_statistics,
     wait_for_status,
     wait_until_finished,
 )
@@ -143,3 +145,62 @@ def test_a_task_moves_to_another_instance_when_not_running(dms, s3, source_db):
         )
     assert running.value.response["Error"]["Code"] == "InvalidResourceStateFault"
     assert wait_until_finished(dms, arn)["Status"] == "stopped"
+
+
+def test_an_endpoint_whose_credentials_are_a_secrets_manager_secret(
+    dms, s3, s3_server, source_db, monkeypatch
+):
+    """The pattern AWS recommends (and the provider's secrets_manager_arn): the endpoint names a
+    secret and a role; DMS reads the secret for each connection."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", s3_server.url)  # moto serves both
+    secrets = boto3.client("secretsmanager", **s3_server.client_arguments())
+    server = source_db.server
+    secret_arn = secrets.create_secret(
+        Name=f"dms/{source_db.name}",
+        SecretString=json.dumps({"username": server.user, "password": server.password,
+                                 "host": server.host, "port": server.port,
+                                 "dbname": source_db.name, "engine": "postgres"}),
+    )["ARN"]  # fmt: skip
+    role = "arn:aws:iam::123456789012:role/dms-secrets"
+    source_db.execute("CREATE TABLE public.tiny AS SELECT g AS id FROM generate_series(1, 7) g")
+    pipeline = provision(dms, s3, source_db)
+    endpoint = dms.create_endpoint(
+        EndpointIdentifier="from-secret", EndpointType="source", EngineName="postgres",
+        PostgreSQLSettings={"SecretsManagerSecretId": secret_arn,
+                            "SecretsManagerAccessRoleArn": role},
+    )["Endpoint"]  # fmt: skip
+    assert server.password not in json.dumps(endpoint, default=str)
+
+    def test_connection(arn: str) -> dict[str, Any]:
+        dms.test_connection(ReplicationInstanceArn=pipeline.instance_arn, EndpointArn=arn)
+        deadline = time.monotonic() + 30
+        while True:
+            found = dms.describe_connections(Filters=[{"Name": "endpoint-arn", "Values": [arn]}])[
+                "Connections"
+            ][0]
+            if found["Status"] != "testing" or time.monotonic() > deadline:
+                return dict(found)
+            time.sleep(0.2)
+
+    assert test_connection(endpoint["EndpointArn"])["Status"] == "successful"
+    pipeline = replace(pipeline, source_arn=endpoint["EndpointArn"])
+    arn = create_task(dms, pipeline, select_rules(("public", "tiny")))
+    dms.start_replication_task(ReplicationTaskArn=arn, StartReplicationTaskType="start-replication")
+    assert wait_until_finished(dms, arn)["StopReason"] == "Stop Reason FULL_LOAD_ONLY_FINISHED"
+    assert table_statistics(dms, arn)[("public", "tiny")]["FullLoadRows"] == 7
+
+    with pytest.raises(botocore.exceptions.ClientError) as no_role:
+        dms.create_endpoint(
+            EndpointIdentifier="no-role", EndpointType="source", EngineName="postgres",
+            PostgreSQLSettings={"SecretsManagerSecretId": secret_arn},
+        )  # fmt: skip
+    assert "SecretsManagerAccessRoleArn" in no_role.value.response["Error"]["Message"]
+    lost = dms.create_endpoint(
+        EndpointIdentifier="lost-secret", EndpointType="source", EngineName="postgres",
+        PostgreSQLSettings={"SecretsManagerSecretId": "dms/no-such-secret",
+                            "SecretsManagerAccessRoleArn": role},
+    )["Endpoint"]["EndpointArn"]  # fmt: skip
+    failed = test_connection(lost)
+    assert failed["Status"] == "failed"
+    assert "dms/no-such-secret" in failed["LastFailureMessage"]
+    assert "ResourceNotFoundException" in failed["LastFailureMessage"]
