@@ -30,8 +30,13 @@ SETTLING = frozenset(
 )
 """Short-lived statuses that end by themselves in a settled one (ready, stopped, failed)."""
 UNDELETABLE = frozenset(
-    {*RUNNING_STATES, TaskStatus.CREATING, TaskStatus.MODIFYING, TaskStatus.MOVING,
-     TaskStatus.DELETING}  # fmt: skip
+    {
+        *RUNNING_STATES,
+        TaskStatus.CREATING,
+        TaskStatus.MODIFYING,
+        TaskStatus.MOVING,
+        TaskStatus.DELETING,
+    }
 )
 """DeleteReplicationTask is refused in these statuses."""
 RELOADABLE = frozenset({TaskStatus.RUNNING})
