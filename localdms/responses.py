@@ -33,6 +33,7 @@ from localdms.exceptions import InvalidAction, InvalidParameterValueException
 log = logging.getLogger(__name__)
 
 TARGET_PREFIX = "AmazonDMSv20160101."
+_VALIDATOR = ParamValidator()
 
 SUPPORTED = (
     "CreateEndpoint",
@@ -83,6 +84,13 @@ def ignored_members(operation: str) -> frozenset[str]:
     return marked
 
 
+@functools.cache
+def _accepted(operation: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The keyword parameters of ``operation``'s method and its ignored members (once each)."""
+    parameters = frozenset(inspect.signature(handler(operation)).parameters) - {"self"}
+    return parameters, ignored_members(operation)
+
+
 def arguments(operation: str, request: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments of ``operation``'s backend method for a checked request.
 
@@ -93,20 +101,22 @@ def arguments(operation: str, request: dict[str, Any]) -> dict[str, Any]:
     model: OperationModel = service_model().operation_model(operation)
     present = {name: value for name, value in request.items() if value is not None}
     if model.input_shape is not None:
-        report = ParamValidator().validate(present, model.input_shape)
+        report = _VALIDATOR.validate(present, model.input_shape)
         if report.has_errors():
             raise InvalidParameterValueException(
                 f"Invalid {operation} request: {report.generate_report()}"
             )
-    ignored = ignored_members(operation) & present.keys()
+    taken, ignorable = _accepted(operation)
+    ignored = ignorable & present.keys()
     if ignored:
         log.info("%s: localdms does not act on %s", operation, ", ".join(sorted(ignored)))
-    taken = inspect.signature(handler(operation)).parameters
     kwargs = {xform_name(name): value for name, value in present.items() if name not in ignored}
     refused = [name for name in present if name not in ignored and xform_name(name) not in taken]
     if refused:
         raise InvalidParameterValueException(
-            f"localdms does not support {', '.join(refused)} on {operation}."
+            f"localdms does not support {', '.join(refused)} on {operation}: leave "
+            f"{'them' if len(refused) > 1 else 'it'} out (the operation's docstring in "
+            "localdms/backend/ says what it takes)."
         )
     return kwargs
 

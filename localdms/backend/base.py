@@ -26,7 +26,11 @@ from localdms.backend.resources import (
 from localdms.backend.shapes import Tag
 from localdms.endpoint_settings import PostgresSource
 from localdms.engine.task_run import TaskRun
-from localdms.exceptions import InvalidParameterValueException, ResourceNotFoundFault
+from localdms.exceptions import (
+    InvalidParameterValueException,
+    ResourceAlreadyExistsFault,
+    ResourceNotFoundFault,
+)
 from localdms.identifiers import make_arn, random_resource_id, validate_identifier
 from localdms.store import Store
 
@@ -221,8 +225,17 @@ class BackendBase:
         task: ReplicationTask = self._get(self.tasks, arn, "Replication task")
         return task
 
-    def _identifier_taken(self, collection: dict[str, Any], identifier: str) -> bool:
-        return any(r.identifier.lower() == identifier.lower() for r in collection.values())
+    def _claim_identifier(
+        self, collection: dict[str, Any], identifier: str, what: str, current: Any = None
+    ) -> str:
+        """``identifier``, unless another resource of ``collection`` (than ``current``, when one
+        is renamed) has it in any case: then DMS's ResourceAlreadyExistsFault."""
+        if any(
+            r is not current and r.identifier.lower() == identifier.lower()
+            for r in collection.values()
+        ):
+            raise ResourceAlreadyExistsFault(f"{what} {identifier} already exists.")
+        return identifier
 
     def _set_tags(self, arn: str, tags: Sequence[Tag] | None) -> None:
         for tag in tags or ():

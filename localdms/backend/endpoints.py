@@ -17,7 +17,7 @@ import asyncpg
 from dms_spec.lifecycle import ACTIVE
 from dms_spec.status import ConnectionStatus, InstanceStatus
 from localdms.backend.base import BackendBase, ignores
-from localdms.backend.queries import filtered, paginate, with_marker
+from localdms.backend.queries import filtered, page_body
 from localdms.backend.resources import GONE, Connection, Endpoint
 from localdms.backend.shapes import Filter, Tag
 from localdms.endpoint_settings import (
@@ -30,7 +30,6 @@ from localdms.exceptions import (
     DmsFault,
     InvalidParameterValueException,
     InvalidResourceStateFault,
-    ResourceAlreadyExistsFault,
 )
 from localdms.identifiers import validate_identifier
 
@@ -91,26 +90,14 @@ class EndpointBackend(BackendBase):
                     f"localdms supports {kind.lower()} endpoints with EngineName "
                     f"{' or '.join(engines)}, not {engine_name!r}."
                 )
-            if self._identifier_taken(self.endpoints, identifier):
-                raise ResourceAlreadyExistsFault(f"Endpoint {identifier} already exists.")
-            extra = parse_extra_connection_attributes(extra_connection_attributes)
-            requested = s3_settings if engine == "s3" else postgre_sql_settings
-            settings = {**extra, **(requested or {})}
-            # Terraform sends the password at the top level and inside PostgreSQLSettings: it is
-            # kept apart from the settings either way, so that no Describe returns it.
-            nested = settings.pop("Password", None)
-            secret = password or nested
-            given: dict[str, Any] = {
-                "Username": username,
-                "ServerName": server_name,
-                "Port": port,
-                "DatabaseName": database_name,
-                "ExtraConnectionAttributes": extra_connection_attributes,
-                "SslMode": ssl_mode,
-                "CertificateArn": certificate_arn,
-                "KmsKeyId": kms_key_id,
-                "ServiceAccessRoleArn": service_access_role_arn,
-            }
+            self._claim_identifier(self.endpoints, identifier, "Endpoint")
+            settings, nested = _requested_settings(
+                engine, extra_connection_attributes, s3_settings, postgre_sql_settings
+            )
+            fields = _connection_fields(
+                username, server_name, port, database_name, extra_connection_attributes,
+                ssl_mode, certificate_arn, service_access_role_arn, kms_key_id,
+            )  # fmt: skip
             endpoint = Endpoint(
                 arn=self._arn("endpoint", resource_identifier),
                 identifier=identifier,
@@ -118,14 +105,11 @@ class EndpointBackend(BackendBase):
                 created=time.time(),
                 endpoint_type=kind,
                 engine_name=engine,
-                fields={key: value for key, value in given.items() if value not in (None, "")},
+                fields=fields,
                 settings=settings,
-                password=secret,
+                password=password or nested,
             )
-            if engine == "s3":
-                endpoint.target()  # validates the settings localdms acts on
-            else:
-                endpoint.source()
+            endpoint.check()
             self.endpoints[endpoint.arn] = endpoint
             self._set_tags(endpoint.arn, tags)
             self._save()
@@ -193,36 +177,28 @@ class EndpointBackend(BackendBase):
                     f"{endpoint.engine_name} to {engine_name!r}."
                 )
             if endpoint_identifier is not None:
-                identifier = validate_identifier("EndpointIdentifier", endpoint_identifier)
-                if identifier.lower() != endpoint.identifier.lower() and self._identifier_taken(
-                    self.endpoints, identifier
-                ):
-                    raise ResourceAlreadyExistsFault(f"Endpoint {identifier} already exists.")
-            extra = parse_extra_connection_attributes(extra_connection_attributes)
-            requested = s3_settings if endpoint.engine_name == "s3" else postgre_sql_settings
-            given = {**extra, **(requested or {})}
-            nested = given.pop("Password", None)
+                self._claim_identifier(
+                    self.endpoints,
+                    validate_identifier("EndpointIdentifier", endpoint_identifier),
+                    "Endpoint",
+                    current=endpoint,
+                )
+            given, nested = _requested_settings(
+                endpoint.engine_name, extra_connection_attributes, s3_settings, postgre_sql_settings
+            )
             changed = copy.deepcopy(endpoint)
             changed.settings = given if exact_settings else {**changed.settings, **given}
-            changed.fields.update({
-                key: value for key, value in {
-                    "Username": username, "ServerName": server_name, "Port": port,
-                    "DatabaseName": database_name,
-                    "ExtraConnectionAttributes": extra_connection_attributes,
-                    "SslMode": ssl_mode, "CertificateArn": certificate_arn,
-                    "ServiceAccessRoleArn": service_access_role_arn,
-                }.items() if value is not None
-            })  # fmt: skip
+            changed.fields.update(_connection_fields(
+                username, server_name, port, database_name, extra_connection_attributes,
+                ssl_mode, certificate_arn, service_access_role_arn,
+            ))  # fmt: skip
             if password or nested:
                 changed.password = password or nested
             if engine_name is not None:
                 changed.engine_name = engine_name.lower()
             if endpoint_identifier is not None:
                 changed.identifier = endpoint_identifier
-            if changed.engine_name == "s3":
-                changed.target()  # the same checks as CreateEndpoint, before anything changes
-            else:
-                changed.source()
+            changed.check()  # the same checks as CreateEndpoint, before anything changes
             self.endpoints[endpoint.arn] = changed
             self._save()
             return {"Endpoint": changed.to_api()}
@@ -249,8 +225,7 @@ class EndpointBackend(BackendBase):
                 id_filters=("endpoint-id",),
                 what="endpoints",
             )
-            page, next_marker = paginate(items, max_records, marker)
-            return with_marker({"Endpoints": [e.to_api() for e in page]}, next_marker)
+            return page_body("Endpoints", items, Endpoint.to_api, max_records, marker)
 
     def delete_endpoint(self, *, endpoint_arn: str) -> dict[str, Any]:
         """DeleteEndpoint (every request member is acted on)."""
@@ -354,5 +329,47 @@ class EndpointBackend(BackendBase):
                 },
                 what="connections",
             )
-            page, next_marker = paginate(items, max_records, marker)
-            return with_marker({"Connections": [c.to_api() for c in page]}, next_marker)
+            return page_body("Connections", items, Connection.to_api, max_records, marker)
+
+
+def _requested_settings(
+    engine: str,
+    extra_connection_attributes: str | None,
+    s3_settings: dict[str, Any] | None,
+    postgre_sql_settings: dict[str, Any] | None,
+) -> tuple[dict[str, Any], str | None]:
+    """The settings a request gives (its ExtraConnectionAttributes under its engine's settings
+    object) and a password found among them. Terraform sends the password at the top level and
+    inside PostgreSQLSettings: it is kept apart either way, so that no Describe returns it."""
+    requested = s3_settings if engine == "s3" else postgre_sql_settings
+    settings = {
+        **parse_extra_connection_attributes(extra_connection_attributes),
+        **(requested or {}),
+    }
+    return settings, settings.pop("Password", None)
+
+
+def _connection_fields(
+    username: str | None,
+    server_name: str | None,
+    port: int | None,
+    database_name: str | None,
+    extra_connection_attributes: str | None,
+    ssl_mode: str | None,
+    certificate_arn: str | None,
+    service_access_role_arn: str | None,
+    kms_key_id: str | None = None,
+) -> dict[str, Any]:
+    """The endpoint members a request gives (the empty ones left out), by API name."""
+    members = {
+        "Username": username,
+        "ServerName": server_name,
+        "Port": port,
+        "DatabaseName": database_name,
+        "ExtraConnectionAttributes": extra_connection_attributes,
+        "SslMode": ssl_mode,
+        "CertificateArn": certificate_arn,
+        "KmsKeyId": kms_key_id,
+        "ServiceAccessRoleArn": service_access_role_arn,
+    }
+    return {name: value for name, value in members.items() if value not in (None, "")}

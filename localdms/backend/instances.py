@@ -11,7 +11,7 @@ from typing import Any
 
 from dms_spec.status import InstanceStatus
 from localdms.backend.base import ignores
-from localdms.backend.queries import filtered, paginate, with_marker
+from localdms.backend.queries import filtered, page_body
 from localdms.backend.resources import GONE, ReplicationInstance
 from localdms.backend.shapes import Filter, Tag
 from localdms.backend.subnet_groups import DEFAULT_GROUP, SubnetGroupBackend
@@ -19,7 +19,6 @@ from localdms.exceptions import (
     InvalidParameterCombinationException,
     InvalidParameterValueException,
     InvalidResourceStateFault,
-    ResourceAlreadyExistsFault,
 )
 from localdms.identifiers import validate_identifier
 
@@ -70,10 +69,7 @@ class InstanceBackend(SubnetGroupBackend):
             ).lower()
             if not replication_instance_class:
                 raise InvalidParameterValueException("ReplicationInstanceClass is required.")
-            if self._identifier_taken(self.instances, identifier):
-                raise ResourceAlreadyExistsFault(
-                    f"Replication instance {identifier} already exists."
-                )
+            self._claim_identifier(self.instances, identifier, "Replication instance")
             group = self._subnet_group(replication_subnet_group_identifier or DEFAULT_GROUP)
             zones = group.availability_zones()
             instance = ReplicationInstance(
@@ -88,11 +84,6 @@ class InstanceBackend(SubnetGroupBackend):
                 multi_az=multi_az,
                 subnet_group=group.identifier,
                 availability_zone=availability_zone or zones[0],
-                secondary_availability_zone=(
-                    next(z for z in zones if z != (availability_zone or zones[0]))
-                    if multi_az
-                    else None
-                ),
                 vpc_security_group_ids=list(vpc_security_group_ids or [DEFAULT_SECURITY_GROUP]),
                 preferred_maintenance_window=_maintenance_window(
                     preferred_maintenance_window or "sun:06:00-sun:06:30"
@@ -102,6 +93,7 @@ class InstanceBackend(SubnetGroupBackend):
                 network_type=_network_type(network_type or "IPV4"),
                 dns_name_servers=dns_name_servers,
             )
+            instance.place_standby(zones)
             instance.schedule(
                 InstanceStatus.CREATING, InstanceStatus.AVAILABLE, self.transition_seconds
             )
@@ -149,13 +141,9 @@ class InstanceBackend(SubnetGroupBackend):
                 identifier = validate_identifier(
                     "ReplicationInstanceIdentifier", replication_instance_identifier, 63
                 ).lower()
-                if identifier != instance.identifier and self._identifier_taken(
-                    self.instances, identifier
-                ):
-                    raise ResourceAlreadyExistsFault(
-                        f"Replication instance {identifier} already exists."
-                    )
-                changes["ReplicationInstanceIdentifier"] = identifier
+                changes["ReplicationInstanceIdentifier"] = self._claim_identifier(
+                    self.instances, identifier, "Replication instance", current=instance
+                )
             if engine_version is not None:
                 _check_engine_change(instance.engine_version, engine_version,
                                      allow_major_version_upgrade)  # fmt: skip
@@ -198,10 +186,7 @@ class InstanceBackend(SubnetGroupBackend):
                 id_filters=("replication-instance-id",),
                 what="replication instances",
             )
-            page, next_marker = paginate(items, max_records, marker)
-            return with_marker(
-                {"ReplicationInstances": [self._instance_api(i) for i in page]}, next_marker
-            )
+            return page_body("ReplicationInstances", items, self._instance_api, max_records, marker)
 
     def delete_replication_instance(self, *, replication_instance_arn: str) -> dict[str, Any]:
         """DeleteReplicationInstance (every request member is acted on)."""

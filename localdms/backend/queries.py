@@ -88,6 +88,26 @@ def paginate(
     return page, next_marker
 
 
+def page_body(
+    key: str,
+    items: list[Any],
+    render: Callable[[Any], dict[str, Any]],
+    max_records: int | None,
+    marker: str | None,
+    maximum: int = 100,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A Describe response: one page of ``items`` rendered under ``key``, and the next Marker.
+
+    Example:
+        >>> body = page_body("Numbers", list(range(45)), lambda n: {"N": n}, 20, None)
+        >>> len(body["Numbers"]), "Marker" in body
+        (20, True)
+    """
+    page, next_marker = paginate(items, max_records, marker, maximum)
+    return with_marker({**(extra or {}), key: [render(item) for item in page]}, next_marker)
+
+
 def with_marker(body: dict[str, Any], marker: str | None) -> dict[str, Any]:
     if marker is not None:
         body["Marker"] = marker

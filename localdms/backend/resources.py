@@ -97,6 +97,13 @@ class Endpoint(Resource):
     def target(self) -> S3Target:
         return S3Target.from_settings(self.settings)
 
+    def check(self) -> None:
+        """Refuse settings localdms cannot act on, as CreateEndpoint and ModifyEndpoint do."""
+        if self.engine_name == "s3":
+            self.target()
+        else:
+            self.source()
+
 
 @dataclass
 class ReplicationSubnetGroup(Resource):
@@ -162,6 +169,13 @@ class ReplicationInstance(Resource):
         "NetworkType": "network_type",
     }
     """The changes DMS applies in the maintenance window unless told ApplyImmediately."""
+    IMMEDIATE: ClassVar[dict[str, str]] = {
+        "ReplicationInstanceIdentifier": "identifier",
+        "VpcSecurityGroupIds": "vpc_security_group_ids",
+        "PreferredMaintenanceWindow": "preferred_maintenance_window",
+        "AutoMinorVersionUpgrade": "auto_minor_version_upgrade",
+    }
+    """The changes that take effect at once."""
 
     def modify(
         self, changes: Mapping[str, Any], apply_now: bool, zones: list[str], delay: float
@@ -183,18 +197,16 @@ class ReplicationInstance(Resource):
             self.pending_modified = {}
         else:
             self.pending_modified.update(deferred)
-        immediate = {
-            "ReplicationInstanceIdentifier": "identifier",
-            "VpcSecurityGroupIds": "vpc_security_group_ids",
-            "PreferredMaintenanceWindow": "preferred_maintenance_window",
-            "AutoMinorVersionUpgrade": "auto_minor_version_upgrade",
-        }
-        for member, attribute in immediate.items():
+        for member, attribute in self.IMMEDIATE.items():
             if member in changes:
                 setattr(self, attribute, changes[member])
+        self.place_standby(zones)
+        self.schedule(InstanceStatus.MODIFYING, InstanceStatus.AVAILABLE, delay)
+
+    def place_standby(self, zones: list[str]) -> None:
+        """A Multi-AZ instance's standby: the first of its subnet group's other zones."""
         standby = [zone for zone in zones if zone != self.availability_zone]
         self.secondary_availability_zone = standby[0] if self.multi_az and standby else None
-        self.schedule(InstanceStatus.MODIFYING, InstanceStatus.AVAILABLE, delay)
 
     def to_api(self, subnet_group: Mapping[str, Any]) -> dict[str, Any]:
         """The instance as DescribeReplicationInstances returns it, with its subnet group's shape."""

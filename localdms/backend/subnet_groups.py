@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from localdms.backend.base import BackendBase
-from localdms.backend.queries import filtered, paginate, with_marker
+from localdms.backend.queries import filtered, page_body
 from localdms.backend.resources import GONE, ReplicationSubnetGroup
 from localdms.backend.shapes import Filter, Tag
 from localdms.exceptions import (
@@ -90,8 +90,9 @@ class SubnetGroupBackend(BackendBase):
                 },
                 what="replication subnet groups",
             )
-            page, next_marker = paginate(items, max_records, marker)
-            return with_marker({"ReplicationSubnetGroups": [g.to_api() for g in page]}, next_marker)
+            return page_body(
+                "ReplicationSubnetGroups", items, ReplicationSubnetGroup.to_api, max_records, marker
+            )
 
     def modify_replication_subnet_group(
         self,

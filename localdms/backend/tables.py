@@ -7,9 +7,9 @@ from typing import Any
 
 from dms_spec.lifecycle import RELOADABLE
 from localdms.backend.base import BackendBase
-from localdms.backend.queries import filtered, paginate, with_marker
+from localdms.backend.queries import filtered, page_body
 from localdms.backend.shapes import Filter, TableToReload
-from localdms.backend.table_statistics import table_key
+from localdms.backend.table_statistics import TableStatistics, table_key
 from localdms.exceptions import (
     InvalidParameterValueException,
     InvalidResourceStateFault,
@@ -42,11 +42,10 @@ class TableBackend(BackendBase):
                 },
                 what=None,
             )
-            page, next_marker = paginate(items, max_records, marker, maximum=500)
-            return with_marker(
-                {"ReplicationTaskArn": task.arn, "TableStatistics": [t.to_api() for t in page]},
-                next_marker,
-            )
+            return page_body(
+                "TableStatistics", items, TableStatistics.to_api, max_records, marker,
+                maximum=500, extra={"ReplicationTaskArn": task.arn},
+            )  # fmt: skip
 
     def reload_tables(
         self,

@@ -23,9 +23,8 @@ from localdms.backend.queries import (
     default_task_settings,
     filtered,
     merge_settings,
-    paginate,
+    page_body,
     parse_task_settings,
-    with_marker,
 )
 from localdms.backend.resources import GONE, ReplicationTask
 from localdms.backend.runs import RunBackend
@@ -36,7 +35,6 @@ from localdms.exceptions import (
     InvalidParameterCombinationException,
     InvalidParameterValueException,
     InvalidResourceStateFault,
-    ResourceAlreadyExistsFault,
 )
 from localdms.identifiers import validate_identifier
 from localdms.table_mappings import validate_table_mappings
@@ -90,8 +88,7 @@ class TaskBackend(RunBackend):
                 raise InvalidResourceStateFault(
                     f"Replication instance {instance.arn} is {instance.status}, not available."
                 )
-            if self._identifier_taken(self.tasks, identifier):
-                raise ResourceAlreadyExistsFault(f"Replication task {identifier} already exists.")
+            self._claim_identifier(self.tasks, identifier, "Replication task")
             task = ReplicationTask(
                 arn=self._arn("task", resource_identifier),
                 identifier=identifier,
@@ -152,13 +149,9 @@ class TaskBackend(RunBackend):
                 identifier = validate_identifier(
                     "ReplicationTaskIdentifier", replication_task_identifier
                 )
-                if identifier.lower() != task.identifier.lower() and self._identifier_taken(
-                    self.tasks, identifier
-                ):
-                    raise ResourceAlreadyExistsFault(
-                        f"Replication task {identifier} already exists."
-                    )
-                task.identifier = identifier
+                task.identifier = self._claim_identifier(
+                    self.tasks, identifier, "Replication task", current=task
+                )
             if table_mappings is not None:
                 validate_table_mappings(table_mappings)
                 task.table_mappings = table_mappings
@@ -199,12 +192,11 @@ class TaskBackend(RunBackend):
                 id_filters=("replication-task-id",),
                 what="replication tasks",
             )
-            page, next_marker = paginate(items, max_records, marker)
             now = time.time()
-            return with_marker(
-                {"ReplicationTasks": [t.to_api(now, not without_settings) for t in page]},
-                next_marker,
-            )
+            return page_body(
+                "ReplicationTasks", items, lambda t: t.to_api(now, not without_settings),
+                max_records, marker,
+            )  # fmt: skip
 
     def start_replication_task(
         self,
