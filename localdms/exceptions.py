@@ -50,6 +50,10 @@ class S3ResourceNotFoundFault(DmsFault):
     """A specified Amazon S3 bucket, bucket folder, or other object can't be found."""
 
 
+class InvalidCertificateFault(DmsFault):
+    """The certificate was not valid."""
+
+
 class InvalidSubnet(DmsFault):
     """The subnet provided isn't valid."""
 

@@ -62,6 +62,17 @@ SUPPORTED = (
     "AddTagsToResource",
     "RemoveTagsFromResource",
     "ListTagsForResource",
+    "ImportCertificate",
+    "DescribeCertificates",
+    "DeleteCertificate",
+    "DescribeEvents",
+    "DescribeEventCategories",
+    "DescribeReplicationInstanceTaskLogs",
+    "DescribeOrderableReplicationInstances",
+    "DescribeEngineVersions",
+    "DescribeEndpointTypes",
+    "DescribeEndpointSettings",
+    "DescribeAccountAttributes",
 )
 """The operations localdms answers; each is the ``DmsBackend`` method of its snake_case name."""
 

@@ -5,8 +5,10 @@ Where things are (a family per module, composed here as moto composes its large 
 - ``resources.py``: the resources and their transitions (the only writers of status fields), and
   ``table_statistics.py`` a task's tables;
 - ``persistence.py``: what is saved, when, and what a restart finds;
+- ``records.py``: what has no lifecycle (certificates, events);
 - ``endpoints.py``, ``instances.py``, ``subnet_groups.py``, ``tasks.py``, ``tables.py``,
-  ``tags.py``: the operations, one public method each, named as in the API, taking the request's
+  ``tags.py``, ``certificates.py``, ``events.py`` (and task logs), ``catalogue.py`` (orderable
+  instances, engine versions, endpoint types and settings, account quotas): the operations, one public method each, named as in the API, taking the request's
   members as keyword arguments
   (``localdms/responses.py`` checks each request against the botocore model first); each checks
   existence and status (raising DMS's fault), makes the transition, persists and returns the
@@ -22,7 +24,10 @@ them as on AWS.
 
 from __future__ import annotations
 
+from localdms.backend.catalogue import CatalogueBackend
+from localdms.backend.certificates import CertificateBackend
 from localdms.backend.endpoints import EndpointBackend
+from localdms.backend.events import EventBackend
 from localdms.backend.instances import InstanceBackend
 from localdms.backend.tables import TableBackend
 from localdms.backend.tags import TagBackend
@@ -31,5 +36,14 @@ from localdms.backend.tasks import TaskBackend
 __all__ = ["DmsBackend"]
 
 
-class DmsBackend(EndpointBackend, InstanceBackend, TaskBackend, TableBackend, TagBackend):
+class DmsBackend(
+    EndpointBackend,
+    InstanceBackend,
+    TaskBackend,
+    TableBackend,
+    TagBackend,
+    CertificateBackend,
+    EventBackend,
+    CatalogueBackend,
+):
     """All DMS resources of one localdms server (see ``BackendBase`` for the arguments)."""

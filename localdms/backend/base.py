@@ -8,13 +8,16 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import boto3
 import botocore.exceptions
 
+from dms_spec import events
 from localdms.backend.persistence import Persistence, State
+from localdms.backend.records import MAX_EVENTS, Certificate, Event
 from localdms.backend.resources import (
     GONE,
     Connection,
@@ -99,6 +102,7 @@ class BackendBase:
         self.runs: dict[str, TaskRun] = {}
         self.persistence = Persistence(store)
         self.state: State = self.persistence.load()
+        self._statuses = self._current_statuses()
         self._resume_runs()
 
     def _resume_runs(self) -> None:
@@ -128,8 +132,65 @@ class BackendBase:
     def tags(self) -> dict[str, dict[str, str]]:
         return self.state.tags
 
+    @property
+    def certificates(self) -> dict[str, Certificate]:
+        return self.state.certificates
+
     def _save(self) -> None:
+        self._note_changes()
         self.persistence.save(self.state)
+
+    def _current_statuses(self) -> dict[str, tuple[str, str, str]]:
+        """ARN → (source type, identifier, status) of every instance and task."""
+        statuses = {
+            arn: (events.REPLICATION_INSTANCE, instance.identifier, instance.status)
+            for arn, instance in self.instances.items()
+        }
+        statuses.update(
+            (arn, (events.REPLICATION_TASK, task.identifier, task.status))
+            for arn, task in self.tasks.items()
+        )
+        return statuses
+
+    def _note_changes(self) -> None:
+        """Record the DMS events of the status changes since the last look (each is logged with
+        its DMS event id)."""
+        current = self._current_statuses()
+        for arn in [*self._statuses, *(a for a in current if a not in self._statuses)]:
+            before, after = self._statuses.get(arn), current.get(arn)
+            old = before[2] if before else None
+            new = after[2] if after else None
+            known = after or before
+            if old == new or known is None:
+                continue
+            source_type, identifier, _ = known
+            if source_type == events.REPLICATION_TASK:
+                kind, detail = events.task_event(old, new), self._task_detail(arn, new)
+            else:
+                kind, detail = events.instance_event(old, new), None
+            if kind is not None:
+                self._record_event(kind, identifier, arn, detail)
+        self._statuses = current
+
+    def _task_detail(self, arn: str, status: str | None) -> str | None:
+        """What a task's stop or failure event adds: its StopReason or LastFailureMessage."""
+        task = self.tasks.get(arn)
+        if task is None:
+            return None
+        if status == "stopped":
+            return task.stop_reason
+        return task.last_failure_message if status == "failed" else None
+
+    def _record_event(
+        self, kind: events.EventKind, identifier: str, arn: str, detail: str | None = None
+    ) -> None:
+        message = f"{kind.message} {detail}" if detail else kind.message
+        log.info("%s %s %s: %s", kind.event_id, kind.source_type, identifier, message)
+        self.state.events.append(
+            Event(identifier, arn, kind.source_type, kind.event_id, kind.category, message,
+                  time.time())
+        )  # fmt: skip
+        del self.state.events[:-MAX_EVENTS]
 
     def update_task(
         self, arn: str, change: Callable[[ReplicationTask], None], save: str = "now"
@@ -162,6 +223,8 @@ class BackendBase:
                         self.tags.pop(arn, None)
         for connection in self.connections.values():
             changed |= connection.advance(now)
+        if changed:
+            self._note_changes()
         self.persistence.save_if_due(self.state, changed)
 
     def _arn(self, kind: str, resource_identifier: str | None) -> str:
@@ -170,6 +233,12 @@ class BackendBase:
         return make_arn(
             self.region, self.account_id, kind, resource_identifier or random_resource_id()
         )
+
+    def _default_kms_key(self) -> str:
+        """The account's DMS key in this region, as DMS names it when no KmsKeyId is given (for
+        instances and endpoints alike)."""
+        key = uuid.uuid5(uuid.NAMESPACE_URL, f"localdms:{self.account_id}:{self.region}:aws/dms")
+        return f"arn:aws:kms:{self.region}:{self.account_id}:key/{key}"
 
     def _get(self, collection: dict[str, Any], arn: str, what: str) -> Any:
         if arn not in collection:

@@ -96,7 +96,8 @@ class EndpointBackend(BackendBase):
             )
             fields = _connection_fields(
                 username, server_name, port, database_name, extra_connection_attributes,
-                ssl_mode, certificate_arn, service_access_role_arn, kms_key_id,
+                ssl_mode, certificate_arn, service_access_role_arn,
+                kms_key_id or self._default_kms_key(),
             )  # fmt: skip
             endpoint = Endpoint(
                 arn=self._arn("endpoint", resource_identifier),

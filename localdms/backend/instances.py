@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 from typing import Any
 
 from dms_spec.status import InstanceStatus
 from localdms.backend.base import ignores
 from localdms.backend.queries import filtered, page_body
-from localdms.backend.resources import GONE, ReplicationInstance
+from localdms.backend.resources import DEFAULT_ENGINE_VERSION, GONE, ReplicationInstance
 from localdms.backend.shapes import Filter, Tag
 from localdms.backend.subnet_groups import DEFAULT_GROUP, SubnetGroupBackend
 from localdms.exceptions import (
@@ -28,11 +27,6 @@ class InstanceBackend(SubnetGroupBackend):
 
     def _instance_api(self, instance: ReplicationInstance) -> dict[str, Any]:
         return instance.to_api(self._subnet_group(instance.subnet_group).to_api())
-
-    def _default_kms_key(self) -> str:
-        """The account's DMS key in this region, as DMS names it when no KmsKeyId is given."""
-        key = uuid.uuid5(uuid.NAMESPACE_URL, f"localdms:{self.account_id}:{self.region}:aws/dms")
-        return f"arn:aws:kms:{self.region}:{self.account_id}:key/{key}"
 
     @ignores("KerberosAuthenticationSettings")
     def create_replication_instance(
@@ -79,7 +73,7 @@ class InstanceBackend(SubnetGroupBackend):
                 created=time.time(),
                 instance_class=replication_instance_class,
                 allocated_storage=50 if allocated_storage is None else allocated_storage,
-                engine_version=engine_version or "3.5.3",
+                engine_version=engine_version or DEFAULT_ENGINE_VERSION,
                 publicly_accessible=publicly_accessible,
                 multi_az=multi_az,
                 subnet_group=group.identifier,

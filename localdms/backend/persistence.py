@@ -14,6 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from dms_spec.lifecycle import RUNNING_STATES
+from localdms.backend.records import Certificate, Event
 from localdms.backend.resources import (
     Connection,
     Endpoint,
@@ -38,6 +39,9 @@ class State:
     tasks: dict[str, ReplicationTask] = field(default_factory=dict)
     connections: dict[tuple[str, str], Connection] = field(default_factory=dict)
     tags: dict[str, dict[str, str]] = field(default_factory=dict)
+    certificates: dict[str, Certificate] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    """The newest ``MAX_EVENTS`` instance and task events, oldest first."""
 
 
 class Persistence:
@@ -71,6 +75,10 @@ class Persistence:
                 task.interrupt(time.time())
             state.tasks[task.arn] = task
         state.tags = raw_state.get("tags", {})
+        for raw in raw_state.get("certificates", []):
+            certificate = Certificate(**raw)
+            state.certificates[certificate.arn] = certificate
+        state.events = [Event(**raw) for raw in raw_state.get("events", [])]
         self.save(state)
         return state
 
@@ -86,6 +94,8 @@ class Persistence:
                 "connections": [asdict(c) for c in state.connections.values()],
                 "tasks": [asdict(t) for t in state.tasks.values()],
                 "tags": state.tags,
+                "certificates": [asdict(c) for c in state.certificates.values()],
+                "events": [asdict(e) for e in state.events],
             }
         )
 

@@ -28,9 +28,12 @@ from dms_spec.status import (
     TableState,
     TaskStatus,
 )
+from localdms import endpoint_description as described
 from localdms.backend.table_statistics import TableStatistics
 from localdms.endpoint_settings import PostgresSource, S3Target
 
+DEFAULT_ENGINE_VERSION = "3.5.3"
+"""The replication engine version of an instance created without one."""
 GONE = "__gone__"
 """The status a deletion ends in: the resource is then dropped."""
 RESTART_TEXT = (
@@ -83,10 +86,16 @@ class Endpoint(Resource):
             "SslMode": self.fields.get("SslMode", "none"),
             **{k: v for k, v in self.fields.items() if k != "SslMode"},
         }
+        # How settings read back: localdms/endpoint_description.py
         if self.engine_name == "s3":
-            body["S3Settings"] = dict(self.settings)
+            settings = described.s3_settings(self.fields, self.settings)
+            body["S3Settings"] = settings
+            body["ExtraConnectionAttributes"] = described.s3_extra_connection_attributes(settings)
+            if "ServiceAccessRoleArn" in settings:
+                body["ServiceAccessRoleArn"] = settings["ServiceAccessRoleArn"]
         else:
-            body["PostgreSQLSettings"] = dict(self.settings)
+            body.update(described.top_level_connection(self.fields, self.settings))
+            body["PostgreSQLSettings"] = described.postgres_settings(self.fields, self.settings)
         return body
 
     def source(self, secret: dict[str, Any] | None = None) -> PostgresSource:
@@ -146,7 +155,7 @@ class ReplicationInstance(Resource):
 
     instance_class: str = ""
     allocated_storage: int = 50
-    engine_version: str = "3.5.3"
+    engine_version: str = DEFAULT_ENGINE_VERSION
     publicly_accessible: bool = False
     multi_az: bool = False
     subnet_group: str = "default"

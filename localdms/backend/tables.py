@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from dms_spec import events
 from dms_spec.lifecycle import RELOADABLE
 from localdms.backend.base import BackendBase
 from localdms.backend.queries import filtered, page_body
@@ -86,5 +87,6 @@ class TableBackend(BackendBase):
             now = time.time()
             for schema, table in keys:
                 task.tables[table_key(schema, table)].reload(now)
+            self._record_event(events.TASK_RELOAD_REQUESTED, task.identifier, task.arn)
             self._save()
             return {"ReplicationTaskArn": task.arn}

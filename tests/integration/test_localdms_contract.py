@@ -387,10 +387,10 @@ def test_unknown_resources_raise_not_found(dms):
 
 def test_unsupported_operation_is_named(dms):
     with pytest.raises(botocore.exceptions.ClientError) as excinfo:
-        dms.describe_certificates()
+        dms.describe_data_providers()
     code, message = error_of(excinfo)
     assert code == "InvalidAction"
-    assert "DescribeCertificates is not supported by localdms" in message
+    assert "DescribeDataProviders is not supported by localdms" in message
 
 
 def test_state_survives_a_restart_and_a_running_task_comes_back_failed(tmp_path, s3, source_db):

@@ -204,3 +204,79 @@ def test_an_endpoint_whose_credentials_are_a_secrets_manager_secret(
     assert failed["Status"] == "failed"
     assert "dms/no-such-secret" in failed["LastFailureMessage"]
     assert "ResourceNotFoundException" in failed["LastFailureMessage"]
+
+
+ROLE = "arn:aws:iam::123456789012:role/dms-s3"
+PROVIDER_S3_TARGET = {
+    # aws_dms_s3_endpoint with only bucket_name and service_access_role_arn set: its s3Settings()
+    # sends every boolean and the schema's defaults (compression NONE, "," and "\\n").
+    "AddColumnName": False, "AddTrailingPaddingCharacter": False, "CdcInsertsAndUpdates": False,
+    "CdcInsertsOnly": False, "CompressionType": "NONE", "CsvDelimiter": ",",
+    "CsvRowDelimiter": "\\n", "DatePartitionEnabled": False, "EnableStatistics": True,
+    "IncludeOpForFullLoad": False, "ParquetTimestampInMillisecond": False,
+    "PreserveTransactions": False, "Rfc4180": True, "ServiceAccessRoleArn": ROLE,
+    "UseCsvNoSupValue": False, "UseTaskStartTimeForFullLoadTimestamp": False,
+}  # fmt: skip
+
+
+def test_the_s3_endpoint_as_the_provider_sends_it_reads_back_unchanged_and_loads_lines(
+    dms, s3, source_db
+):
+    """What the provider's read sets from S3Settings must equal what it sent, or every plan
+    shows a change; the literal ``\\n`` it sends must write one row per line."""
+    source_db.execute("CREATE TABLE public.lines AS SELECT g AS id, 'row ' || g AS label "
+                      "FROM generate_series(1, 5) g")  # fmt: skip
+    pipeline = provision(dms, s3, source_db)
+    settings = {**PROVIDER_S3_TARGET, "BucketName": pipeline.bucket, "BucketFolder": "tf"}
+    created = dms.create_endpoint(
+        EndpointIdentifier="tf-target", EndpointType="target", EngineName="s3",
+        ServiceAccessRoleArn=ROLE, S3Settings=settings,
+        Tags=[{"Key": "Name", "Value": "tf-target"}],
+    )["Endpoint"]  # fmt: skip
+    read = dms.describe_endpoints(Filters=[{"Name": "endpoint-id", "Values": ["tf-target"]}])[
+        "Endpoints"
+    ][0]
+    for body in (created, read):
+        assert body["S3Settings"] == settings  # no default DMS does not report is invented
+        assert body["EndpointType"] == "TARGET"
+        assert body["SslMode"] == "none"
+        assert body["KmsKeyId"].startswith("arn:aws:kms:us-east-1:123456789012:key/")
+        attributes = body["ExtraConnectionAttributes"]
+        assert "bucketFolder=tf;" in attributes
+        assert "csvRowDelimiter=\\n;" in attributes
+        assert ROLE not in attributes  # DMS leaves the role out of the attributes
+
+    arn = create_task(dms, replace(pipeline, target_arn=created["EndpointArn"]),
+                      select_rules(("public", "lines")))  # fmt: skip
+    dms.start_replication_task(ReplicationTaskArn=arn, StartReplicationTaskType="start-replication")
+    assert wait_until_finished(dms, arn)["StopReason"] == "Stop Reason FULL_LOAD_ONLY_FINISHED"
+    body = s3.get_object(Bucket=pipeline.bucket, Key="tf/public/lines/LOAD00000001.csv")["Body"]
+    assert body.read().decode().splitlines() == [f"{n},row {n}" for n in range(1, 6)]
+
+
+def test_a_postgres_endpoint_reads_back_its_connection_where_the_provider_looks(dms, source_db):
+    """aws_dms_endpoint reads username, server_name, port and database_name from
+    PostgreSQLSettings when DMS returns it, so top-level values must be there too."""
+    server = source_db.server
+    endpoint = dms.create_endpoint(
+        EndpointIdentifier="tf-pg", EndpointType="source", EngineName="postgres",
+        ServerName=server.host, Port=server.port, DatabaseName=source_db.name,
+        Username=server.user, Password=server.password,
+        ExtraConnectionAttributes="heartbeatEnable=true",
+    )["Endpoint"]  # fmt: skip
+    settings = endpoint["PostgreSQLSettings"]
+    assert (settings["Username"], settings["ServerName"], settings["Port"],
+            settings["DatabaseName"]) == (server.user, server.host, server.port, source_db.name)  # fmt: skip
+    assert settings["HeartbeatEnable"] == "true"  # from the attributes, under the settings
+    assert endpoint["ExtraConnectionAttributes"] == "heartbeatEnable=true"
+    assert "Password" not in settings
+    assert server.password not in json.dumps(endpoint)
+
+    only_settings = dms.create_endpoint(
+        EndpointIdentifier="tf-pg-settings", EndpointType="source", EngineName="postgres",
+        PostgreSQLSettings={"ServerName": server.host, "Port": server.port,
+                            "DatabaseName": source_db.name, "Username": server.user,
+                            "Password": server.password},
+    )["Endpoint"]  # fmt: skip
+    assert (only_settings["ServerName"], only_settings["Port"]) == (server.host, server.port)
+    assert server.password not in json.dumps(only_settings)

@@ -224,8 +224,8 @@ def test_the_response_layer_checks_requests_against_the_model():
         InvalidParameterValueException, match="Invalid type for parameter MaxRecords"
     ):
         call(dms, "DescribeEndpoints", {"MaxRecords": "twenty"})
-    with pytest.raises(InvalidAction, match="ImportCertificate is not supported"):
-        call(dms, "ImportCertificate", {})
+    with pytest.raises(InvalidAction, match="CreateDataProvider is not supported"):
+        call(dms, "CreateDataProvider", {})
     # A member localdms does not act on is accepted, not echoed, and nothing fails.
     arn = call(dms, "CreateReplicationInstance", {
         "ReplicationInstanceIdentifier": "i", "ReplicationInstanceClass": "dms.t3.micro",
