@@ -7,10 +7,14 @@ Settings DMS has that change nothing here are kept and reported back, but not ac
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import ssl
+import tempfile
 import urllib.parse
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -251,7 +255,11 @@ class PostgresSource:
     slot_name: str = ""
     """PostgreSQLSettings.SlotName: an existing logical slot CDC tasks read (not created here)."""
     ssl_mode: str = "none"
-    """The endpoint's SslMode: ``none`` (plain) or ``require`` (encrypted, no verification)."""
+    """The endpoint's SslMode: ``none`` (plain), ``require`` (encrypted, not verified),
+    ``verify-ca`` (the server's certificate signed by ``ca_pem``) or ``verify-full`` (and issued
+    for ``host``)."""
+    ca_pem: str | None = None
+    """The PEM of the endpoint's CertificateArn (ImportCertificate), for the verify modes."""
 
     # Every connection to the source is made from these: the task's asyncpg pool and the
     # connection test, CDC's psycopg2 (replication) connections, and ADBC's libpq URI.
@@ -265,8 +273,31 @@ class PostgresSource:
             "password": self.password,
             "database": self.database,
             "timeout": timeout,
-            "ssl": _unverified_tls() if self.ssl_mode == "require" else False,
+            "ssl": self._tls_context(),
         }
+
+    def _tls_context(self) -> ssl.SSLContext | bool:
+        if self.ssl_mode == "none":
+            return False
+        if self.ssl_mode == "require":
+            return _unverified_tls()
+        context = ssl.create_default_context(cadata=self.ca_pem)
+        context.check_hostname = self.ssl_mode == "verify-full"
+        return context
+
+    @property
+    def ca_file(self) -> str | None:
+        """``ca_pem`` as a file, for libpq's ``sslrootcert`` (written once per certificate)."""
+        if self.ca_pem is None:
+            return None
+        digest = hashlib.sha256(self.ca_pem.encode()).hexdigest()[:16]
+        path = Path(tempfile.gettempdir()) / "localdms-certificates" / f"{digest}.pem"
+        if not path.exists():
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+            partial = path.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_text(self.ca_pem)
+            partial.replace(path)
+        return str(path)
 
     def psycopg2_arguments(self, timeout: float) -> dict[str, Any]:
         """Keyword arguments of ``psycopg2.connect`` (libpq's own sslmode)."""
@@ -278,6 +309,7 @@ class PostgresSource:
             "dbname": self.database,
             "connect_timeout": int(timeout),
             "sslmode": self.libpq_sslmode,
+            **({"sslrootcert": self.ca_file} if self.ca_file else {}),
         }
 
     def libpq_uri(self, timeout: float) -> str:
@@ -288,11 +320,12 @@ class PostgresSource:
         return (
             f"postgresql://{user}:{password}@{self.host}:{self.port}/{database}"
             f"?sslmode={self.libpq_sslmode}&connect_timeout={int(timeout)}"
+            + (f"&sslrootcert={urllib.parse.quote(self.ca_file)}" if self.ca_file else "")
         )
 
     @property
     def libpq_sslmode(self) -> str:
-        return "require" if self.ssl_mode == "require" else "disable"
+        return "disable" if self.ssl_mode == "none" else self.ssl_mode
 
     def __repr__(self) -> str:  # never show the password
         return (
@@ -306,6 +339,7 @@ class PostgresSource:
         fields: dict[str, Any],
         settings: dict[str, Any],
         secret: dict[str, Any] | None = None,
+        ca_pem: str | None = None,
     ) -> PostgresSource:
         """Take each value from the Secrets Manager secret (when the endpoint names one), then
         PostgreSQLSettings, then the endpoint's own fields.
@@ -314,6 +348,7 @@ class PostgresSource:
             secret: the endpoint's secret as DMS reads it (``username``, ``password``, ``host``,
                 ``port``, ``dbname``, the form RDS writes); None to check the endpoint without it
                 (then the connection values may come from the secret later).
+            ca_pem: the PEM of the endpoint's CertificateArn, for SslMode verify-ca/verify-full.
         """
         secret = secret or {}
         values = {
@@ -339,6 +374,7 @@ class PostgresSource:
                    else " (as parameters or in PostgreSQLSettings, or a Secrets Manager secret)")
                 + "."
             )  # fmt: skip
+        mode = ssl_mode(fields.get("SslMode"), fields.get("CertificateArn"))
         slot = str(settings.get("SlotName") or "")
         if slot and not re.fullmatch(r"[a-z0-9_]{1,63}", slot):
             raise InvalidParameterValueException(
@@ -352,7 +388,8 @@ class PostgresSource:
             username=str(values["Username"] or ""),
             password=str(values["Password"] or ""),
             slot_name=slot,
-            ssl_mode=ssl_mode(fields.get("SslMode"), fields.get("CertificateArn")),
+            ssl_mode=mode,
+            ca_pem=ca_pem if mode in ("verify-ca", "verify-full") else None,
         )
 
 
@@ -360,11 +397,8 @@ SSL_MODES = ("none", "require", "verify-ca", "verify-full")
 
 
 def ssl_mode(value: Any, certificate_arn: Any) -> str:
-    """An endpoint's SslMode, checked as DMS checks it.
-
-    ``verify-ca`` and ``verify-full`` need the CA certificate as a DMS certificate
-    (``CertificateArn``, from ImportCertificate); localdms has no certificate store yet, so they
-    are refused saying so, rather than connecting without the verification asked for.
+    """An endpoint's SslMode, checked as DMS checks it: ``verify-ca`` and ``verify-full`` need
+    the CA certificate as a DMS certificate (``CertificateArn``, from ImportCertificate).
 
     Example:
         >>> ssl_mode("REQUIRE", None)
@@ -375,13 +409,11 @@ def ssl_mode(value: Any, certificate_arn: Any) -> str:
         raise InvalidParameterValueException(
             f"SslMode {value!r} is not valid: use none, require, verify-ca or verify-full."
         )
-    if mode in ("verify-ca", "verify-full"):
-        what = "a CertificateArn (the CA certificate, imported with ImportCertificate)"
+    if mode in ("verify-ca", "verify-full") and not certificate_arn:
         raise InvalidParameterValueException(
-            f"SslMode {mode} needs {what}"
-            + ("" if certificate_arn else ", and none was given")
-            + "; localdms does not store certificates yet, so it cannot verify the server: "
-            "use SslMode require (encrypted, not verified) or none."
+            f"SslMode {mode} needs a CertificateArn: import the CA certificate that signed the "
+            "server's certificate (aws dms import-certificate) and give its ARN, or use SslMode "
+            "require (encrypted, not verified)."
         )
     return mode
 

@@ -47,6 +47,7 @@ def provision(
     port: int | None = None,
     postgres_settings: dict[str, Any] | None = None,
     ssl_mode: str | None = None,
+    certificate_arn: str | None = None,
 ) -> Pipeline:
     s3.create_bucket(Bucket=bucket)
     instance = dms.create_replication_instance(
@@ -64,6 +65,7 @@ def provision(
         Password=server.password if password is None else password,
         **({"PostgreSQLSettings": postgres_settings} if postgres_settings else {}),
         **({"SslMode": ssl_mode} if ssl_mode else {}),
+        **({"CertificateArn": certificate_arn} if certificate_arn else {}),
     )["Endpoint"]
     target_endpoint = dms.create_endpoint(
         EndpointIdentifier="target",

@@ -252,9 +252,10 @@ class BackendBase:
         Raises:
             ResourceNotFoundFault: the secret cannot be read or is not a JSON object, saying why.
         """
+        ca_pem = self._certificate_pem(endpoint)
         secret_id = endpoint.settings.get("SecretsManagerSecretId")
         if not secret_id:
-            return endpoint.source()
+            return endpoint.source(ca_pem=ca_pem)
         try:
             text = self.secrets_factory().get_secret_value(SecretId=str(secret_id))["SecretString"]
             secret = json.loads(text)
@@ -280,7 +281,32 @@ class BackendBase:
                 f"The Secrets Manager secret {secret_id} of endpoint {endpoint.identifier} is not "
                 "a JSON object with username, password, host, port and dbname."
             )
-        return endpoint.source(secret)
+        return endpoint.source(secret, ca_pem)
+
+    def _certificate_pem(self, endpoint: Endpoint) -> str | None:
+        """The PEM of the endpoint's CertificateArn, if it names one.
+
+        Raises:
+            ResourceNotFoundFault: the certificate was deleted since, or is a wallet.
+        """
+        arn = endpoint.fields.get("CertificateArn")
+        if not arn:
+            return None
+        certificate = self._certificate(str(arn))
+        if certificate.pem is None:
+            raise InvalidParameterValueException(
+                f"Certificate {certificate.identifier} is an Oracle wallet; a PostgreSQL "
+                "endpoint needs a PEM CA certificate."
+            )
+        return certificate.pem
+
+    def _certificate(self, arn: str) -> Certificate:
+        certificate = self.certificates.get(arn)
+        if certificate is None:
+            raise ResourceNotFoundFault(
+                f"Certificate {arn} not found: import it (ImportCertificate) and use its ARN."
+            )
+        return certificate
 
     def _endpoint(self, arn: str) -> Endpoint:
         endpoint: Endpoint = self._get(self.endpoints, arn, "Endpoint")

@@ -23,7 +23,6 @@ from localdms.exceptions import (
     InvalidCertificateFault,
     InvalidParameterValueException,
     InvalidResourceStateFault,
-    ResourceNotFoundFault,
 )
 from localdms.identifiers import make_arn, random_resource_id, validate_identifier
 
@@ -115,9 +114,7 @@ class CertificateBackend(BackendBase):
     def delete_certificate(self, *, certificate_arn: str) -> dict[str, Any]:
         """DeleteCertificate (every request member is acted on)."""
         with self.lock:
-            certificate = self.certificates.get(certificate_arn)
-            if certificate is None:
-                raise ResourceNotFoundFault(f"Certificate {certificate_arn} not found.")
+            certificate = self._certificate(certificate_arn)
             users = [e.identifier for e in self.endpoints.values()
                      if e.fields.get("CertificateArn") == certificate_arn]  # fmt: skip
             if users:

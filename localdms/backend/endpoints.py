@@ -99,6 +99,8 @@ class EndpointBackend(BackendBase):
                 ssl_mode, certificate_arn, service_access_role_arn,
                 kms_key_id or self._default_kms_key(),
             )  # fmt: skip
+            if "CertificateArn" in fields:
+                self._certificate(fields["CertificateArn"])
             endpoint = Endpoint(
                 arn=self._arn("endpoint", resource_identifier),
                 identifier=identifier,
@@ -200,6 +202,8 @@ class EndpointBackend(BackendBase):
             if endpoint_identifier is not None:
                 changed.identifier = endpoint_identifier
             changed.check()  # the same checks as CreateEndpoint, before anything changes
+            if certificate_arn:
+                self._certificate(certificate_arn)
             self.endpoints[endpoint.arn] = changed
             self._save()
             return {"Endpoint": changed.to_api()}

@@ -98,10 +98,15 @@ class Endpoint(Resource):
             body["PostgreSQLSettings"] = described.postgres_settings(self.fields, self.settings)
         return body
 
-    def source(self, secret: dict[str, Any] | None = None) -> PostgresSource:
-        """The source to connect to (``secret``: its Secrets Manager secret, when it names one)."""
+    def source(
+        self, secret: dict[str, Any] | None = None, ca_pem: str | None = None
+    ) -> PostgresSource:
+        """The source to connect to (``secret``: its Secrets Manager secret, when it names one;
+        ``ca_pem``: its CertificateArn's PEM)."""
         password = {"Password": self.password} if self.password else {}
-        return PostgresSource.from_endpoint({**self.fields, **password}, self.settings, secret)
+        return PostgresSource.from_endpoint(
+            {**self.fields, **password}, self.settings, secret, ca_pem
+        )
 
     def target(self) -> S3Target:
         return S3Target.from_settings(self.settings)

@@ -8,6 +8,7 @@ never by their text; the password never appears in a message.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from typing import Any
 
 import asyncpg
@@ -62,14 +63,24 @@ def source_error(source: PostgresSource, exc: BaseException) -> str:
         )
     if isinstance(exc, asyncpg.InvalidCatalogNameError):
         return f"Failed to connect to the PostgreSQL source {where}: {exc}. Check DatabaseName."
-    if type(exc) is ConnectionError and source.ssl_mode == "require":
+    if type(exc) is ConnectionError and source.ssl_mode != "none":
         # asyncpg's answer when the server refuses the SSL upgrade (refusals of the TCP
         # connection itself are ConnectionRefusedError, a subclass).
         return (
             f"Failed to connect to the PostgreSQL source {where}: the server does not accept SSL "
-            "connections, and the endpoint's SslMode is require. Turn ssl on in the server's "
-            "configuration, or set the endpoint's SslMode to none."
+            f"connections, and the endpoint's SslMode is {source.ssl_mode}. Turn ssl on in the "
+            "server's configuration, or set the endpoint's SslMode to none."
         )
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"Failed to connect to the PostgreSQL source {where}: the server's certificate does "
+            f"not pass SslMode {source.ssl_mode} with the endpoint's CertificateArn "
+            f"({exc.verify_message or exc}). Import the CA certificate that signed the server's "
+            "certificate and set it as the endpoint's CertificateArn"
+            + (", and connect by a name the certificate is issued for"
+               if source.ssl_mode == "verify-full" else "")
+            + "."
+        )  # fmt: skip
     if isinstance(exc, OSError | asyncio.TimeoutError):
         return (
             f"Failed to connect to the PostgreSQL source {where}: {exc or type(exc).__name__}. "

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import ipaddress
 import os
 import pwd
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import botocore.exceptions
 import psycopg
@@ -50,7 +52,11 @@ def self_signed(directory) -> tuple[str, str]:
     cert = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number()).not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256())
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
     )  # fmt: skip
     cert_path, key_path = directory / "server.crt", directory / "server.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -167,10 +173,49 @@ def test_require_against_a_server_without_ssl_fails_the_connection_test_saying_w
     )
 
 
+@pytest.mark.parametrize(
+    ("mode", "data_format"), [("verify-ca", "parquet"), ("verify-full", "csv")]
+)
+def test_verifying_modes_check_the_server_against_the_imported_certificate(
+    dms, s3, ssl_server, ssl_source, mode, data_format
+):
+    """The CA (here the server's own self-signed certificate) imported with ImportCertificate:
+    the load connects verified, through asyncpg and libpq (Parquet) alike."""
+    pem = (ssl_server.root / "server.crt").read_text()
+    ca = dms.import_certificate(CertificateIdentifier="server-ca", CertificatePem=pem)
+    pipeline = provision(dms, s3, ssl_source, s3_settings={"DataFormat": data_format},
+                         ssl_mode=mode, certificate_arn=ca["Certificate"]["CertificateArn"])  # fmt: skip
+    assert connection_test(dms, pipeline.source_arn)["Status"] == "successful"
+    task = run_task(dms, create_task(dms, pipeline, VIEW_RULES))
+    assert task["StopReason"] == "Stop Reason FULL_LOAD_ONLY_FINISHED", task.get(
+        "LastFailureMessage"
+    )
+    assert read_objects(s3, pipeline.bucket, "public/whoami/")
+
+
+def test_a_server_signed_by_another_ca_fails_verification_saying_why(dms, s3, ssl_source, tmp_path):
+    other, _ = self_signed(tmp_path)  # a certificate that did not sign the server's
+    ca = dms.import_certificate(CertificateIdentifier="other-ca",
+                                CertificatePem=Path(other).read_text())  # fmt: skip
+    pipeline = provision(dms, s3, ssl_source, ssl_mode="verify-ca",
+                         certificate_arn=ca["Certificate"]["CertificateArn"])  # fmt: skip
+    connection = connection_test(dms, pipeline.source_arn)
+    assert connection["Status"] == "failed"
+    assert "does not pass SslMode verify-ca" in connection["LastFailureMessage"]
+
+
 @pytest.mark.parametrize("mode", ["verify-ca", "verify-full"])
-def test_verifying_modes_are_refused_until_certificates_exist(dms, s3, source_db, mode):
+def test_verifying_modes_need_an_imported_certificate(dms, s3, source_db, mode):
     with pytest.raises(
         botocore.exceptions.ClientError,
         match=rf"InvalidParameterValueException.*SslMode {mode} needs a CertificateArn",
     ):
         provision(dms, s3, source_db, ssl_mode=mode)
+    server = source_db.server
+    with pytest.raises(botocore.exceptions.ClientError, match="ResourceNotFoundFault"):
+        dms.create_endpoint(
+            EndpointIdentifier="unknown-ca", EndpointType="source", EngineName="postgres",
+            ServerName=server.host, Port=server.port, DatabaseName=source_db.name,
+            Username=server.user, Password=server.password, SslMode=mode,
+            CertificateArn="arn:aws:dms:us-east-1:123456789012:cert:NOSUCHCERTIFICATE",
+        )  # fmt: skip
