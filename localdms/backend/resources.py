@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -84,6 +85,8 @@ class Endpoint(Resource):
             "Status": self.status,
             "EndpointArn": self.arn,
             "SslMode": self.fields.get("SslMode", "none"),
+            "ExternalId": str(uuid.uuid5(uuid.NAMESPACE_URL, self.arn)),
+            "IsReadOnly": False,
             **{k: v for k, v in self.fields.items() if k != "SslMode"},
         }
         # How settings read back: localdms/endpoint_description.py
@@ -243,7 +246,12 @@ class ReplicationInstance(Resource):
             "AutoMinorVersionUpgrade": self.auto_minor_version_upgrade,
             "KmsKeyId": self.kms_key_id,
             "ReplicationInstanceArn": self.arn,
+            "ReplicationInstancePrivateIpAddress": "127.0.0.1",
             "ReplicationInstancePrivateIpAddresses": ["127.0.0.1"],
+            # localdms listens on loopback only: a public instance has no other address either
+            "ReplicationInstancePublicIpAddresses": ["127.0.0.1"]
+            if self.publicly_accessible
+            else [],
             "PubliclyAccessible": self.publicly_accessible,
             "NetworkType": self.network_type,
         }

@@ -3,41 +3,21 @@ logs a task leaves: through boto3, and through the AWS CLI as a user types it.""
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import botocore.exceptions
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
+from tests.certificates import self_signed_pem
 from tests.pipeline import create_task, provision, run_task, select_rules
 
 pytestmark = pytest.mark.integration
-
-
-def self_signed_pem(common_name: str = "localdms-test-ca") -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    return certificate.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def code_of(excinfo: pytest.ExceptionInfo[botocore.exceptions.ClientError]) -> str:
@@ -160,7 +140,7 @@ def test_a_task_leaves_its_lifecycle_events_and_a_log(dms, s3, source_db):
         "Events"] == []  # fmt: skip
     assert dms.describe_events(Duration=60)["Events"]  # within the last hour
     latest = max(e["Date"] for e in events)
-    assert dms.describe_events(StartTime=latest + datetime.timedelta(seconds=1))["Events"] == []
+    assert dms.describe_events(StartTime=latest + timedelta(seconds=1))["Events"] == []
 
     logs = dms.describe_replication_instance_task_logs(
         ReplicationInstanceArn=pipeline.instance_arn

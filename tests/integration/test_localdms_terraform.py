@@ -13,6 +13,7 @@ import botocore.exceptions
 import pytest
 
 from localdms.server import ThreadedLocalDms
+from tests.certificates import self_signed_pem
 from tests.pipeline import (
     create_task,
     provision,
@@ -280,3 +281,142 @@ def test_a_postgres_endpoint_reads_back_its_connection_where_the_provider_looks(
     )["Endpoint"]  # fmt: skip
     assert (only_settings["ServerName"], only_settings["Port"]) == (server.host, server.port)
     assert server.password not in json.dumps(only_settings)
+
+
+def test_the_replication_task_resource_sequence_create_read_update_read_delete(dms, s3, source_db):
+    """aws_dms_replication_task: CreateReplicationTask, wait for ``ready``, read every field its
+    read sets (ReplicationTaskSettings must be JSON: the provider parses it), ModifyReplicationTask
+    as its update sends it, read again, DeleteReplicationTask and wait until it is gone."""
+    source_db.execute("CREATE TABLE public.tiny AS SELECT 1 AS id")
+    pipeline = provision(dms, s3, source_db)
+    mappings = select_rules(("public", "tiny"))
+    settings = {"Logging": {"EnableLogging": True}, "FullLoadSettings": {"MaxFullLoadSubTasks": 4}}
+    task = dms.create_replication_task(
+        ReplicationTaskIdentifier="tf-task", MigrationType="full-load",
+        ReplicationInstanceArn=pipeline.instance_arn, SourceEndpointArn=pipeline.source_arn,
+        TargetEndpointArn=pipeline.target_arn, TableMappings=mappings,
+        ReplicationTaskSettings=json.dumps(settings), Tags=[{"Key": "Name", "Value": "tf"}],
+    )["ReplicationTask"]  # fmt: skip
+    arn = task["ReplicationTaskArn"]
+
+    def read() -> dict[str, Any]:
+        found = dms.describe_replication_tasks(
+            Filters=[{"Name": "replication-task-id", "Values": ["tf-task"]}]
+        )["ReplicationTasks"]
+        assert len(found) == 1  # the provider's AssertSingleValueResult
+        return dict(found[0])
+
+    wait_for_status(dms, arn, {"ready"})
+    state = read()
+    assert (state["MigrationType"], state["ReplicationInstanceArn"], state["SourceEndpointArn"],
+            state["TargetEndpointArn"], state["TableMappings"]) == (
+        "full-load", pipeline.instance_arn, pipeline.source_arn, pipeline.target_arn, mappings)  # fmt: skip
+    full = json.loads(state["ReplicationTaskSettings"])
+    assert full["FullLoadSettings"]["MaxFullLoadSubTasks"] == 4
+    assert "TargetMetadata" in full  # the defaults of a real task, merged with what was sent
+
+    changed = select_rules(("public", "tiny"), ("public", "other"))
+    dms.modify_replication_task(
+        ReplicationTaskArn=arn, MigrationType="full-load", TableMappings=changed,
+        ReplicationTaskSettings=json.dumps({"FullLoadSettings": {"MaxFullLoadSubTasks": 2}}),
+    )  # fmt: skip
+    assert read()["Status"] == "modifying"
+    wait_for_status(dms, arn, {"ready"})
+    state = read()
+    assert state["TableMappings"] == changed
+    assert json.loads(state["ReplicationTaskSettings"])["FullLoadSettings"][
+        "MaxFullLoadSubTasks"] == 2  # fmt: skip
+
+    dms.delete_replication_task(ReplicationTaskArn=arn)
+    dms.get_waiter("replication_task_deleted").wait(
+        Filters=[{"Name": "replication-task-id", "Values": ["tf-task"]}],
+        WaiterConfig={"Delay": 0.1, "MaxAttempts": 100},
+    )
+    with pytest.raises(botocore.exceptions.ClientError) as gone:
+        read()
+    assert gone.value.response["Error"]["Code"] == "ResourceNotFoundFault"
+
+
+CFN_RENAMES = {"PostgreSqlSettings": "PostgreSQLSettings"}
+"""AWS::DMS::* properties whose API member is spelled otherwise (the rest match one to one)."""
+
+
+def test_a_cloudformation_stack_of_aws_dms_resources_creates_reads_and_deletes(dms, s3, source_db):
+    """The properties of AWS::DMS::ReplicationSubnetGroup, ReplicationInstance, Endpoint,
+    Certificate and ReplicationTask as a template gives them, the values their Ref and
+    Fn::GetAtt return, and the stack's deletion in reverse order."""
+    server = source_db.server
+    source_db.execute("CREATE TABLE public.tiny AS SELECT 1 AS id")
+    s3.create_bucket(Bucket="cfn-lake")
+    group = dms.create_replication_subnet_group(
+        ReplicationSubnetGroupIdentifier="cfn-subnets",
+        ReplicationSubnetGroupDescription="from a stack", SubnetIds=["subnet-0a1", "subnet-0b2"],
+    )["ReplicationSubnetGroup"]  # fmt: skip
+    instance = dms.create_replication_instance(
+        ReplicationInstanceIdentifier="cfn-instance", ReplicationInstanceClass="dms.t3.small",
+        AllocatedStorage=20, ReplicationSubnetGroupIdentifier="cfn-subnets",
+        PubliclyAccessible=False, MultiAZ=False, EngineVersion="3.5.3",
+        VpcSecurityGroupIds=["sg-0123"], ResourceIdentifier="cfn-instance-res",
+    )["ReplicationInstance"]  # fmt: skip
+    assert group["SubnetGroupStatus"] == "Complete"
+    assert instance["ReplicationInstanceArn"].endswith(":rep:cfn-instance-res")  # Ref
+    assert instance["ReplicationInstancePrivateIpAddresses"] == ["127.0.0.1"]  # GetAtt
+    assert instance["ReplicationInstancePublicIpAddresses"] == []  # GetAtt, not public
+    certificate = dms.import_certificate(CertificateIdentifier="cfn-ca",
+                                         CertificatePem=self_signed_pem())["Certificate"]  # fmt: skip
+    properties = {
+        "EndpointIdentifier": "cfn-source", "EndpointType": "source", "EngineName": "postgres",
+        "PostgreSqlSettings": {"ServerName": server.host, "Port": server.port,
+                               "DatabaseName": source_db.name, "Username": server.user,
+                               "Password": server.password},
+        "SslMode": "none", "Tags": [{"Key": "stack", "Value": "cfn"}],
+    }  # fmt: skip
+    source = dms.create_endpoint(**{CFN_RENAMES.get(k, k): v for k, v in properties.items()})[
+        "Endpoint"
+    ]
+    target = dms.create_endpoint(
+        EndpointIdentifier="cfn-target", EndpointType="target", EngineName="s3",
+        S3Settings={"BucketName": "cfn-lake", "ServiceAccessRoleArn": ROLE},
+    )["Endpoint"]  # fmt: skip
+    for endpoint in (source, target):
+        assert endpoint["ExternalId"]  # GetAtt ExternalId
+        assert endpoint["EndpointArn"].startswith("arn:aws:dms:us-east-1:123456789012:endpoint:")
+    dms.get_waiter("replication_instance_available").wait(
+        Filters=[{"Name": "replication-instance-id", "Values": ["cfn-instance"]}],
+        WaiterConfig={"Delay": 0.1, "MaxAttempts": 100},
+    )
+    task = dms.create_replication_task(
+        ReplicationTaskIdentifier="cfn-task", MigrationType="full-load",
+        ReplicationInstanceArn=instance["ReplicationInstanceArn"],
+        SourceEndpointArn=source["EndpointArn"], TargetEndpointArn=target["EndpointArn"],
+        TableMappings=select_rules(("public", "tiny")), TaskData='{"owner": "cfn"}',
+        ResourceIdentifier="cfn-task-res",
+    )["ReplicationTask"]  # fmt: skip
+    assert task["ReplicationTaskArn"].endswith(":task:cfn-task-res")
+    assert task["TaskData"] == '{"owner": "cfn"}'
+    wait_for_status(dms, task["ReplicationTaskArn"], {"ready"})
+
+    # Deleting the stack: in the reverse order of the dependencies.
+    fast = {"Delay": 0.1, "MaxAttempts": 100}
+    dms.delete_replication_task(ReplicationTaskArn=task["ReplicationTaskArn"])
+    dms.get_waiter("replication_task_deleted").wait(
+        Filters=[{"Name": "replication-task-id", "Values": ["cfn-task"]}], WaiterConfig=fast
+    )
+    for endpoint in (source, target):
+        dms.delete_endpoint(EndpointArn=endpoint["EndpointArn"])
+        dms.get_waiter("endpoint_deleted").wait(
+            Filters=[{"Name": "endpoint-arn", "Values": [endpoint["EndpointArn"]]}],
+            WaiterConfig=fast,
+        )
+    dms.delete_certificate(CertificateArn=certificate["CertificateArn"])
+    dms.delete_replication_instance(ReplicationInstanceArn=instance["ReplicationInstanceArn"])
+    dms.get_waiter("replication_instance_deleted").wait(
+        Filters=[{"Name": "replication-instance-id", "Values": ["cfn-instance"]}],
+        WaiterConfig=fast,
+    )
+    dms.delete_replication_subnet_group(ReplicationSubnetGroupIdentifier="cfn-subnets")
+    with pytest.raises(botocore.exceptions.ClientError) as gone:
+        dms.describe_replication_subnet_groups(
+            Filters=[{"Name": "replication-subnet-group-id", "Values": ["cfn-subnets"]}]
+        )
+    assert gone.value.response["Error"]["Code"] == "ResourceNotFoundFault"
