@@ -24,7 +24,7 @@ from typing import Any
 
 import botocore.session
 from botocore import xform_name
-from botocore.model import OperationModel, ServiceModel
+from botocore.model import ListShape, OperationModel, ServiceModel, Shape, StructureShape
 from botocore.validate import ParamValidator
 
 from localdms.backend import DmsBackend
@@ -102,6 +102,22 @@ def _accepted(operation: str) -> tuple[frozenset[str], frozenset[str]]:
     return parameters, ignored_members(operation)
 
 
+def _sensitive_values(value: Any, shape: Shape) -> set[str]:
+    """The texts of the values a request gives in members the model marks sensitive
+    (passwords, wallet contents), at any depth."""
+    if shape.metadata.get("sensitive"):
+        return {str(value), repr(value)} if value not in (None, "") else set()
+    found: set[str] = set()
+    if isinstance(shape, StructureShape) and isinstance(value, dict):
+        for name, member in shape.members.items():
+            if name in value:
+                found |= _sensitive_values(value[name], member)
+    elif isinstance(shape, ListShape) and isinstance(value, list):
+        for item in value:
+            found |= _sensitive_values(item, shape.member)
+    return found
+
+
 def arguments(operation: str, request: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments of ``operation``'s backend method for a checked request.
 
@@ -114,9 +130,10 @@ def arguments(operation: str, request: dict[str, Any]) -> dict[str, Any]:
     if model.input_shape is not None:
         report = _VALIDATOR.validate(present, model.input_shape)
         if report.has_errors():
-            raise InvalidParameterValueException(
-                f"Invalid {operation} request: {report.generate_report()}"
-            )
+            text = report.generate_report()  # botocore quotes bad values: hide the secret ones
+            for secret in sorted(_sensitive_values(present, model.input_shape), key=len)[::-1]:
+                text = text.replace(secret, "***")
+            raise InvalidParameterValueException(f"Invalid {operation} request: {text}")
     taken, ignorable = _accepted(operation)
     ignored = ignorable & present.keys()
     if ignored:

@@ -231,3 +231,17 @@ def test_the_response_layer_checks_requests_against_the_model():
         "ReplicationInstanceIdentifier": "i", "ReplicationInstanceClass": "dms.t3.micro",
         "DnsNameServers": "10.0.0.2"})["ReplicationInstance"]["ReplicationInstanceArn"]  # fmt: skip
     assert arn.startswith("arn:aws:dms:us-east-1:123456789012:rep:")
+
+
+def test_a_refused_request_never_repeats_a_password_it_carried():
+    """botocore's validation report quotes bad values; a sensitive member's value is hidden,
+    nested ones included (PostgreSQLSettings.Password)."""
+    dms = backend()
+    with pytest.raises(InvalidParameterValueException) as refused:
+        call(dms, "CreateEndpoint", {
+            "EndpointIdentifier": "e", "EndpointType": "source", "EngineName": "postgres",
+            "Password": 12345678, "PostgreSQLSettings": {"Password": ["hunter2-secret"]}})  # fmt: skip
+    message = refused.value.message
+    assert "Invalid type for parameter Password" in message
+    assert "12345678" not in message
+    assert "hunter2-secret" not in message
