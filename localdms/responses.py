@@ -73,6 +73,15 @@ SUPPORTED = (
     "DescribeEndpointTypes",
     "DescribeEndpointSettings",
     "DescribeAccountAttributes",
+    "CreateReplicationConfig",
+    "DescribeReplicationConfigs",
+    "ModifyReplicationConfig",
+    "DeleteReplicationConfig",
+    "StartReplication",
+    "StopReplication",
+    "DescribeReplications",
+    "DescribeReplicationTableStatistics",
+    "ReloadReplicationTables",
 )
 """The operations localdms answers; each is the ``DmsBackend`` method of its snake_case name."""
 

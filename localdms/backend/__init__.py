@@ -8,7 +8,8 @@ Where things are (a family per module, composed here as moto composes its large 
 - ``records.py``: what has no lifecycle (certificates, events);
 - ``endpoints.py``, ``instances.py``, ``subnet_groups.py``, ``tasks.py``, ``tables.py``,
   ``tags.py``, ``certificates.py``, ``events.py`` (and task logs), ``catalogue.py`` (orderable
-  instances, engine versions, endpoint types and settings, account quotas): the operations, one public method each, named as in the API, taking the request's
+  instances, engine versions, endpoint types and settings, account quotas), ``serverless.py``
+  (replication configs; ``replication_config.py`` how a replication reports): the operations, one public method each, named as in the API, taking the request's
   members as keyword arguments
   (``localdms/responses.py`` checks each request against the botocore model first); each checks
   existence and status (raising DMS's fault), makes the transition, persists and returns the
@@ -29,6 +30,7 @@ from localdms.backend.certificates import CertificateBackend
 from localdms.backend.endpoints import EndpointBackend
 from localdms.backend.events import EventBackend
 from localdms.backend.instances import InstanceBackend
+from localdms.backend.serverless import ServerlessBackend
 from localdms.backend.tables import TableBackend
 from localdms.backend.tags import TagBackend
 from localdms.backend.tasks import TaskBackend
@@ -37,6 +39,7 @@ __all__ = ["DmsBackend"]
 
 
 class DmsBackend(
+    ServerlessBackend,
     EndpointBackend,
     InstanceBackend,
     TaskBackend,

@@ -18,6 +18,7 @@ import botocore.exceptions
 from dms_spec import events
 from localdms.backend.persistence import Persistence, State
 from localdms.backend.records import MAX_EVENTS, Certificate, Event
+from localdms.backend.replication_config import ReplicationConfig
 from localdms.backend.resources import (
     GONE,
     Connection,
@@ -136,6 +137,19 @@ class BackendBase:
     def certificates(self) -> dict[str, Certificate]:
         return self.state.certificates
 
+    @property
+    def replication_configs(self) -> dict[str, ReplicationConfig]:
+        return self.state.replication_configs
+
+    def _runnable(self, arn: str) -> ReplicationTask | None:
+        """The task, or the serverless replication, of ``arn`` (None when gone)."""
+        config = self.replication_configs.get(arn)
+        return config.replication if config is not None else self.tasks.get(arn)
+
+    def _runnables(self) -> list[ReplicationTask]:
+        """Every task and serverless replication."""
+        return [*self.tasks.values(), *(c.replication for c in self.replication_configs.values())]
+
     def _save(self) -> None:
         self._note_changes()
         self.persistence.save(self.state)
@@ -198,7 +212,7 @@ class BackendBase:
         """Apply ``change`` to a task under the lock (nothing if it is gone); persist ``now``
         (task transitions), ``soon`` (table ones) or ``never`` (row counts)."""
         with self.lock:
-            task = self.tasks.get(arn)
+            task = self._runnable(arn)
             if task is None:
                 return
             change(task)
@@ -212,7 +226,8 @@ class BackendBase:
         now = time.time()
         changed = False
         collections: tuple[dict[str, Any], ...] = (
-            self.endpoints, self.instances, self.tasks, self.subnet_groups
+            self.endpoints, self.instances, self.tasks, self.subnet_groups,
+            self.replication_configs,
         )  # fmt: skip
         for collection in collections:
             for arn, resource in list(collection.items()):

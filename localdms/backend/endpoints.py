@@ -241,10 +241,15 @@ class EndpointBackend(BackendBase):
                 t.identifier
                 for t in self.tasks.values()
                 if endpoint.arn in (t.source_arn, t.target_arn)
+            ] + [
+                c.identifier
+                for c in self.replication_configs.values()
+                if endpoint.arn in (c.source_arn, c.target_arn)
             ]
             if users:
                 raise InvalidResourceStateFault(
-                    f"Endpoint {endpoint.arn} is used by replication task(s) {', '.join(users)}. "
+                    f"Endpoint {endpoint.arn} is used by replication task(s) or config(s) "
+                    f"{', '.join(users)}. "
                     "All tasks associated with the endpoint must be deleted before you can delete "
                     "the endpoint."
                 )

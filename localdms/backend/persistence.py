@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from dms_spec.lifecycle import RUNNING_STATES
 from localdms.backend.records import Certificate, Event
+from localdms.backend.replication_config import ReplicationConfig
 from localdms.backend.resources import (
     Connection,
     Endpoint,
@@ -40,6 +42,8 @@ class State:
     connections: dict[tuple[str, str], Connection] = field(default_factory=dict)
     tags: dict[str, dict[str, str]] = field(default_factory=dict)
     certificates: dict[str, Certificate] = field(default_factory=dict)
+    replication_configs: dict[str, ReplicationConfig] = field(default_factory=dict)
+    """DMS Serverless replication configs, each holding its replication (a run)."""
     events: list[Event] = field(default_factory=list)
     """The newest ``MAX_EVENTS`` instance and task events, oldest first."""
 
@@ -69,11 +73,11 @@ class Persistence:
             connection = Connection(**raw)
             state.connections[(connection.endpoint_arn, connection.instance_arn)] = connection
         for raw in raw_state.get("tasks", []):
-            tables = {k: TableStatistics(**v) for k, v in raw.pop("tables", {}).items()}
-            task = ReplicationTask(**raw, tables=tables)
-            if task.status in RUNNING_STATES and not task.capturing:
-                task.interrupt(time.time())
+            task = _task(raw)
             state.tasks[task.arn] = task
+        for raw in raw_state.get("replication_configs", []):
+            config = ReplicationConfig(**{**raw, "replication": _task(raw["replication"])})
+            state.replication_configs[config.arn] = config
         state.tags = raw_state.get("tags", {})
         for raw in raw_state.get("certificates", []):
             certificate = Certificate(**raw)
@@ -96,6 +100,7 @@ class Persistence:
                 "tags": state.tags,
                 "certificates": [asdict(c) for c in state.certificates.values()],
                 "events": [asdict(e) for e in state.events],
+                "replication_configs": [asdict(c) for c in state.replication_configs.values()],
             }
         )
 
@@ -112,3 +117,13 @@ class Persistence:
             self._dirty and time.monotonic() - self._last_save >= TABLE_SAVE_INTERVAL_SECONDS
         ):
             self.save(state)
+
+
+def _task(raw: dict[str, Any]) -> ReplicationTask:
+    """A saved task (or serverless replication); one that was loading when the server died is
+    ``failed``."""
+    tables = {k: TableStatistics(**v) for k, v in raw.pop("tables", {}).items()}
+    task = ReplicationTask(**raw, tables=tables)
+    if task.status in RUNNING_STATES and not task.capturing:
+        task.interrupt(time.time())
+    return task

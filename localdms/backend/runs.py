@@ -27,7 +27,7 @@ class RunBackend(BackendBase):
         """A task that was capturing changes when the server stopped resumes capture from its
         checkpoint: the slot kept every change after it. (One that was loading came back
         ``failed`` from ``Persistence.load``.)"""
-        for task in self.tasks.values():
+        for task in self._runnables():
             if task.status in RUNNING_STATES and task.capturing:
                 log.info("task %s: resuming change capture from %s", task.identifier,
                          task.recovery_checkpoint)  # fmt: skip
@@ -36,8 +36,11 @@ class RunBackend(BackendBase):
                 except DmsFault as fault:  # its source cannot be reached now (a secret, say)
                     task.fail(last_error(fault.message, StopReason.RECOVERABLE_ERROR), time.time())
 
-    def _start(self, task: ReplicationTask, start_type: StartType) -> None:
-        """Begin a run of ``task``.
+    def _start(
+        self, task: ReplicationTask, start_type: StartType, starting_seconds: float | None = None
+    ) -> None:
+        """Begin a run of ``task`` (or of a serverless replication, which shows its starting
+        statuses for ``starting_seconds``).
 
         Raises:
             DmsFault: the source's Secrets Manager secret cannot be read (before anything
@@ -65,7 +68,7 @@ class RunBackend(BackendBase):
             fail_on_no_tables=bool(errors.get("FailOnNoTablesCaptured", True)),
             # A fresh CDC start reloads every table in the new slot's snapshot.
             skip_tables=skip if cdc is None or not cdc.fresh else frozenset(),
-            min_starting_seconds=self.transition_seconds,
+            min_starting_seconds=starting_seconds or self.transition_seconds,
             min_running_seconds=self.min_running_seconds,
             cdc=cdc,
         )

@@ -17,7 +17,8 @@ class TagBackend(BackendBase):
         if arn_kind(arn) is None:
             raise InvalidParameterValueException(f"{arn!r} is not a valid DMS resource ARN.")
         if not any(arn in family for family in (self.tasks, self.endpoints, self.instances,
-                                                 self.subnet_groups, self.certificates)):  # fmt: skip
+                                                 self.subnet_groups, self.certificates,
+                                                 self.replication_configs)):  # fmt: skip
             raise ResourceNotFoundFault(f"Resource {arn} not found.")
 
     def add_tags_to_resource(self, *, resource_arn: str, tags: list[Tag]) -> dict[str, Any]:

@@ -69,7 +69,7 @@ class TaskBackend(RunBackend):
         """
         with self.lock:
             self._advance()
-            _refuse_cdc_start_time(cdc_start_time)
+            refuse_cdc_start_time(cdc_start_time)
             identifier = validate_identifier(
                 "ReplicationTaskIdentifier", replication_task_identifier
             )
@@ -104,7 +104,7 @@ class TaskBackend(RunBackend):
                 cdc_stop_position=cdc_stop_position,
                 task_data=task_data,
             )
-            _check_cdc_positions(task)
+            check_cdc_positions(task)
             task.schedule(TaskStatus.CREATING, TaskStatus.READY, self.transition_seconds)
             self.tasks[task.arn] = task
             self._set_tags(task.arn, tags)
@@ -130,7 +130,7 @@ class TaskBackend(RunBackend):
         """
         with self.lock:
             self._advance()
-            _refuse_cdc_start_time(cdc_start_time)
+            refuse_cdc_start_time(cdc_start_time)
             task = self._task(replication_task_arn)
             if task.status not in MODIFIABLE:
                 raise InvalidResourceStateFault(
@@ -238,7 +238,7 @@ class TaskBackend(RunBackend):
                 raise InvalidParameterCombinationException(
                     "CdcStartTime and CdcStartPosition cannot both be given."
                 )
-            _refuse_cdc_start_time(cdc_start_time)
+            refuse_cdc_start_time(cdc_start_time)
             if task.migration_type == MigrationType.FULL_LOAD and (
                 cdc_start_position or cdc_stop_position
             ):
@@ -250,7 +250,7 @@ class TaskBackend(RunBackend):
                 task.cdc_start_position = cdc_start_position
             if cdc_stop_position is not None:
                 task.cdc_stop_position = cdc_stop_position
-            _check_cdc_positions(task)
+            check_cdc_positions(task)
             self._start(task, StartType(start_type))
             return {"ReplicationTask": task.to_api(time.time())}
 
@@ -316,7 +316,7 @@ class TaskBackend(RunBackend):
             return {"ReplicationTask": task.to_api(time.time())}
 
 
-def _check_cdc_positions(task: ReplicationTask) -> None:
+def check_cdc_positions(task: ReplicationTask) -> None:
     """InvalidParameterValueException unless the task's CDC positions can be read."""
     try:
         if task.cdc_start_position:
@@ -341,7 +341,7 @@ def _migration_type(value: str) -> str:
     return str(value)
 
 
-def _refuse_cdc_start_time(cdc_start_time: float | None) -> None:
+def refuse_cdc_start_time(cdc_start_time: float | None) -> None:
     if cdc_start_time is not None:
         raise InvalidParameterCombinationException(
             "A PostgreSQL source cannot start change capture from a time: use "
