@@ -39,6 +39,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from dms_spec.serverless import CAPACITY_UNITS
 from dms_spec.status import MigrationType
 from dms_spec.table_mappings import TableMappingsError, parse_table_mappings
 from flows.exceptions import ConfigError
@@ -55,6 +56,45 @@ class TableSelection(BaseModel):
 
     schema_name: str = Field(min_length=1, description="Source schema (wildcards allowed).")
     table_name: str = Field(min_length=1, description="Source table (wildcards allowed).")
+
+
+class ComputeConfig(BaseModel):
+    """DMS Serverless capacity and placement: the ``ComputeConfig`` of CreateReplicationConfig,
+    with DMS's member names."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    MaxCapacityUnits: int = Field(description="The most DMS capacity units (DCU) to provision.")
+    MinCapacityUnits: int | None = Field(
+        default=None, description="The fewest DCU (autoscaling's floor)."
+    )
+    MultiAZ: bool | None = None
+    ReplicationSubnetGroupId: str | None = None
+    VpcSecurityGroupIds: list[str] | None = None
+    AvailabilityZone: str | None = None
+    KmsKeyId: str | None = None
+    PreferredMaintenanceWindow: str | None = None
+    DnsNameServers: str | None = None
+
+    @field_validator("MaxCapacityUnits", "MinCapacityUnits")
+    @classmethod
+    def _units(cls, value: int | None) -> int | None:
+        if value is not None and value not in CAPACITY_UNITS:
+            raise ValueError(f"must be one of {', '.join(map(str, CAPACITY_UNITS))} (DCU)")
+        return value
+
+    @model_validator(mode="after")
+    def _range(self) -> ComputeConfig:
+        if self.MinCapacityUnits is not None and self.MinCapacityUnits > self.MaxCapacityUnits:
+            raise ValueError(
+                f"MinCapacityUnits ({self.MinCapacityUnits}) cannot exceed MaxCapacityUnits "
+                f"({self.MaxCapacityUnits})"
+            )
+        return self
+
+    def document(self) -> dict[str, Any]:
+        """The ComputeConfig sent to DMS (members not given are left to DMS)."""
+        return self.model_dump(exclude_none=True)
 
 
 def _arn_field(name: str, kind: str, description: str) -> Any:
@@ -110,7 +150,13 @@ class DmsIngestionConfig(BaseSettings):
         "target_endpoint_arn", "endpoint", "Target endpoint"
     )
     replication_instance_arn: str | None = _arn_field(
-        "replication_instance_arn", "rep", "Replication instance"
+        "replication_instance_arn", "rep", "Replication instance (not with compute_config)"
+    )
+    compute_config: ComputeConfig | None = Field(
+        default=None,
+        description="Run DMS Serverless: a replication config named dms_task_name with this "
+        "ComputeConfig (MaxCapacityUnits, MinCapacityUnits, MultiAZ, ReplicationSubnetGroupId, "
+        "VpcSecurityGroupIds, ...) instead of a task on replication_instance_arn.",
     )
     replication_task_settings: dict[str, Any] | None = Field(
         default=None, description="ReplicationTaskSettings overrides (merged into DMS's defaults)."
@@ -203,10 +249,12 @@ class DmsIngestionConfig(BaseSettings):
 
     @field_validator("source_endpoint_arn", "target_endpoint_arn", "replication_instance_arn")
     @classmethod
-    def _arn(cls, value: str | None, info: ValidationInfo) -> str:
+    def _arn(cls, value: str | None, info: ValidationInfo) -> str | None:
         name = str(info.field_name)
         kind = "rep" if name == "replication_instance_arn" else "endpoint"
         if value is None:
+            if name == "replication_instance_arn":
+                return value  # not needed for Serverless: checked with compute_config below
             raise ValueError(
                 f"missing: set {name} in the config file or the environment "
                 f"(DMS_{name.upper()} or {name.upper()})"
@@ -220,6 +268,19 @@ class DmsIngestionConfig(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> DmsIngestionConfig:
+        if self.compute_config is not None and self.replication_instance_arn is not None:
+            raise ValueError(
+                "compute_config runs DMS Serverless, which needs no replication instance, but "
+                f"replication_instance_arn is set too ({self.replication_instance_arn}): remove "
+                "one (check DMS_REPLICATION_INSTANCE_ARN / REPLICATION_INSTANCE_ARN in the "
+                "environment and .env)"
+            )
+        if self.compute_config is None and self.replication_instance_arn is None:
+            raise ValueError(
+                "replication_instance_arn: missing: set it in the config file or the environment "
+                "(DMS_REPLICATION_INSTANCE_ARN or REPLICATION_INSTANCE_ARN), or give "
+                "compute_config to run DMS Serverless"
+            )
         if self.source_endpoint_arn == self.target_endpoint_arn:
             raise ValueError("source_endpoint_arn and target_endpoint_arn are the same endpoint")
         seen: set[tuple[str, str]] = set()
@@ -233,6 +294,11 @@ class DmsIngestionConfig(BaseSettings):
         self.table_mappings_document()  # raises on invalid rules
         self.task_settings_document()
         return self
+
+    @property
+    def serverless(self) -> bool:
+        """Whether the job runs DMS Serverless (a replication config) rather than a task."""
+        return self.compute_config is not None
 
     def table_mappings_document(self) -> str:
         """The TableMappings JSON sent to DMS, validated by DMS's document rules.

@@ -65,8 +65,9 @@ class WantedTask:
 @dataclass(frozen=True)
 class TaskPlan:
     action: TaskAction
-    changes: dict[str, str] = field(default_factory=dict)
-    """For MODIFY: the ModifyReplicationTask parameters that differ."""
+    changes: dict[str, Any] = field(default_factory=dict)
+    """For MODIFY: the ModifyReplicationTask (or ModifyReplicationConfig) parameters that
+    differ."""
     previously_run: bool = False
     """Whether the task has run before (so it cannot be started with start-replication)."""
 
@@ -151,6 +152,86 @@ def plan_task(existing: dict[str, Any] | None, wanted: WantedTask) -> TaskPlan:
         changes["ReplicationTaskSettings"] = wanted.task_settings
     action = TaskAction.MODIFY if changes else TaskAction.REUSE
     return TaskPlan(action, changes, previously_run=has_run(existing))
+
+
+@dataclass(frozen=True)
+class WantedConfig:
+    """The DMS Serverless replication config the config asks for, in DMS's terms."""
+
+    identifier: str
+    source_endpoint_arn: str
+    target_endpoint_arn: str
+    replication_type: str
+    table_mappings: str
+    replication_settings: str | None
+    compute_config: dict[str, Any]
+    if_running: str = "fail"
+
+
+def plan_replication_config(
+    existing: dict[str, Any] | None, replication: dict[str, Any] | None, wanted: WantedConfig
+) -> TaskPlan:
+    """Create, modify, reuse or attach to the replication config; never a duplicate.
+
+    Unlike a task's, a config's endpoints and replication type can be changed
+    (ModifyReplicationConfig), so they are modified rather than refused.
+
+    Args:
+        existing: the DescribeReplicationConfigs item with the wanted identifier, or None.
+        replication: its replication as a task (``flows.dms_hook.as_task``), or None.
+        wanted: what the config asks for.
+
+    Raises:
+        ReplicationTaskConflictError: its replication is starting or running (and ``if_running``
+            is ``fail``).
+
+    Example:
+        >>> wanted = WantedConfig("c", "arn:s", "arn:t", "full-load", '{"rules": []}', None,
+        ...                       {"MaxCapacityUnits": 4})
+        >>> existing = {"ReplicationConfigArn": "arn:c", "SourceEndpointArn": "arn:s",
+        ...     "TargetEndpointArn": "arn:t", "ReplicationType": "full-load",
+        ...     "TableMappings": '{"rules": []}', "ComputeConfig": {"MaxCapacityUnits": 2}}
+        >>> plan_replication_config(existing, {"Status": "ready"}, wanted).changes
+        {'ComputeConfig': {'MaxCapacityUnits': 4}}
+    """
+    if existing is None:
+        return TaskPlan(TaskAction.CREATE)
+    status = (replication or {}).get("Status", TaskStatus.READY)
+    if status == TaskStatus.DELETING:
+        return TaskPlan(TaskAction.WAIT_FOR_DELETION)
+    if status == TaskStatus.STOPPING:
+        return TaskPlan(TaskAction.WAIT_TO_SETTLE)
+    if status in ACTIVE:
+        if wanted.if_running == "attach":
+            return TaskPlan(TaskAction.ATTACH, previously_run=True)
+        arn = existing["ReplicationConfigArn"]
+        raise ReplicationTaskConflictError(
+            f"The replication of config {wanted.identifier} is already "
+            f"{(replication or {}).get('ReplicationStatus', status)}. Wait for it to finish, "
+            f"stop it (aws dms stop-replication --replication-config-arn {arn}), or run with "
+            "if_running=attach to monitor it instead.",
+            wanted.identifier,
+            str(status),
+        )
+    changes: dict[str, Any] = {}
+    for attribute, member in (
+        ("source_endpoint_arn", "SourceEndpointArn"),
+        ("target_endpoint_arn", "TargetEndpointArn"),
+        ("replication_type", "ReplicationType"),
+    ):
+        if existing.get(member) != getattr(wanted, attribute):
+            changes[member] = getattr(wanted, attribute)
+    if json.loads(existing.get("TableMappings") or "{}") != json.loads(wanted.table_mappings):
+        changes["TableMappings"] = wanted.table_mappings
+    if wanted.replication_settings and not contains(
+        json.loads(existing.get("ReplicationSettings") or "{}"),
+        json.loads(wanted.replication_settings),
+    ):
+        changes["ReplicationSettings"] = wanted.replication_settings
+    if not contains(existing.get("ComputeConfig") or {}, wanted.compute_config):
+        changes["ComputeConfig"] = wanted.compute_config
+    action = TaskAction.MODIFY if changes else TaskAction.REUSE
+    return TaskPlan(action, changes, previously_run=status != TaskStatus.READY)
 
 
 def errored_tables(statistics: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:

@@ -31,7 +31,9 @@ from typing import Any
 
 import botocore.exceptions
 import botocore.waiter
+from botocore import xform_name
 
+from dms_spec.serverless import task_status
 from flows.exceptions import TRANSIENT_ERROR_CODES, DmsApiError, is_transient
 
 WAITERS_FILE = Path(__file__).with_name("waiters.json")
@@ -52,6 +54,53 @@ def lifecycle_delays(max_delay: float) -> Iterator[float]:
     while True:
         yield round(delay, 2)
         delay = min(delay * LIFECYCLE_DELAY_GROWTH, max_delay)
+
+
+SERVERLESS_WAITERS = {
+    "FullLoadStarted": "ReplicationFullLoadStarted",
+    "ReplicationTaskStoppedAfterStop": "ReplicationStoppedAfterStop",
+}
+"""For a replication config: the ``waiters.json`` waiter that means what the task waiter means."""
+
+
+def is_serverless(arn: str) -> bool:
+    """Whether ``arn`` is a DMS Serverless replication config's (the flow's other ARNs are
+    tasks').
+
+    Example:
+        >>> is_serverless("arn:aws:dms:us-east-1:123456789012:replication-config:ABC")
+        True
+    """
+    return ":replication-config:" in arn
+
+
+def as_task(replication: dict[str, Any]) -> dict[str, Any]:
+    """A DescribeReplications item in the shape of a DescribeReplicationTasks one, so that the
+    flow's decisions and report read either: ``Status`` as the task status it corresponds to
+    (``dms_spec.serverless.task_status``; the replication's own is kept as
+    ``ReplicationStatus``), ``ReplicationTaskStats`` from ``ReplicationStats``,
+    ``LastFailureMessage`` from ``FailureMessages``.
+
+    Example:
+        >>> as_task({"ReplicationConfigArn": "arn:c", "Status": "fetching_metadata"})["Status"]
+        'starting'
+    """
+    status = str(replication.get("Status", ""))
+    view = {
+        **replication,
+        "ReplicationTaskArn": replication.get("ReplicationConfigArn"),
+        "ReplicationTaskIdentifier": replication.get("ReplicationConfigIdentifier"),
+        "MigrationType": replication.get("ReplicationType"),
+        "Status": task_status(status),
+        "ReplicationStatus": status,
+    }
+    if "ReplicationStats" in replication:
+        view["ReplicationTaskStats"] = replication["ReplicationStats"]
+    if "ReplicationStats" in replication and "StartDate" in replication["ReplicationStats"]:
+        view["ReplicationTaskStartDate"] = replication["ReplicationStats"]["StartDate"]
+    if replication.get("FailureMessages"):
+        view["LastFailureMessage"] = "; ".join(replication["FailureMessages"])
+    return view
 
 
 def _transient_response(response: dict[str, Any]) -> bool:
@@ -124,7 +173,10 @@ class DmsHook:
         return tasks[0] if tasks else None
 
     def describe_task(self, arn: str) -> dict[str, Any]:
-        """The task with this ARN (without its settings document)."""
+        """The task with this ARN (without its settings document); for a replication config's
+        ARN, its replication seen as a task (``as_task``)."""
+        if is_serverless(arn):
+            return as_task(self.describe_replication(arn))
         tasks = self._call(
             "describe_replication_tasks",
             Filters=[{"Name": "replication-task-arn", "Values": [arn]}],
@@ -147,58 +199,133 @@ class DmsHook:
         return task
 
     def start_task(self, arn: str, start_type: str) -> dict[str, Any]:
+        """StartReplicationTask, or StartReplication for a replication config's ARN."""
+        if is_serverless(arn):
+            return as_task(
+                self._call(
+                    "start_replication", ReplicationConfigArn=arn, StartReplicationType=start_type
+                )["Replication"]
+            )
         task: dict[str, Any] = self._call(
             "start_replication_task", ReplicationTaskArn=arn, StartReplicationTaskType=start_type
         )["ReplicationTask"]
         return task
 
     def stop_task(self, arn: str) -> dict[str, Any]:
+        """StopReplicationTask, or StopReplication for a replication config's ARN."""
+        if is_serverless(arn):
+            return as_task(self._call("stop_replication", ReplicationConfigArn=arn)["Replication"])
         task: dict[str, Any] = self._call("stop_replication_task", ReplicationTaskArn=arn)[
             "ReplicationTask"
         ]
         return task
 
     def delete_task(self, arn: str) -> None:
-        self._call("delete_replication_task", ReplicationTaskArn=arn)
+        """DeleteReplicationTask, or DeleteReplicationConfig for a replication config's ARN."""
+        if is_serverless(arn):
+            self._call("delete_replication_config", ReplicationConfigArn=arn)
+        else:
+            self._call("delete_replication_task", ReplicationTaskArn=arn)
 
     def reload_tables(self, arn: str, tables: list[tuple[str, str]]) -> None:
+        """ReloadTables, or ReloadReplicationTables for a replication config's ARN."""
+        operation, member = (
+            ("reload_replication_tables", "ReplicationConfigArn")
+            if is_serverless(arn)
+            else ("reload_tables", "ReplicationTaskArn")
+        )
         self._call(
-            "reload_tables",
-            ReplicationTaskArn=arn,
+            operation,
+            **{member: arn},
             TablesToReload=[{"SchemaName": s, "TableName": t} for s, t in tables],
             ReloadOption="data-reload",
         )
 
     def table_statistics(self, arn: str) -> list[dict[str, Any]]:
-        """Every table's statistics, in pages of 500 (one call per 500 tables)."""
+        """Every table's statistics, in pages of 500 (one call per 500 tables); a replication
+        config's from DescribeReplicationTableStatistics (the same members)."""
+        operation, member, key = (
+            ("describe_replication_table_statistics", "ReplicationConfigArn",
+             "ReplicationTableStatistics")
+            if is_serverless(arn)
+            else ("describe_table_statistics", "ReplicationTaskArn", "TableStatistics")
+        )  # fmt: skip
         statistics: list[dict[str, Any]] = []
         marker: str | None = None
         while True:
             page = self._call(
-                "describe_table_statistics",
-                ReplicationTaskArn=arn,
+                operation,
+                **{member: arn},
                 MaxRecords=TABLE_STATISTICS_PAGE,
                 **({"Marker": marker} if marker else {}),
             )
-            statistics.extend(page.get("TableStatistics", []))
+            statistics.extend(page.get(key, []))
             marker = page.get("Marker")
             if not marker:
                 return statistics
 
+    # ------------------------------------------------------------------ DMS Serverless
+    def find_config(self, identifier: str) -> dict[str, Any] | None:
+        """The replication config with this identifier, or None."""
+        try:
+            configs = self._call(
+                "describe_replication_configs",
+                Filters=[{"Name": "replication-config-id", "Values": [identifier]}],
+            )["ReplicationConfigs"]
+        except DmsApiError as exc:
+            if exc.code == "ResourceNotFoundFault":
+                return None
+            raise
+        return configs[0] if configs else None
+
+    def describe_replication(self, arn: str) -> dict[str, Any]:
+        """The replication of the replication config with this ARN (DescribeReplications)."""
+        replications = self._call(
+            "describe_replications",
+            Filters=[{"Name": "replication-config-arn", "Values": [arn]}],
+        )["Replications"]
+        replication: dict[str, Any] = replications[0]
+        return replication
+
+    def create_config(self, **parameters: Any) -> dict[str, Any]:
+        """CreateReplicationConfig with the AWS parameter names; returns the config."""
+        config: dict[str, Any] = self._call("create_replication_config", **parameters)[
+            "ReplicationConfig"
+        ]
+        return config
+
+    def modify_config(self, arn: str, **parameters: Any) -> dict[str, Any]:
+        config: dict[str, Any] = self._call(
+            "modify_replication_config", ReplicationConfigArn=arn, **parameters
+        )["ReplicationConfig"]
+        return config
+
     def wait(self, waiter_name: str, arn: str, max_delay: float, timeout: float) -> None:
-        """Run one of ``waiters.json``'s waiters on the task, polling on ``lifecycle_delays``.
+        """Run one of ``waiters.json``'s waiters on the task, polling on ``lifecycle_delays``;
+        for a replication config's ARN, the waiter of the same meaning on its replication
+        (``SERVERLESS_WAITERS``).
 
         Raises:
             botocore.exceptions.WaiterError: a failure acceptor matched, or time ran out.
         """
-        waiter = botocore.waiter.create_waiter_with_client(
-            waiter_name, _waiter_model(), self.client
+        serverless = is_serverless(arn)
+        name = SERVERLESS_WAITERS[waiter_name] if serverless else waiter_name
+        waiter = botocore.waiter.create_waiter_with_client(name, _waiter_model(), self.client)
+        self._poll(
+            waiter, arn, max_delay, timeout, **({} if serverless else {"WithoutSettings": True})
         )
-        self._poll(waiter, arn, max_delay, timeout, WithoutSettings=True)
 
     def wait_deleted(self, arn: str, max_delay: float, timeout: float) -> None:
-        """botocore's own ``replication_task_deleted`` waiter, polling on ``lifecycle_delays``."""
-        self._poll(self.client.get_waiter("replication_task_deleted"), arn, max_delay, timeout)
+        """botocore's own ``replication_task_deleted`` waiter (``ReplicationConfigDeleted`` of
+        ``waiters.json`` for a replication config), polling on ``lifecycle_delays``."""
+        waiter = (
+            botocore.waiter.create_waiter_with_client(
+                "ReplicationConfigDeleted", _waiter_model(), self.client
+            )
+            if is_serverless(arn)
+            else self.client.get_waiter("replication_task_deleted")
+        )
+        self._poll(waiter, arn, max_delay, timeout)
 
     def _poll(self, waiter: Any, arn: str, max_delay: float, timeout: float, **kwargs: Any) -> None:
         """Run ``waiter`` one attempt at a time, so its acceptors decide and the delay can grow.
@@ -207,11 +334,13 @@ class DmsHook:
         waiter would stop with "An error occurred".
         """
         deadline = time.monotonic() + timeout
+        operation = xform_name(waiter.config.operation)
+        arn_filter = "replication-config-arn" if is_serverless(arn) else "replication-task-arn"
         for delay in lifecycle_delays(max_delay):
-            self.calls["describe_replication_tasks"] += 1
+            self.calls[operation] += 1
             try:
                 waiter.wait(
-                    Filters=[{"Name": "replication-task-arn", "Values": [arn]}],
+                    Filters=[{"Name": arn_filter, "Values": [arn]}],
                     WaiterConfig={"Delay": 0, "MaxAttempts": 1},
                     **kwargs,
                 )

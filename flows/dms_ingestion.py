@@ -32,6 +32,7 @@ from flows.tasks import (
     EnsuredTask,
     delete_replication_task,
     describe_target_endpoint,
+    ensure_replication_config,
     ensure_replication_task,
     reconcile_s3_output,
     start_replication_task,
@@ -61,11 +62,18 @@ async def stop_task_on_cancellation(
     if not config.stop_task_on_cancel:
         return
     hook = (await aws_clients(flow_run.parameters.get("aws_credentials_block"))).dms
-    task = await asyncio.to_thread(hook.find_task, config.dms_task_name)
+    if config.serverless:
+        found = await asyncio.to_thread(hook.find_config, config.dms_task_name)
+        arn = found["ReplicationConfigArn"] if found else None
+        task = await asyncio.to_thread(hook.describe_task, arn) if arn else None
+    else:
+        task = await asyncio.to_thread(hook.find_task, config.dms_task_name)
     if task is not None and task["Status"] in (TaskStatus.RUNNING, TaskStatus.STARTING):
         await asyncio.to_thread(hook.stop_task, task["ReplicationTaskArn"])
         logging.getLogger(__name__).warning(
-            "Flow run cancelled: stopped replication task %s", config.dms_task_name
+            "Flow run cancelled: stopped %s %s",
+            "DMS Serverless replication" if config.serverless else "replication task",
+            config.dms_task_name,
         )
 
 
@@ -75,7 +83,8 @@ def _artifact_key(identifier: str, what: str) -> str:
 
 @flow(
     name="dms-ingestion",
-    description="Run an AWS DMS replication task from PostgreSQL to S3 and report per table.",
+    description="Run an AWS DMS replication task (or DMS Serverless replication) from PostgreSQL "
+    "to S3 and report per table.",
     on_cancellation=[stop_task_on_cancellation],
     persist_result=False,
 )
@@ -119,11 +128,13 @@ async def dms_ingestion(
     hook = clients.dms
     target = await describe_target_endpoint(config, hook)
     logger.info(
-        "Task %s: %s of %d selection(s) to %s",
-        config.dms_task_name, config.migration_type, len(config.table_mappings) or 1, target.url(),
+        "%s %s: %s of %d selection(s) to %s",
+        "DMS Serverless replication" if config.serverless else "Task", config.dms_task_name,
+        config.migration_type, len(config.table_mappings) or 1, target.url(),
     )  # fmt: skip
 
-    ensured = await ensure_replication_task(config, hook)
+    ensure = ensure_replication_config if config.serverless else ensure_replication_task
+    ensured = await ensure(config, hook)
     start_type: str | None = None
     if ensured.action != "attached":
         start_type = await start_replication_task(ensured, config.rerun_start_type, hook)
@@ -147,7 +158,8 @@ async def dms_ingestion(
     task_stats = outcome.task.get("ReplicationTaskStats", {})
     report = IngestionReport(
         task_identifier=config.dms_task_name,
-        task_arn=ensured.arn,
+        task_arn=None if config.serverless else ensured.arn,
+        replication_config_arn=ensured.arn if config.serverless else None,
         migration_type=str(config.migration_type),
         target=target.url(),
         status=outcome.task.get("Status", "unknown"),
@@ -172,7 +184,9 @@ async def dms_ingestion(
     )
     if report.succeeded and config.delete_task_after_success:
         await delete_replication_task(ensured.arn, config, hook)
-        logger.info("Deleted replication task %s", config.dms_task_name)
+        logger.info("Deleted %s %s",
+                    "replication config" if config.serverless else "replication task",
+                    config.dms_task_name)  # fmt: skip
         report.dms_api_calls = dict(hook.calls)
     await _publish(report)
     if not report.succeeded:

@@ -126,7 +126,8 @@ def _progress_line(task: dict[str, Any], statistics: list[dict[str, Any]]) -> st
     stats = task.get("ReplicationTaskStats", {})
     rows = sum(int(s.get("FullLoadRows", 0)) for s in statistics)
     return (
-        f"{task.get('Status')}: {stats.get('FullLoadProgressPercent', 0)}% | "
+        f"{task.get('ReplicationStatus', task.get('Status'))}: "
+        f"{stats.get('FullLoadProgressPercent', 0)}% | "
         f"{states.get(TableState.COMPLETED, 0)}/{len(statistics)} tables loaded, "
         f"{states.get(TableState.FULL_LOAD, 0)} loading, {states.get(TableState.BEFORE_LOAD, 0)} queued, "
         f"{states.get(TableState.ERROR, 0)} errored | {rows:,} rows"

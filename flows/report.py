@@ -73,7 +73,12 @@ class IngestionReport(BaseModel):
     """The outcome of one ``dms_ingestion`` run."""
 
     task_identifier: str
-    task_arn: str
+    task_arn: str | None = Field(
+        default=None, description="The replication task's ARN (None for DMS Serverless)."
+    )
+    replication_config_arn: str | None = Field(
+        default=None, description="The DMS Serverless replication config's ARN (None for a task)."
+    )
     migration_type: str
     target: str | None = Field(
         default=None, description="s3://bucket/[BucketFolder/], as the target endpoint says."
@@ -137,8 +142,12 @@ class IngestionReport(BaseModel):
         lines = [
             f"## DMS ingestion {outcome}: `{self.task_identifier}`",
             "",
-            f"- Task: `{self.task_arn}` ({self.migration_type}, started with "
-            f"{self.start_type or 'attach'})",
+            (
+                f"- Task: `{self.task_arn}`"
+                if self.task_arn
+                else f"- DMS Serverless replication config: `{self.replication_config_arn}`"
+            )
+            + f" ({self.migration_type}, started with {self.start_type or 'attach'})",
             f"- Target: `{self.target or 'unknown'}`",
             f"- Status: **{self.status}**" + (f", {self.stop_reason}" if self.stop_reason else ""),
             f"- Tables: {len(self.tables)} ({sum(t.table_state == TableState.COMPLETED for t in self.tables)} "
@@ -186,7 +195,8 @@ class IngestionReport(BaseModel):
     def failure_message(self) -> str:
         """One paragraph for the flow's failure: status, StopReason, LastFailureMessage, tables."""
         parts = [
-            f"Replication task {self.task_identifier} ended {self.status}"
+            f"{'Replication task' if self.task_arn else 'DMS Serverless replication'} "
+            f"{self.task_identifier} ended {self.status}"
             + (f" ({self.stop_reason})" if self.stop_reason else "")
         ]
         if self.last_failure_message:

@@ -1,5 +1,7 @@
-"""The flow's Prefect tasks: describe the target, ensure, start, wait, reconcile, delete (monitoring
-is in ``flows/monitoring.py``).
+"""The flow's Prefect tasks: describe the target, ensure (a task, or a DMS Serverless replication
+config), start, wait, reconcile, delete (monitoring is in ``flows/monitoring.py``). After the
+ensure step both kinds go through the same tasks: ``DmsHook`` answers a replication config's ARN
+with the Serverless operations.
 
 Every task is async and runs boto3 calls with ``asyncio.to_thread`` (a blocking call would stall
 every concurrent subflow). Tasks retry with backoff only on transient errors (throttling, 5xx, lost
@@ -25,10 +27,12 @@ from dms_spec.table_mappings import renames_schemas_or_tables
 from flows.config import DmsIngestionConfig
 from flows.decisions import (
     TaskAction,
+    WantedConfig,
     WantedTask,
+    plan_replication_config,
     plan_task,
 )
-from flows.dms_hook import DmsHook
+from flows.dms_hook import DmsHook, as_task
 from flows.exceptions import (
     DmsApiError,
     ReplicationTaskConflictError,
@@ -169,6 +173,84 @@ async def ensure_replication_task(config: DmsIngestionConfig, hook: DmsHook) -> 
         await _settle(hook, arn, delay)
         return EnsuredTask(arn, name, "modified", previously_run=plan.previously_run)
     logger.info("Reusing replication task %s (%s, %s)", name, arn, existing["Status"])
+    return EnsuredTask(arn, name, "reused", previously_run=plan.previously_run)
+
+
+@task(name="ensure-replication-config", **RETRYABLE)
+async def ensure_replication_config(config: DmsIngestionConfig, hook: DmsHook) -> EnsuredTask:
+    """DMS Serverless: find the replication config by identifier; create it, or modify it to
+    match the config. Never a duplicate.
+
+    ``flows.decisions.plan_replication_config`` decides; this task describes, acts and waits.
+
+    Raises:
+        ReplicationTaskConflictError: its replication is starting or running (and ``if_running``
+            is ``fail``).
+    """
+    logger = get_run_logger()
+    name = config.dms_task_name
+    delay = min(config.poll_interval_seconds, 15.0)
+    assert config.compute_config is not None
+    wanted = WantedConfig(
+        identifier=name,
+        source_endpoint_arn=str(config.source_endpoint_arn),
+        target_endpoint_arn=str(config.target_endpoint_arn),
+        replication_type=str(config.migration_type),
+        table_mappings=config.table_mappings_document(),
+        replication_settings=config.task_settings_document(),
+        compute_config=config.compute_config.document(),
+        if_running=config.if_running,
+    )
+    while True:
+        existing = await asyncio.to_thread(hook.find_config, name)
+        replication = (
+            as_task(
+                await asyncio.to_thread(hook.describe_replication, existing["ReplicationConfigArn"])
+            )
+            if existing is not None
+            else None
+        )
+        plan = plan_replication_config(existing, replication, wanted)
+        if plan.action not in (TaskAction.WAIT_FOR_DELETION, TaskAction.WAIT_TO_SETTLE):
+            break
+        assert existing is not None
+        arn = existing["ReplicationConfigArn"]
+        logger.info("The replication of config %s is %s; waiting", name,
+                    (replication or {}).get("ReplicationStatus"))  # fmt: skip
+        if plan.action == TaskAction.WAIT_FOR_DELETION:
+            await asyncio.to_thread(hook.wait_deleted, arn, delay, SETTLE_TIMEOUT_SECONDS)
+        else:
+            await asyncio.to_thread(
+                hook.wait, "ReplicationTaskStoppedAfterStop", arn, delay, SETTLE_TIMEOUT_SECONDS
+            )
+
+    if plan.action == TaskAction.CREATE:
+        parameters: dict[str, Any] = {
+            "ReplicationConfigIdentifier": name,
+            "SourceEndpointArn": wanted.source_endpoint_arn,
+            "TargetEndpointArn": wanted.target_endpoint_arn,
+            "ComputeConfig": wanted.compute_config,
+            "ReplicationType": wanted.replication_type,
+            "TableMappings": wanted.table_mappings,
+            "Tags": [{"Key": "created-by", "Value": "dms-ingestion"}],
+        }
+        if wanted.replication_settings:
+            parameters["ReplicationSettings"] = wanted.replication_settings
+        created = await asyncio.to_thread(hook.create_config, **parameters)
+        arn = created["ReplicationConfigArn"]
+        logger.info("Created DMS Serverless replication config %s (%s)", name, arn)
+        return EnsuredTask(arn, name, "created", previously_run=False)
+    assert existing is not None
+    arn = existing["ReplicationConfigArn"]
+    if plan.action == TaskAction.ATTACH:
+        logger.info("The replication of config %s is already running; attaching to it", name)
+        return EnsuredTask(arn, name, "attached", previously_run=True)
+    if plan.action == TaskAction.MODIFY:
+        logger.info("Replication config %s differs from the config (%s); modifying it", name,
+                    ", ".join(plan.changes))  # fmt: skip
+        await asyncio.to_thread(hook.modify_config, arn, **plan.changes)
+        return EnsuredTask(arn, name, "modified", previously_run=plan.previously_run)
+    logger.info("Reusing replication config %s (%s)", name, arn)
     return EnsuredTask(arn, name, "reused", previously_run=plan.previously_run)
 
 

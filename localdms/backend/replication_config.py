@@ -7,21 +7,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from dms_spec.serverless import CREATED, STARTING_PHASES
 from dms_spec.status import MigrationType, TaskStatus
 from localdms.backend.resources import ReplicationTask, Resource
 
-STARTING_PHASES = (
-    "initializing",
-    "preparing_metadata_resources",
-    "testing_connection",
-    "fetching_metadata",
-    "calculating_capacity",
-    "provisioning_capacity",
-    "replication_starting",
-)
-"""The statuses of a starting replication, in order (the guide's state diagram)."""
 _STATUS = {
-    TaskStatus.READY: "created",
+    TaskStatus.READY: CREATED,
     TaskStatus.RUNNING: "running",
     TaskStatus.STOPPING: "stopping",
     TaskStatus.STOPPED: "stopped",

@@ -29,6 +29,7 @@ import time
 from typing import Any
 
 from dms_spec.lifecycle import ACTIVE
+from dms_spec.serverless import CAPACITY_UNITS, CREATED, SETTLED, STARTING_PHASES
 from dms_spec.status import MigrationType, StartType, TaskStatus
 from localdms.backend.base import ignores
 from localdms.backend.queries import (
@@ -38,7 +39,7 @@ from localdms.backend.queries import (
     page_body,
     parse_task_settings,
 )
-from localdms.backend.replication_config import STARTING_PHASES, ReplicationConfig
+from localdms.backend.replication_config import ReplicationConfig
 from localdms.backend.resources import GONE, ReplicationTask
 from localdms.backend.runs import RunBackend
 from localdms.backend.shapes import Filter, TableToReload, Tag
@@ -53,11 +54,6 @@ from localdms.exceptions import (
 )
 from localdms.identifiers import validate_identifier
 from localdms.table_mappings import validate_table_mappings
-
-CAPACITY_UNITS = (1, 2, 4, 8, 16, 32, 64, 128, 192, 256, 384)
-"""The DMS capacity unit (DCU) values ComputeConfig takes."""
-SETTLED = frozenset({"created", "stopped", "failed"})
-"""Where a replication may be started, modified or deleted."""
 
 
 def compute_config(given: dict[str, Any], default_kms_key: str) -> dict[str, Any]:
@@ -154,7 +150,7 @@ class ServerlessBackend(RunBackend, TableBackend, SubnetGroupBackend):
             config = ReplicationConfig(
                 arn=arn,
                 identifier=identifier,
-                status="created",
+                status=CREATED,
                 created=now,
                 source_arn=source_endpoint_arn,
                 target_arn=target_endpoint_arn,

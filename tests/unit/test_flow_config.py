@@ -150,3 +150,26 @@ def test_unreadable_files_are_refused(tmp_path, content, message):
         load_config(write(tmp_path, content))
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.json")
+
+
+def test_compute_config_is_checked_before_any_aws_call(monkeypatch, tmp_path):
+    for name in ("SOURCE", "TARGET"):
+        monkeypatch.setenv(f"DMS_{name}_ENDPOINT_ARN",
+                           f"arn:aws:dms:us-east-1:123456789012:endpoint:{name}")  # fmt: skip
+    monkeypatch.delenv("DMS_REPLICATION_INSTANCE_ARN", raising=False)
+    monkeypatch.delenv("REPLICATION_INSTANCE_ARN", raising=False)
+    base = {"dms_task_name": "t", "table_mappings": [{"schema_name": "s", "table_name": "t"}]}
+    for compute, words in (
+        ({"MaxCapacityUnits": 3}, "MaxCapacityUnits: must be one of 1, 2, 4"),
+        ({"MaxCapacityUnits": 4, "MinCapacityUnits": 16}, "cannot exceed MaxCapacityUnits"),
+        ({"MinCapacityUnits": 2}, "MaxCapacityUnits: required"),
+        ({"MaxCapacityUnits": 4, "Colour": "blue"}, "Colour: unknown key"),
+    ):
+        with pytest.raises(ConfigError, match=words):
+            load_config(**base, compute_config=compute)
+    with pytest.raises(ConfigError, match="compute_config runs DMS Serverless"):
+        load_config(**base, compute_config={"MaxCapacityUnits": 4},
+                    replication_instance_arn="arn:aws:dms:us-east-1:123456789012:rep:R")  # fmt: skip
+    with pytest.raises(ConfigError, match="or give compute_config to run DMS Serverless"):
+        load_config(**base)
+    assert load_config(**base, compute_config={"MaxCapacityUnits": 4}).serverless
