@@ -7,7 +7,8 @@
    AWS (the target writes under ``BucketFolder=raw``).
 3. A Prefect server backed by a database in the same PostgreSQL (SQLite stalls concurrent subflows).
 4. The ``dms-ingestion`` flow with ``config/dms_config.json``: progress while it runs, then the
-   per-table report and the S3 tree (keys, sizes, rows).
+   per-table report and the S3 tree (keys, sizes, rows). ``--serverless`` runs it as a DMS
+   Serverless replication config (``compute_config``) instead of a task on the instance.
 5. Everything it started is stopped, unless ``--keep``: then it prints the Prefect UI URL and waits.
 
 The Prefect server and the sample data start in the background while S3, localdms and the DMS
@@ -35,6 +36,8 @@ from demo import DEMO_BUCKET_FOLDER
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "dms_config.json"
+SERVERLESS_COMPUTE = {"MaxCapacityUnits": 4, "MinCapacityUnits": 2}
+"""``--serverless``'s ComputeConfig (DMS capacity units)."""
 
 
 class Stages:
@@ -92,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         help="write to this S3 (MinIO, say) with the environment's AWS_ACCESS_KEY_ID and "
         "AWS_SECRET_ACCESS_KEY instead of a throwaway moto server",
     )
+    parser.add_argument(
+        "--serverless", action="store_true",
+        help="run DMS Serverless (a replication config with compute_config) instead of a task",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     # Ctrl-C stops everything, even when started from a shell that had SIGINT ignored (a
     # background job), which Python would otherwise inherit.
@@ -180,6 +187,11 @@ def main(argv: list[str] | None = None) -> int:
             {"BucketFolder": DEMO_BUCKET_FOLDER},
         )  # fmt: skip
         os.environ.update(arns.environment())
+        overrides: dict[str, Any] = {}
+        if args.serverless:  # no instance for the flow (the connection tests used one)
+            for name in ("DMS_REPLICATION_INSTANCE_ARN", "REPLICATION_INSTANCE_ARN"):
+                os.environ.pop(name, None)
+            overrides["compute_config"] = SERVERLESS_COMPUTE
 
         stages.step("flow import", "Loading the flow (Prefect, prefect-aws)")
         from flows import dms_ingestion
@@ -192,9 +204,14 @@ def main(argv: list[str] | None = None) -> int:
         server.wait_until_healthy()
         print(f"    Prefect UI {server.url}", flush=True)
 
-        stages.step("flow", f"Running the dms-ingestion flow with {CONFIG.relative_to(ROOT)}")
+        kind = "on DMS Serverless " if args.serverless else ""
+        stages.step("flow", f"Running the dms-ingestion flow {kind}with {CONFIG.relative_to(ROOT)}")
         try:
-            report = asyncio.run(dms_ingestion(config_path=str(CONFIG), poll_interval_seconds=1.0))
+            report = asyncio.run(
+                dms_ingestion(
+                    config_path=str(CONFIG), poll_interval_seconds=1.0, overrides=overrides
+                )
+            )
         except ReplicationTaskFailedError as exc:
             _print_summary(exc.report)
             print(f"\nerror: {exc}", file=sys.stderr)

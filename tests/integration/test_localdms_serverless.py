@@ -11,6 +11,7 @@ import boto3
 import botocore.exceptions
 import pytest
 
+from dms_spec.serverless import STARTING_PHASES
 from sandbox.localdms_process import LocalDmsProcess
 from tests.integration.test_localdms_cdc import (
     CDC_S3,
@@ -33,10 +34,11 @@ def code_of(excinfo: pytest.ExceptionInfo[botocore.exceptions.ClientError]) -> s
 
 
 def create_config(dms: Any, pipeline: Pipeline, mappings: str, kind: str = "full-load",
-                  identifier: str = "serverless", **extra: Any) -> str:  # fmt: skip
+                  identifier: str = "serverless", compute: dict[str, Any] | None = None,
+                  **extra: Any) -> str:  # fmt: skip
     config = dms.create_replication_config(
         ReplicationConfigIdentifier=identifier, SourceEndpointArn=pipeline.source_arn,
-        TargetEndpointArn=pipeline.target_arn, ComputeConfig=COMPUTE, ReplicationType=kind,
+        TargetEndpointArn=pipeline.target_arn, ComputeConfig=compute or COMPUTE, ReplicationType=kind,
         TableMappings=mappings, **extra,
     )["ReplicationConfig"]  # fmt: skip
     return str(config["ReplicationConfigArn"])
@@ -154,13 +156,14 @@ def test_compute_config_and_states_are_checked_as_dms_checks_them(dms, s3, sourc
         create_config(dms, pipeline, mappings)
     assert code_of(duplicate) == "ResourceAlreadyExistsFault"
     with pytest.raises(botocore.exceptions.ClientError) as not_yet:
-        dms.start_replication(ReplicationConfigArn=arn, StartReplicationType="resume-processing")
+        dms.start_replication(ReplicationConfigArn=arn, StartReplicationType="reload-target")
     assert code_of(not_yet) == "InvalidParameterCombinationException"
     with pytest.raises(botocore.exceptions.ClientError) as not_running:
         dms.stop_replication(ReplicationConfigArn=arn)
     assert code_of(not_running) == "InvalidResourceStateFault"
 
-    dms.start_replication(ReplicationConfigArn=arn, StartReplicationType="start-replication")
+    # The provider starts a new config with resume-processing (its status is created, not ready).
+    dms.start_replication(ReplicationConfigArn=arn, StartReplicationType="resume-processing")
     for call in (
         lambda: dms.start_replication(ReplicationConfigArn=arn,
                                       StartReplicationType="reload-target"),
@@ -232,3 +235,68 @@ def test_a_full_load_and_cdc_replication_captures_changes_and_survives_a_kill(
             time.sleep(0.2)
     finally:
         server.stop()
+
+
+TERRAFORM_PENDING = {"ready", *STARTING_PHASES}
+"""waitReplicationRunning's Pending statuses (its Target: running, stopped)."""
+
+
+def test_the_replication_config_resource_sequence_as_the_provider_runs_it(dms, s3, source_db):
+    """aws_dms_replication_config with start_replication = true: create, read, start (its
+    startReplication sends resume-processing to a config that is not ``ready``), wait through
+    the pending statuses, update (stop, modify), read, delete (stop, delete, wait until
+    DescribeReplications finds nothing)."""
+    source_db.execute("CREATE TABLE public.tiny AS SELECT g AS id FROM generate_series(1, 9) g")
+    pipeline = provision(dms, s3, source_db)
+    dms.create_replication_subnet_group(
+        ReplicationSubnetGroupIdentifier="tf-subnets", ReplicationSubnetGroupDescription="tf",
+        SubnetIds=["subnet-0a1", "subnet-0b2"],
+    )  # fmt: skip
+    compute = {"MaxCapacityUnits": 4, "MinCapacityUnits": 2, "MultiAZ": False,
+               "ReplicationSubnetGroupId": "tf-subnets", "VpcSecurityGroupIds": ["sg-0a1"],
+               "PreferredMaintenanceWindow": "sun:23:45-mon:00:30"}  # fmt: skip
+    arn = create_config(
+        dms, pipeline, select_rules(("public", "tiny")), identifier="tf-config", compute=compute,
+        ReplicationSettings='{"Logging": {"EnableLogging": true}}',
+        SupplementalSettings='{"note": "kept"}', ResourceIdentifier="tf-config-res",
+        Tags=[{"Key": "Name", "Value": "tf"}],
+    )  # fmt: skip
+    assert arn.endswith(":replication-config:tf-config-res")
+
+    def read() -> dict[str, Any]:
+        found = dms.describe_replication_configs(
+            Filters=[{"Name": "replication-config-arn", "Values": [arn]}]
+        )["ReplicationConfigs"]
+        assert len(found) == 1  # AssertSinglePtrResult
+        return dict(found[0])
+
+    state = read()
+    for member, value in compute.items():
+        assert state["ComputeConfig"][member] == value, member
+    assert state["ComputeConfig"]["KmsKeyId"]  # the account's key when none is given
+    assert (state["ReplicationConfigIdentifier"], state["ReplicationType"],
+            state["SupplementalSettings"]) == ("tf-config", "full-load", '{"note": "kept"}')  # fmt: skip
+    assert '"EnableLogging": true' in state["ReplicationSettings"]
+
+    status = replication(dms, arn)["Status"]
+    start_type = "start-replication" if status == "ready" else "resume-processing"
+    assert start_type == "resume-processing"  # created, not ready
+    dms.start_replication(ReplicationConfigArn=arn, StartReplicationType=start_type)
+    seen = watch(dms, arn, {"running", "stopped"})
+    assert {r["Status"] for r in seen[:-1]} <= TERRAFORM_PENDING
+    watch(dms, arn, {"stopped"})
+
+    dms.modify_replication_config(ReplicationConfigArn=arn, ComputeConfig={"MaxCapacityUnits": 8})
+    assert read()["ComputeConfig"]["MaxCapacityUnits"] == 8
+    dms.delete_replication_config(ReplicationConfigArn=arn)
+    deadline = time.monotonic() + 30
+    while True:  # waitReplicationDeleted: Pending deleting, stopped; gone is NotFound
+        try:
+            status = replication(dms, arn)["Status"]
+        except botocore.exceptions.ClientError as gone:
+            assert gone.response["Error"]["Code"] == "ResourceNotFoundFault"  # noqa: PT017
+            break
+        assert status in ("deleting", "stopped")
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    dms.delete_replication_subnet_group(ReplicationSubnetGroupIdentifier="tf-subnets")
