@@ -212,5 +212,24 @@ def test_the_aws_cli_drives_localdms_as_a_user_types_it(localdms, tmp_path: Path
                     "describe-certificates", "describe-replication-subnet-groups"):  # fmt: skip
         assert cli(command), command
     assert cli("describe-endpoint-settings", "--engine-name", "postgres")["EndpointSettings"]
+    source = cli(
+        "create-endpoint", "--endpoint-identifier", "cli-source", "--endpoint-type", "source",
+        "--engine-name", "postgres", "--server-name", "127.0.0.1", "--port", "5432",
+        "--database-name", "app", "--username", "dms", "--password", "pw",
+    )["Endpoint"]  # fmt: skip
+    config = cli(
+        "create-replication-config", "--replication-config-identifier", "cli-serverless",
+        "--source-endpoint-arn", source["EndpointArn"],
+        "--target-endpoint-arn", endpoint["EndpointArn"], "--replication-type", "full-load",
+        "--compute-config", "MaxCapacityUnits=4,MinCapacityUnits=2",
+        "--table-mappings", '{"rules": [{"rule-type": "selection", "rule-id": "1", '
+        '"rule-name": "1", "object-locator": {"schema-name": "public", "table-name": "%"}, '
+        '"rule-action": "include"}]}',
+    )["ReplicationConfig"]  # fmt: skip
+    assert config["ComputeConfig"]["MaxCapacityUnits"] == 4
+    replications = cli("describe-replications", "--filters",
+                       f"Name=replication-config-arn,Values={config['ReplicationConfigArn']}")  # fmt: skip
+    assert [r["Status"] for r in replications["Replications"]] == ["created"]
+    cli("delete-replication-config", "--replication-config-arn", config["ReplicationConfigArn"])
     deleted = cli("delete-endpoint", "--endpoint-arn", endpoint["EndpointArn"])
     assert deleted["Endpoint"]["Status"] == "deleting"
