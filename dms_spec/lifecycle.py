@@ -26,7 +26,13 @@ ACTIVE = frozenset({TaskStatus.STARTING, TaskStatus.RUNNING})
 RUNNING_STATES = frozenset({*ACTIVE, TaskStatus.STOPPING})
 """A run has not ended yet."""
 SETTLING = frozenset(
-    {TaskStatus.CREATING, TaskStatus.MODIFYING, TaskStatus.MOVING, TaskStatus.STOPPING}
+    {
+        TaskStatus.CREATING,
+        TaskStatus.MODIFYING,
+        TaskStatus.MOVING,
+        TaskStatus.STOPPING,
+        TaskStatus.TESTING,
+    }
 )
 """Short-lived statuses that end by themselves in a settled one (ready, stopped, failed)."""
 UNDELETABLE = frozenset(
@@ -36,6 +42,7 @@ UNDELETABLE = frozenset(
         TaskStatus.MODIFYING,
         TaskStatus.MOVING,
         TaskStatus.DELETING,
+        TaskStatus.TESTING,
     }
 )
 """DeleteReplicationTask is refused in these statuses."""

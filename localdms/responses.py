@@ -82,6 +82,12 @@ SUPPORTED = (
     "DescribeReplications",
     "DescribeReplicationTableStatistics",
     "ReloadReplicationTables",
+    "StartReplicationTaskAssessmentRun",
+    "DescribeReplicationTaskAssessmentRuns",
+    "DescribeReplicationTaskIndividualAssessments",
+    "DescribeApplicableIndividualAssessments",
+    "CancelReplicationTaskAssessmentRun",
+    "DeleteReplicationTaskAssessmentRun",
 )
 """The operations localdms answers; each is the ``DmsBackend`` method of its snake_case name."""
 

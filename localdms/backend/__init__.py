@@ -9,7 +9,8 @@ Where things are (a family per module, composed here as moto composes its large 
 - ``endpoints.py``, ``instances.py``, ``subnet_groups.py``, ``tasks.py``, ``tables.py``,
   ``tags.py``, ``certificates.py``, ``events.py`` (and task logs), ``catalogue.py`` (orderable
   instances, engine versions, endpoint types and settings, account quotas), ``serverless.py``
-  (replication configs; ``replication_config.py`` how a replication reports): the operations, one public method each, named as in the API, taking the request's
+  (replication configs; ``replication_config.py`` how a replication reports),
+  ``assessments.py`` (premigration assessment runs): the operations, one public method each, named as in the API, taking the request's
   members as keyword arguments
   (``localdms/responses.py`` checks each request against the botocore model first); each checks
   existence and status (raising DMS's fault), makes the transition, persists and returns the
@@ -25,6 +26,7 @@ them as on AWS.
 
 from __future__ import annotations
 
+from localdms.backend.assessments import AssessmentBackend
 from localdms.backend.catalogue import CatalogueBackend
 from localdms.backend.certificates import CertificateBackend
 from localdms.backend.endpoints import EndpointBackend
@@ -48,5 +50,6 @@ class DmsBackend(
     CertificateBackend,
     EventBackend,
     CatalogueBackend,
+    AssessmentBackend,
 ):
     """All DMS resources of one localdms server (see ``BackendBase`` for the arguments)."""

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dms_spec.lifecycle import RUNNING_STATES
-from localdms.backend.records import Certificate, Event
+from localdms.backend.records import AssessmentRun, Certificate, Event, IndividualAssessment
 from localdms.backend.replication_config import ReplicationConfig
 from localdms.backend.resources import (
     Connection,
@@ -43,6 +43,7 @@ class State:
     tags: dict[str, dict[str, str]] = field(default_factory=dict)
     certificates: dict[str, Certificate] = field(default_factory=dict)
     replication_configs: dict[str, ReplicationConfig] = field(default_factory=dict)
+    assessment_runs: dict[str, AssessmentRun] = field(default_factory=dict)
     """DMS Serverless replication configs, each holding its replication (a run)."""
     events: list[Event] = field(default_factory=list)
     """The newest ``MAX_EVENTS`` instance and task events, oldest first."""
@@ -83,6 +84,18 @@ class Persistence:
             certificate = Certificate(**raw)
             state.certificates[certificate.arn] = certificate
         state.events = [Event(**raw) for raw in raw_state.get("events", [])]
+        for raw in raw_state.get("assessment_runs", []):
+            individual = [IndividualAssessment(**a) for a in raw.pop("assessments", [])]
+            run = AssessmentRun(**raw, assessments=individual)
+            if run.status in ("starting", "running"):  # the server died while it ran
+                run.status = "error-executing"
+                run.last_failure_message = (
+                    "localdms stopped while the assessment ran: start another run."
+                )
+                tested = state.tasks.get(run.task_arn)
+                if tested is not None and tested.status == "testing":
+                    tested.status = run.task_status or "ready"
+            state.assessment_runs[run.arn] = run
         self.save(state)
         return state
 
@@ -101,6 +114,7 @@ class Persistence:
                 "certificates": [asdict(c) for c in state.certificates.values()],
                 "events": [asdict(e) for e in state.events],
                 "replication_configs": [asdict(c) for c in state.replication_configs.values()],
+                "assessment_runs": [asdict(r) for r in state.assessment_runs.values()],
             }
         )
 

@@ -309,6 +309,8 @@ class TaskBackend(RunBackend):
                 )
             task.schedule(TaskStatus.DELETING, GONE, self.transition_seconds)
             self.runs.pop(task.arn, None)
+            for run in [r for r in self.state.assessment_runs.values() if r.task_arn == task.arn]:
+                del self.state.assessment_runs[run.arn]  # a task's assessment runs go with it
             if task.slot_name and task.source_arn in self.endpoints:
                 source, slot = self._endpoint(task.source_arn).source(), task.slot_name
                 on_thread(lambda: drop_capture(source, slot), f"drop-slot-{slot}")

@@ -1,0 +1,96 @@
+"""DMS premigration assessments for a PostgreSQL source, by their API names.
+
+Names and what each checks are the AWS DMS User Guide's ("PostgreSQL assessments",
+CHAP_Tasks.AssessmentReport.PG, and the general table of CHAP_Tasks.AssessmentReport1). Only
+the ones that apply to an S3 target are listed (the target-side ones need a relational target).
+Statuses are DMS's: a run is ``passed`` unless an individual assessment ``failed``.
+
+Example:
+    >>> [a.name for a in applicable("full-load")][:2]
+    ['postgres-check-dbversion', 'postgres-check-select-object-privileges']
+    >>> run_status(["passed", "warning"]), run_status(["passed", "failed"])
+    ('passed', 'failed')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+CDC_TYPES = ("cdc", "full-load-and-cdc")
+LOAD_TYPES = ("full-load", "full-load-and-cdc")
+ALL_TYPES = ("full-load", "cdc", "full-load-and-cdc")
+
+LOB_BASE_TYPES = frozenset({"text", "bytea", "json", "jsonb", "xml"})
+"""PostgreSQL types DMS migrates as LOBs (NCLOB or BLOB), with every array type (``_int4``...)
+(AWS DMS User Guide, PostgreSQL source data types)."""
+
+RUN_STATUSES = (
+    "starting", "provisioning", "running", "passed", "failed", "error-provisioning",
+    "error-executing", "cancelling", "deleting", "invalid state",
+)  # fmt: skip
+"""ReplicationTaskAssessmentRun.Status values (the guide's list)."""
+INDIVIDUAL_STATUSES = (
+    "pending", "running", "passed", "warning", "failed", "error", "cancelled", "skipped",
+)  # fmt: skip
+"""ReplicationTaskIndividualAssessment.Status values."""
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """One individual assessment: its API name, the guide's description, where it applies."""
+
+    name: str
+    description: str
+    migration_types: tuple[str, ...]
+
+
+CATALOGUE = (
+    Assessment("postgres-check-dbversion",
+               "Validate if source database version is supported by DMS for migration.", ALL_TYPES),
+    Assessment("postgres-check-select-object-privileges",
+               "Verify DMS User Full Load Permissions: the DMS user has SELECT on every table "
+               "in the task's scope.", LOAD_TYPES),
+    Assessment("postgres-check-limited-lob-size",
+               "Recommend Max LOB setting when LOB objects are found: set the task's maximum LOB "
+               "size to avoid data truncation.", ALL_TYPES),
+    Assessment("postgres-check-pk-lob",
+               "Validate if the source table primary key is of LOB Datatype (not supported).",
+               ALL_TYPES),
+    Assessment("postgres-check-pk",
+               "Validate if the source table has a primary key: DMS doesn't support replication "
+               "for tables without primary keys, unless the replica identity is full.", CDC_TYPES),
+    Assessment("table-with-no-primary-key-or-unique-constraint",
+               "Source table without primary key for CDC or full load and CDC tasks only.",
+               CDC_TYPES),
+    Assessment("postgres-check-wallevel",
+               "Validate if wal_level is set to logical on the source database.", CDC_TYPES),
+    Assessment("postgres-check-maxwalsenders",
+               "Check if the source database parameter max_wal_senders is set to support CDC "
+               "(greater than 1).", CDC_TYPES),
+    Assessment("postgres-check-replication-slots-count",
+               "Validates availability of free replication slots for CDC.", CDC_TYPES),
+    Assessment("postgres-check-walsenderstimeout",
+               "Validate if wal_sender_timeout is set to a minimum required value to support DMS "
+               "CDC (10000 ms).", CDC_TYPES),
+    Assessment("postgres-check-longrunningtxn",
+               "Validate whether the source database has any long running transactions (more "
+               "than 10 minutes).", CDC_TYPES),
+    Assessment("postgres-check-preparedtxn",
+               "Validate if prepared transactions are present on the source database.", CDC_TYPES),
+)  # fmt: skip
+BY_NAME = {assessment.name: assessment for assessment in CATALOGUE}
+
+
+def applicable(migration_type: str) -> list[Assessment]:
+    """The assessments that apply to a task of this migration type (PostgreSQL → S3)."""
+    return [a for a in CATALOGUE if migration_type in a.migration_types]
+
+
+def run_status(individual: Sequence[str]) -> str:
+    """A finished run's status from its individual assessments' statuses."""
+    if "failed" in individual:
+        return "failed"
+    if "error" in individual:
+        return "error-executing"
+    return "passed"

@@ -1,0 +1,324 @@
+"""The individual premigration assessments, really checked against the PostgreSQL source and
+the task's mappings and settings (names and meaning: ``dms_spec.assessments``).
+
+Each check returns a ``Finding``: DMS's status (``passed``, ``warning``, ``failed``), a message
+that says what to change, and the objects concerned (``schema.table`` or
+``schema.table.column``). A check that cannot run is ``error`` with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from psycopg import sql
+
+from dms_spec.assessments import LOB_BASE_TYPES
+from dms_spec.table_mappings import Rule
+from localdms.endpoint_settings import PostgresSource
+from localdms.engine.catalog import read_catalog
+from localdms.table_mappings import MappingError, SourceColumn, TablePlan, plan_tables
+
+LONG_TRANSACTION_SECONDS = 600
+
+
+@dataclass
+class Finding:
+    """The result of one individual assessment."""
+
+    name: str
+    status: str
+    message: str
+    objects: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What the checks look at: the task's tables on the source, and its settings."""
+
+    plans: list[TablePlan]
+    migration_type: str
+    settings: dict[str, Any]
+    username: str
+
+    def lob_columns(self) -> list[tuple[TablePlan, SourceColumn]]:
+        return [(plan, column) for plan in self.plans for column, _ in plan.columns
+                if is_lob(column)]  # fmt: skip
+
+
+def is_lob(column: SourceColumn) -> bool:
+    """Whether DMS migrates this column as a LOB (``dms_spec.assessments.LOB_BASE_TYPES``)."""
+    return column.base_type in LOB_BASE_TYPES or column.base_type.startswith("_")
+
+
+def _name(plan: TablePlan, column: str | None = None) -> str:
+    table = f"{plan.source.schema}.{plan.source.name}"
+    return f"{table}.{column}" if column else table
+
+
+Check = Callable[[Any, Scope], Awaitable[Finding]]
+
+
+async def _settings(connection: Any, *names: str) -> dict[str, str]:
+    rows = await connection.fetch(
+        "SELECT name, setting FROM pg_catalog.pg_settings WHERE name = ANY($1::text[])",
+        list(names),
+    )
+    return {row["name"]: row["setting"] for row in rows}
+
+
+async def check_dbversion(connection: Any, scope: Scope) -> Finding:
+    version = int(await connection.fetchval("SHOW server_version_num"))
+    text = await connection.fetchval("SHOW server_version")
+    if version < 100_000:
+        return Finding("postgres-check-dbversion", "failed",
+                       f"PostgreSQL {text} is older than 10, which DMS (and localdms's pgoutput "
+                       "decoding) needs: upgrade the source.")  # fmt: skip
+    return Finding("postgres-check-dbversion", "passed", f"PostgreSQL {text} is supported.")
+
+
+async def check_select_privileges(connection: Any, scope: Scope) -> Finding:
+    missing = []
+    for plan in scope.plans:
+        allowed = await connection.fetchval(
+            "SELECT has_table_privilege(current_user, format('%I.%I', $1::text, $2::text), "
+            "'SELECT')",
+            plan.source.schema, plan.source.name,
+        )  # fmt: skip
+        if not allowed:
+            missing.append(_name(plan))
+    if missing:
+        return Finding("postgres-check-select-object-privileges", "failed",
+                       f"The endpoint's user {scope.username} cannot SELECT from "
+                       f"{len(missing)} table(s) in the task's scope: GRANT SELECT on them.",
+                       missing)  # fmt: skip
+    return Finding("postgres-check-select-object-privileges", "passed",
+                   f"{scope.username} can read every table in scope.")  # fmt: skip
+
+
+def _limited_lob(settings: dict[str, Any]) -> tuple[bool, int]:
+    """(limited LOB mode is on, LobMaxSize in KB) from the task's TargetMetadata."""
+    metadata = settings.get("TargetMetadata", {})
+    limited = bool(metadata.get("SupportLobs", True)) and not metadata.get("FullLobMode", False)
+    return limited and bool(metadata.get("LimitedSizeLobMode", True)), int(
+        metadata.get("LobMaxSize", 32)
+    )
+
+
+async def check_limited_lob_size(connection: Any, scope: Scope) -> Finding:
+    limited, max_kb = _limited_lob(scope.settings)
+    columns = scope.lob_columns()
+    if not columns:
+        return Finding("postgres-check-limited-lob-size", "passed",
+                       "No LOB columns (text, bytea, json, jsonb, xml, arrays) in scope.")  # fmt: skip
+    if not limited:
+        return Finding("postgres-check-limited-lob-size", "passed",
+                       f"{len(columns)} LOB column(s); limited LOB mode is off.")  # fmt: skip
+    over = []
+    largest = 0
+    for plan, column in columns:
+        length = sql.SQL("octet_length({})").format(
+            sql.Identifier(column.name)
+            if column.base_type == "bytea"
+            else sql.SQL("{}::text").format(sql.Identifier(column.name))
+        )
+        query = sql.SQL("SELECT max({}) FROM {}.{}").format(
+            length, sql.Identifier(plan.source.schema), sql.Identifier(plan.source.name)
+        )
+        size = await connection.fetchval(query.as_string()) or 0
+        largest = max(largest, size)
+        if size > max_kb * 1024:
+            over.append(f"{_name(plan, column.name)} ({size:,} bytes)")
+    if over:
+        return Finding("postgres-check-limited-lob-size", "warning",
+                       f"{len(over)} LOB column(s) hold values longer than LobMaxSize "
+                       f"({max_kb} KB) and would be truncated in limited LOB mode: raise "
+                       f"TargetMetadata.LobMaxSize to at least {-(-largest // 1024)} KB.", over)  # fmt: skip
+    return Finding("postgres-check-limited-lob-size", "passed",
+                   f"Every LOB value fits LobMaxSize ({max_kb} KB); the largest is "
+                   f"{largest:,} bytes.")  # fmt: skip
+
+
+async def _primary_keys(connection: Any, scope: Scope) -> dict[str, dict[str, Any]]:
+    """``schema.table`` → {"pk": [columns], "unique": bool, "identity": relreplident}."""
+    found: dict[str, dict[str, Any]] = {}
+    for plan in scope.plans:
+        row = await connection.fetchrow(
+            """
+            SELECT c.relreplident AS identity,
+                   (SELECT array_agg(a.attname ORDER BY a.attnum)
+                      FROM pg_catalog.pg_index i
+                      JOIN pg_catalog.pg_attribute a
+                        ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+                     WHERE i.indrelid = c.oid AND i.indisprimary) AS pk,
+                   EXISTS (SELECT 1 FROM pg_catalog.pg_index i
+                            WHERE i.indrelid = c.oid AND i.indisunique) AS is_unique
+              FROM pg_catalog.pg_class c
+              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relname = $2
+            """,
+            plan.source.schema, plan.source.name,
+        )  # fmt: skip
+        if row is not None and plan.source.kind == "table":
+            found[_name(plan)] = {"pk": list(row["pk"] or []), "unique": row["is_unique"],
+                                  "identity": row["identity"], "plan": plan}  # fmt: skip
+    return found
+
+
+async def check_pk(connection: Any, scope: Scope) -> Finding:
+    keys = await _primary_keys(connection, scope)
+    missing = [name for name, k in keys.items() if not k["pk"] and k["identity"] != "f"]
+    if missing:
+        return Finding("postgres-check-pk", "failed",
+                       f"{len(missing)} table(s) have no primary key and REPLICA IDENTITY is not "
+                       "FULL: their updates and deletes are not captured. Add a primary key, or "
+                       "ALTER TABLE ... REPLICA IDENTITY FULL.", missing)  # fmt: skip
+    return Finding("postgres-check-pk", "passed", "Every table in scope has a primary key.")
+
+
+async def check_no_pk_or_unique(connection: Any, scope: Scope) -> Finding:
+    keys = await _primary_keys(connection, scope)
+    missing = [name for name, k in keys.items() if not k["pk"] and not k["unique"]]
+    if missing:
+        return Finding("table-with-no-primary-key-or-unique-constraint", "warning",
+                       f"{len(missing)} table(s) have neither a primary key nor a unique "
+                       "constraint, which slows change capture.", missing)  # fmt: skip
+    return Finding("table-with-no-primary-key-or-unique-constraint", "passed",
+                   "Every table in scope has a primary key or unique constraint.")  # fmt: skip
+
+
+async def check_pk_lob(connection: Any, scope: Scope) -> Finding:
+    keys = await _primary_keys(connection, scope)
+    bad: list[str] = []
+    for name, key in keys.items():
+        plan: TablePlan = key["plan"]
+        types = {column.name: column for column, _ in plan.columns}
+        bad.extend(f"{name}.{c}" for c in key["pk"] if c in types and is_lob(types[c]))
+    if bad:
+        return Finding("postgres-check-pk-lob", "failed",
+                       "Primary key columns of a LOB type (DMS cannot replicate them): change "
+                       "the key or its type.", bad)  # fmt: skip
+    return Finding("postgres-check-pk-lob", "passed", "No primary key column is a LOB.")
+
+
+async def check_wallevel(connection: Any, scope: Scope) -> Finding:
+    level = (await _settings(connection, "wal_level"))["wal_level"]
+    if level != "logical":
+        return Finding("postgres-check-wallevel", "failed",
+                       f"wal_level is {level}: change data capture needs wal_level = logical "
+                       "(postgresql.conf, or rds.logical_replication = 1 on RDS; then restart).")  # fmt: skip
+    return Finding("postgres-check-wallevel", "passed", "wal_level is logical.")
+
+
+async def check_maxwalsenders(connection: Any, scope: Scope) -> Finding:
+    senders = int((await _settings(connection, "max_wal_senders"))["max_wal_senders"])
+    if senders <= 1:
+        return Finding("postgres-check-maxwalsenders", "failed",
+                       f"max_wal_senders is {senders}; DMS needs more than 1 for change capture.")  # fmt: skip
+    return Finding("postgres-check-maxwalsenders", "passed", f"max_wal_senders is {senders}.")
+
+
+async def check_slots(connection: Any, scope: Scope) -> Finding:
+    limit = int((await _settings(connection, "max_replication_slots"))["max_replication_slots"])
+    used = int(await connection.fetchval("SELECT count(*) FROM pg_catalog.pg_replication_slots"))
+    if used >= limit:
+        return Finding("postgres-check-replication-slots-count", "failed",
+                       f"All {limit} replication slots (max_replication_slots) are in use: drop "
+                       "unused slots or raise max_replication_slots.")  # fmt: skip
+    return Finding("postgres-check-replication-slots-count", "passed",
+                   f"{limit - used} of {limit} replication slots are free.")  # fmt: skip
+
+
+async def check_walsenderstimeout(connection: Any, scope: Scope) -> Finding:
+    timeout = int((await _settings(connection, "wal_sender_timeout"))["wal_sender_timeout"])
+    if 0 < timeout < 10_000:
+        return Finding("postgres-check-walsenderstimeout", "failed",
+                       f"wal_sender_timeout is {timeout} ms; DMS CDC needs at least 10000 ms.")  # fmt: skip
+    return Finding("postgres-check-walsenderstimeout", "passed",
+                   f"wal_sender_timeout is {timeout} ms.")  # fmt: skip
+
+
+async def check_longrunningtxn(connection: Any, scope: Scope) -> Finding:
+    rows = await connection.fetch(
+        "SELECT pid, usename, now() - xact_start AS age FROM pg_catalog.pg_stat_activity "
+        "WHERE xact_start < now() - make_interval(secs => $1) AND pid <> pg_backend_pid()",
+        float(LONG_TRANSACTION_SECONDS),
+    )
+    if rows:
+        return Finding("postgres-check-longrunningtxn", "warning",
+                       f"{len(rows)} transaction(s) have been open for more than "
+                       f"{LONG_TRANSACTION_SECONDS // 60} minutes; a task start waits for open "
+                       "transactions.", [f"pid {r['pid']} ({r['usename']}, {r['age']})"
+                                          for r in rows])  # fmt: skip
+    return Finding("postgres-check-longrunningtxn", "passed", "No long-running transactions.")
+
+
+async def check_preparedtxn(connection: Any, scope: Scope) -> Finding:
+    rows = await connection.fetch("SELECT gid FROM pg_catalog.pg_prepared_xacts")
+    if rows:
+        return Finding("postgres-check-preparedtxn", "warning",
+                       f"{len(rows)} prepared transaction(s) are open; creating the replication "
+                       "slot may wait for them (COMMIT PREPARED or ROLLBACK PREPARED them).",
+                       [str(r["gid"]) for r in rows])  # fmt: skip
+    return Finding("postgres-check-preparedtxn", "passed", "No prepared transactions.")
+
+
+CHECKS: dict[str, Check] = {
+    "postgres-check-dbversion": check_dbversion,
+    "postgres-check-select-object-privileges": check_select_privileges,
+    "postgres-check-limited-lob-size": check_limited_lob_size,
+    "postgres-check-pk-lob": check_pk_lob,
+    "postgres-check-pk": check_pk,
+    "table-with-no-primary-key-or-unique-constraint": check_no_pk_or_unique,
+    "postgres-check-wallevel": check_wallevel,
+    "postgres-check-maxwalsenders": check_maxwalsenders,
+    "postgres-check-replication-slots-count": check_slots,
+    "postgres-check-walsenderstimeout": check_walsenderstimeout,
+    "postgres-check-longrunningtxn": check_longrunningtxn,
+    "postgres-check-preparedtxn": check_preparedtxn,
+}
+
+
+def run_assessments(
+    source: PostgresSource,
+    rules: Sequence[Rule],
+    migration_type: str,
+    settings: dict[str, Any],
+    names: Sequence[str],
+    on_finding: Callable[[Finding], None] | None = None,
+) -> list[Finding]:
+    """Run the named assessments on one connection to the source, in order.
+
+    A check that raises is ``error`` with the reason; a source that cannot be reached makes
+    every one ``error``.
+    """
+
+    async def main() -> list[Finding]:
+        findings: list[Finding] = []
+        try:
+            connection = await asyncpg.connect(**source.asyncpg_arguments(timeout=30))
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            return [Finding(n, "error", f"Could not connect to the source: {exc}") for n in names]
+        try:
+            try:
+                plans = plan_tables(rules, await read_catalog(connection))
+            except MappingError as exc:
+                return [Finding(n, "error", f"The table mappings cannot be applied: {exc}")
+                        for n in names]  # fmt: skip
+            scope = Scope(plans, migration_type, settings, source.username)
+            for name in names:
+                try:
+                    finding = await CHECKS[name](connection, scope)
+                except (asyncpg.PostgresError, ValueError, KeyError) as exc:
+                    finding = Finding(name, "error", f"The check could not run: {exc}")
+                findings.append(finding)
+                if on_finding is not None:
+                    on_finding(finding)
+        finally:
+            await connection.close()
+        return findings
+
+    return asyncio.run(main())

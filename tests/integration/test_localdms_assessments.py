@@ -1,0 +1,208 @@
+"""Premigration assessment runs through boto3: really checked against PostgreSQL, results in S3
+as the guide names them, DMS's statuses and refusals."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import botocore.exceptions
+import psycopg
+import pytest
+from psycopg import sql
+
+from sandbox.postgres import ThrowawayPostgres
+from tests.conftest import PostgresServer, SourceDatabase
+from tests.pipeline import create_task, provision, read_objects, select_rules
+
+pytestmark = pytest.mark.integration
+
+ROLE = "arn:aws:iam::123456789012:role/dms-assessments"
+
+
+def code_of(excinfo: pytest.ExceptionInfo[botocore.exceptions.ClientError]) -> str:
+    return str(excinfo.value.response["Error"]["Code"])
+
+
+def assess(dms: Any, task_arn: str, name: str = "preflight", **extra: Any) -> dict[str, Any]:
+    """Start a run and wait until it ends; the run and its individual assessments by name."""
+    run = dms.start_replication_task_assessment_run(
+        ReplicationTaskArn=task_arn, ServiceAccessRoleArn=ROLE,
+        ResultLocationBucket="target-bucket", ResultLocationFolder="assessments",
+        AssessmentRunName=name, **extra,
+    )["ReplicationTaskAssessmentRun"]  # fmt: skip
+    arn = run["ReplicationTaskAssessmentRunArn"]
+    deadline = time.monotonic() + 60
+    while run["Status"] in ("starting", "running"):
+        assert time.monotonic() < deadline, run
+        time.sleep(0.1)
+        run = dms.describe_replication_task_assessment_runs(
+            Filters=[{"Name": "replication-task-assessment-run-arn", "Values": [arn]}]
+        )["ReplicationTaskAssessmentRuns"][0]
+    individual = dms.describe_replication_task_individual_assessments(
+        Filters=[{"Name": "replication-task-assessment-run-arn", "Values": [arn]}]
+    )["ReplicationTaskIndividualAssessments"]
+    return {"run": run, **{a["IndividualAssessmentName"]: a["Status"] for a in individual}}
+
+
+def test_an_assessment_names_tables_without_keys_and_lobs_over_the_limit(dms, s3, source_db):
+    source_db.execute("CREATE SCHEMA app")
+    source_db.execute("CREATE TABLE app.keyed (id int PRIMARY KEY, note text)")
+    source_db.execute("CREATE TABLE app.nopk (id int, doc jsonb, blob bytea)")
+    source_db.execute("INSERT INTO app.keyed VALUES (1, repeat('x', 32768)), (2, 'short')")
+    source_db.execute("INSERT INTO app.nopk VALUES (1, jsonb_build_object('k', repeat('y', "
+                      "40000)), decode(repeat('ab', 40000), 'hex'))")  # fmt: skip
+    pipeline = provision(dms, s3, source_db)
+    task = create_task(dms, pipeline, select_rules(("app", "%")),
+                       migration_type="full-load-and-cdc")  # fmt: skip
+    applicable = dms.describe_applicable_individual_assessments(ReplicationTaskArn=task)[
+        "IndividualAssessmentNames"
+    ]
+    assert {
+        "postgres-check-pk",
+        "postgres-check-wallevel",
+        "postgres-check-limited-lob-size",
+    } <= set(applicable)
+
+    result = assess(dms, task)
+    run = result["run"]
+    assert run["Status"] == "failed"
+    assert run["IsLatestTaskAssessmentRun"] is True
+    assert result["postgres-check-pk"] == "failed"
+    assert result["table-with-no-primary-key-or-unique-constraint"] == "warning"
+    assert result["postgres-check-limited-lob-size"] == "warning"
+    assert result["postgres-check-wallevel"] == "passed"
+    assert result["postgres-check-dbversion"] == "passed"
+    assert run["ResultStatistic"]["Failed"] == 1
+    assert run["AssessmentProgress"]["IndividualAssessmentCompletedCount"] == len(applicable)
+    assert "postgres-check-pk" in run["LastFailureMessage"]
+
+    files = read_objects(s3, "target-bucket", "assessments/preflight/")
+    assert "assessments/preflight/summary.json" in files
+    summary = json.loads(files["assessments/preflight/summary.json"])
+    assert summary["status"] == "failed"
+    pk = json.loads(files["assessments/preflight/postgres-check-pk.json"])
+    assert pk["objects"] == ["app.nopk"]
+    lob = json.loads(files["assessments/preflight/postgres-check-limited-lob-size.json"])
+    named = " ".join(lob["objects"])
+    assert "app.nopk.doc" in named
+    assert "app.nopk.blob" in named
+    assert "app.keyed.note" not in named  # 32,768 bytes: exactly LobMaxSize (32 KB), not over
+    assert "at least 40 KB" in lob["message"]
+
+    # Raising LobMaxSize and keying the table: the same task passes.
+    source_db.execute("ALTER TABLE app.nopk ADD PRIMARY KEY (id)")
+    dms.modify_replication_task(
+        ReplicationTaskArn=task, ReplicationTaskSettings=json.dumps(
+            {"TargetMetadata": {"LobMaxSize": 64}}),
+    )  # fmt: skip
+    while (
+        dms.describe_replication_tasks(
+            Filters=[{"Name": "replication-task-arn", "Values": [task]}]
+        )["ReplicationTasks"][0]["Status"]
+        != "ready"
+    ):
+        time.sleep(0.1)
+    second = assess(dms, task, "second")
+    assert second["run"]["Status"] == "passed", second
+    assert second["postgres-check-limited-lob-size"] == "passed"
+    first = dms.describe_replication_task_assessment_runs(
+        Filters=[{"Name": "replication-task-assessment-run-arn",
+                  "Values": [run["ReplicationTaskAssessmentRunArn"]]}]
+    )["ReplicationTaskAssessmentRuns"][0]  # fmt: skip
+    assert first["IsLatestTaskAssessmentRun"] is False
+
+
+def test_runs_are_selected_refused_cancelled_and_deleted_as_dms_does(dms, s3, source_db):
+    source_db.execute("CREATE TABLE public.t (id int PRIMARY KEY)")
+    pipeline = provision(dms, s3, source_db)
+    task = create_task(dms, pipeline, select_rules(("public", "t")))
+    only = assess(dms, task, "only", IncludeOnly=["postgres-check-dbversion"])
+    assert set(only) == {"run", "postgres-check-dbversion"}
+    for extra, code in (
+        (
+            {"IncludeOnly": ["postgres-check-wallevel"]},
+            "InvalidParameterValueException",
+        ),  # cdc only
+        ({"ResultEncryptionMode": "SSE_KMS"}, "InvalidParameterCombinationException"),
+        ({"AssessmentRunName": "only"}, "ResourceAlreadyExistsFault"),
+    ):
+        with pytest.raises(botocore.exceptions.ClientError) as refused:
+            dms.start_replication_task_assessment_run(**{
+                "ReplicationTaskArn": task, "ServiceAccessRoleArn": ROLE,
+                "ResultLocationBucket": "target-bucket", "AssessmentRunName": "x", **extra})  # fmt: skip
+        assert code_of(refused) == code
+    run = dms.start_replication_task_assessment_run(
+        ReplicationTaskArn=task, ServiceAccessRoleArn=ROLE, ResultLocationBucket="target-bucket",
+        AssessmentRunName="cancelled",
+    )["ReplicationTaskAssessmentRun"]  # fmt: skip
+    status = dms.describe_replication_tasks(
+        Filters=[{"Name": "replication-task-arn", "Values": [task]}]
+    )["ReplicationTasks"][0]["Status"]
+    assert status == "testing"  # as DMS shows a task under assessment
+    with pytest.raises(botocore.exceptions.ClientError) as busy:
+        dms.start_replication_task(
+            ReplicationTaskArn=task, StartReplicationTaskType="start-replication"
+        )
+    assert code_of(busy) == "InvalidResourceStateFault"
+    arn = run["ReplicationTaskAssessmentRunArn"]
+    cancelled = dms.cancel_replication_task_assessment_run(ReplicationTaskAssessmentRunArn=arn)
+    assert cancelled["ReplicationTaskAssessmentRun"]["Status"] == "cancelling"
+    deadline = time.monotonic() + 30
+    while (
+        dms.describe_replication_tasks(
+            Filters=[{"Name": "replication-task-arn", "Values": [task]}]
+        )["ReplicationTasks"][0]["Status"]
+        == "testing"
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    statuses = {a["Status"] for a in dms.describe_replication_task_individual_assessments(
+        Filters=[{"Name": "replication-task-assessment-run-arn", "Values": [arn]}]
+    )["ReplicationTaskIndividualAssessments"]}  # fmt: skip
+    assert "cancelled" in statuses
+    with pytest.raises(botocore.exceptions.ClientError) as ended:
+        dms.cancel_replication_task_assessment_run(ReplicationTaskAssessmentRunArn=arn)
+    assert code_of(ended) == "InvalidResourceStateFault"
+    deleted = dms.delete_replication_task_assessment_run(ReplicationTaskAssessmentRunArn=arn)
+    assert deleted["ReplicationTaskAssessmentRun"]["Status"] == "deleting"
+    with pytest.raises(botocore.exceptions.ClientError) as gone:
+        dms.describe_replication_task_assessment_runs(
+            Filters=[{"Name": "replication-task-assessment-run-arn", "Values": [arn]}]
+        )
+    assert code_of(gone) == "ResourceNotFoundFault"
+    by_engines = dms.describe_applicable_individual_assessments(
+        SourceEngineName="postgres", TargetEngineName="s3", MigrationType="cdc"
+    )["IndividualAssessmentNames"]
+    assert "postgres-check-select-object-privileges" not in by_engines  # a load-only check
+    assert "postgres-check-wallevel" in by_engines
+
+
+@pytest.fixture(scope="module")
+def replica_server() -> Iterator[ThrowawayPostgres]:
+    with ThrowawayPostgres(settings={"wal_level": "replica", "max_wal_senders": "1"}) as server:
+        yield server
+
+
+def test_a_source_that_cannot_stream_fails_the_cdc_assessments(dms, s3, replica_server):
+    name = f"source_{secrets.token_hex(4)}"
+    with psycopg.connect(replica_server.dsn(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    source = SourceDatabase(
+        PostgresServer(replica_server.host, replica_server.port, replica_server.user,
+                       replica_server.password), name,
+    )  # fmt: skip
+    source.execute("CREATE TABLE public.t (id int PRIMARY KEY)")
+    pipeline = provision(dms, s3, source)
+    task = create_task(dms, pipeline, select_rules(("public", "t")), migration_type="cdc")
+    result = assess(dms, task)
+    assert result["postgres-check-wallevel"] == "failed"
+    assert result["postgres-check-maxwalsenders"] == "failed"
+    assert result["postgres-check-pk"] == "passed"
+    assert result["run"]["Status"] == "failed"
+    files = read_objects(s3, "target-bucket", "assessments/preflight/")
+    wal = json.loads(files["assessments/preflight/postgres-check-wallevel.json"])
+    assert "wal_level is replica" in wal["message"]
