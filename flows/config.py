@@ -207,6 +207,26 @@ class DmsIngestionConfig(BaseSettings):
         default=False,
         description="For full-load-and-cdc: stop the task once the full load is complete.",
     )
+    preflight: Literal["off", "warn", "fail"] = Field(
+        default="warn",
+        description="Before starting a task, run a DMS premigration assessment and publish its "
+        "findings: off, warn (report and go on), or fail (start nothing when one fails).",
+    )
+    preflight_role_arn: str | None = Field(
+        default=None,
+        description="The role DMS assumes to write the assessment results (default: the target "
+        "endpoint's ServiceAccessRoleArn).",
+    )
+    preflight_bucket: str | None = Field(
+        default=None,
+        description="The bucket for the assessment results (default: the target endpoint's).",
+    )
+    preflight_folder: str = Field(
+        default="dms-assessments", description="The folder of that bucket for the results."
+    )
+    preflight_timeout_seconds: float = Field(
+        default=600, gt=0, description="How long to wait for the assessment run."
+    )
     max_concurrent_table_flows: int = Field(
         default=8,
         ge=1,

@@ -264,6 +264,37 @@ class DmsHook:
             if not marker:
                 return statistics
 
+    # ------------------------------------------------------------------ assessments
+    def start_assessment_run(self, **parameters: Any) -> dict[str, Any]:
+        """StartReplicationTaskAssessmentRun with the AWS parameter names; returns the run."""
+        run: dict[str, Any] = self._call("start_replication_task_assessment_run", **parameters)[
+            "ReplicationTaskAssessmentRun"
+        ]
+        return run
+
+    def describe_assessment_run(self, arn: str) -> dict[str, Any]:
+        runs = self._call(
+            "describe_replication_task_assessment_runs",
+            Filters=[{"Name": "replication-task-assessment-run-arn", "Values": [arn]}],
+        )["ReplicationTaskAssessmentRuns"]
+        run: dict[str, Any] = runs[0]
+        return run
+
+    def individual_assessments(self, run_arn: str) -> list[dict[str, Any]]:
+        """Every individual assessment of a run (all pages)."""
+        found: list[dict[str, Any]] = []
+        marker: str | None = None
+        while True:
+            page = self._call(
+                "describe_replication_task_individual_assessments",
+                Filters=[{"Name": "replication-task-assessment-run-arn", "Values": [run_arn]}],
+                **({"Marker": marker} if marker else {}),
+            )
+            found.extend(page.get("ReplicationTaskIndividualAssessments", []))
+            marker = page.get("Marker")
+            if not marker:
+                return found
+
     # ------------------------------------------------------------------ DMS Serverless
     def find_config(self, identifier: str) -> dict[str, Any] | None:
         """The replication config with this identifier, or None."""

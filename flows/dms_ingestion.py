@@ -24,10 +24,12 @@ from flows.aws import aws_clients
 from flows.config import DmsIngestionConfig, load_config
 from flows.decisions import should_resume, task_succeeded
 from flows.dms_hook import DmsHook
-from flows.exceptions import ReplicationTaskFailedError
+from flows.exceptions import PreflightFailedError, ReplicationTaskFailedError
 from flows.monitoring import MonitorOutcome, monitor_replication_task
-from flows.report import IngestionReport, TableReport
+from flows.preflight import run_preflight
+from flows.report import IngestionReport, Preflight, TableReport
 from flows.table_flows import TableTracker
+from flows.target import TargetEndpoint
 from flows.tasks import (
     EnsuredTask,
     delete_replication_task,
@@ -135,6 +137,7 @@ async def dms_ingestion(
 
     ensure = ensure_replication_config if config.serverless else ensure_replication_task
     ensured = await ensure(config, hook)
+    preflight = await _preflight(ensured, config, target, hook, clients.s3)
     start_type: str | None = None
     if ensured.action != "attached":
         start_type = await start_replication_task(ensured, config.rerun_start_type, hook)
@@ -181,6 +184,7 @@ async def dms_ingestion(
         transient_errors=hook.transient_errors,
         sdk_retries=hook.sdk_retries,
         table_reloads=reloads,
+        preflight=preflight,
     )
     if report.succeeded and config.delete_task_after_success:
         await delete_replication_task(ensured.arn, config, hook)
@@ -198,6 +202,28 @@ async def dms_ingestion(
         report.elapsed_seconds,
     )
     return report
+
+
+async def _preflight(
+    ensured: EnsuredTask,
+    config: DmsIngestionConfig,
+    target: TargetEndpoint,
+    hook: DmsHook,
+    s3: Any,
+) -> Preflight | None:
+    """The premigration assessment before a start (``preflight``); None when off or attached."""
+    if config.preflight == "off" or ensured.action == "attached":
+        return None
+    if config.serverless:
+        why = (
+            "the preflight runs assessments of replication tasks; for DMS Serverless it is not "
+            "run yet (StartReplication's PremigrationAssessmentSettings are not used)"
+        )
+        if config.preflight == "fail":
+            raise PreflightFailedError(f"preflight is fail, but {why}: use preflight: warn or off.")
+        get_run_logger().info("Preflight skipped: %s", why)
+        return Preflight(mode=config.preflight, status="skipped", detail=why)
+    return await run_preflight(ensured.arn, config, target, hook, s3)
 
 
 async def _monitor_with_resumes(

@@ -97,6 +97,15 @@ class ReplicationTimeoutError(DmsIngestionError):
     """The task did not finish within the configured timeout."""
 
 
+class PreflightFailedError(DmsIngestionError):
+    """``preflight: fail`` and the premigration assessment failed (or could not run); nothing
+    was started. ``.preflight`` holds the findings."""
+
+    def __init__(self, message: str, preflight: Any = None) -> None:
+        super().__init__(message)
+        self.preflight = preflight
+
+
 class TargetMismatchError(DmsIngestionError):
     """The config contradicts the target endpoint DMS describes; nothing was created or started."""
 

@@ -69,6 +69,40 @@ class S3Verification(BaseModel):
     )
 
 
+class PreflightFinding(BaseModel):
+    """One individual assessment of the preflight."""
+
+    name: str
+    status: str = Field(description="passed, warning, failed, error, cancelled, skipped.")
+    message: str = ""
+    objects: list[str] = Field(default_factory=list, description="The tables or columns named.")
+
+
+class Preflight(BaseModel):
+    """The premigration assessment run before the start (``preflight``)."""
+
+    mode: str = Field(description="warn or fail.")
+    status: str = Field(
+        description="The run's status as DMS reports it (passed, failed, ...), or 'skipped'."
+    )
+    run_arn: str | None = None
+    result_location: str | None = Field(default=None, description="s3:// of the result files.")
+    detail: str = ""
+    findings: list[PreflightFinding] = Field(default_factory=list)
+
+    @property
+    def failed(self) -> list[PreflightFinding]:
+        return [f for f in self.findings if f.status in ("failed", "error")]
+
+    def table_rows(self) -> list[dict[str, Any]]:
+        """The findings as a Prefect table artifact's rows."""
+        return [
+            {"assessment": f.name, "status": f.status, "objects": ", ".join(f.objects),
+             "message": f.message}
+            for f in self.findings
+        ]  # fmt: skip
+
+
 class IngestionReport(BaseModel):
     """The outcome of one ``dms_ingestion`` run."""
 
@@ -110,6 +144,9 @@ class IngestionReport(BaseModel):
         default=0, description="Throttling/5xx answers boto3 retried itself, within one call."
     )
     table_reloads: int = 0
+    preflight: Preflight | None = Field(
+        default=None, description="The premigration assessment before the start, if any."
+    )
 
     @property
     def errored_tables(self) -> list[TableReport]:
@@ -162,6 +199,17 @@ class IngestionReport(BaseModel):
             f"(at most {self.max_monitoring_calls_per_poll} per poll); transient errors retried: "
             f"{self.transient_errors} by the flow, {self.sdk_retries} by boto3",
         ]
+        if self.preflight is not None:
+            preflight = self.preflight
+            lines.append(
+                f"- Preflight ({preflight.mode}): **{preflight.status}**"
+                + "".join(
+                    f"; {f.name} {f.status}" + (f" ({', '.join(f.objects)})" if f.objects else "")
+                    for f in preflight.findings
+                    if f.status != "passed"
+                )
+                + (f"; {preflight.detail}" if preflight.detail and not preflight.findings else "")
+            )
         if self.s3_verification is not None:
             verification = self.s3_verification
             state = (

@@ -38,6 +38,8 @@ class TargetEndpoint:
     add_column_name: bool = False
     csv_delimiter: str = ","
     csv_row_delimiter: str = "\n"
+    service_access_role_arn: str | None = None
+    """The role DMS uses to write to the bucket (the preflight's default assessment role)."""
 
     @classmethod
     def from_endpoint(cls, endpoint: dict[str, Any]) -> TargetEndpoint:
@@ -70,6 +72,8 @@ class TargetEndpoint:
             add_column_name=setting_flag(settings.get("AddColumnName")),
             csv_delimiter=decode_delimiter(str(settings.get("CsvDelimiter") or ",")),
             csv_row_delimiter=decode_delimiter(str(settings.get("CsvRowDelimiter") or "\n")),
+            service_access_role_arn=settings.get("ServiceAccessRoleArn")
+            or endpoint.get("ServiceAccessRoleArn"),
         )
 
     @property

@@ -63,11 +63,13 @@ async def test_policy_matches_the_operations_the_flow_makes(job, dms, source_db,
     )
     rules = [{"rule-type": "selection", "rule-id": "9", "rule-name": "views", "rule-action": "include",
               "object-locator": {"schema-name": "bookings", "table-name": "broken", "table-type": "view"}}]  # fmt: skip
-    # 1. create, start, monitor, verify; a table error while the load runs is reloaded (ReloadTables)
+    # 1. create, assess (preflight), start, monitor, verify; a table error while the load runs
+    #    is reloaded (ReloadTables)
     with pytest.raises(Exception, match="Tables in error"):
         await dms_ingestion(
             config_path=str(job), poll_interval_seconds=0.2,
-            overrides={"table_mapping_rules": rules, "reload_errored_tables": 1},
+            overrides={"table_mapping_rules": rules, "reload_errored_tables": 1,
+                       "preflight_role_arn": "arn:aws:iam::123456789012:role/dms-s3-target"},
         )  # fmt: skip
     # 2. changed mappings: modify, reload-target, then delete after success
     write_config(job, [{"schema_name": "bookings", "table_name": "flights"}])
@@ -92,8 +94,9 @@ async def test_policy_matches_the_operations_the_flow_makes(job, dms, source_db,
 
     allowed = policy_actions()
     created_with_tags = {"dms:AddTagsToResource"}  # implied by CreateReplicationTask's Tags
+    passed_role = {"iam:PassRole"}  # implied by the assessment's ServiceAccessRoleArn
     assert recorded - allowed == set(), f"the policy lacks {recorded - allowed}"
-    assert allowed - recorded - created_with_tags == set(), (
+    assert allowed - recorded - created_with_tags - passed_role == set(), (
         f"the policy grants unused {allowed - recorded}"
     )
 
