@@ -65,12 +65,13 @@ class Stages:
         return f"Demo finished in {time.monotonic() - self.started:.1f} s ({parts})."
 
 
-def print_s3_tree(s3: Any, bucket: str) -> None:
+def print_s3_tree(s3: Any, bucket: str, prefix: str = "") -> None:
+    """The objects under ``prefix`` with their sizes and (CSV) rows."""
     from flows.reconcile import count_csv_rows
 
-    print(f"\ns3://{bucket}/")
+    print(f"\ns3://{bucket}/{prefix}")
     print(f"  {'key':<48} {'bytes':>12} {'rows':>10}")
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
     total_bytes = total_rows = 0
     for item in (item for page in pages for item in page.get("Contents", [])):
         body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"]
@@ -218,7 +219,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         PrefectServer.drain_clients()  # the run's logs are in the UI before we say so
         _print_summary(report)
-        print_s3_tree(s3, "postgres-repo")
+        print_s3_tree(s3, "postgres-repo", f"{DEMO_BUCKET_FOLDER}/")
+        if report.preflight is not None and report.preflight.result_location:
+            print(f"\nPreflight {report.preflight.status}: its results are in "
+                  f"{report.preflight.result_location}")  # fmt: skip
         print(f"\n{stages.summary()}")
         if args.keep:
             print(f"\nPrefect UI: {server.url}  (the run: {server.url}/runs)")
