@@ -21,10 +21,6 @@ CDC_TYPES = ("cdc", "full-load-and-cdc")
 LOAD_TYPES = ("full-load", "full-load-and-cdc")
 ALL_TYPES = ("full-load", "cdc", "full-load-and-cdc")
 
-LOB_BASE_TYPES = frozenset({"text", "bytea", "json", "jsonb", "xml"})
-"""PostgreSQL types DMS migrates as LOBs (NCLOB or BLOB), with every array type (``_int4``...)
-(AWS DMS User Guide, PostgreSQL source data types)."""
-
 RUN_STATUSES = (
     "starting", "provisioning", "running", "passed", "failed", "error-provisioning",
     "error-executing", "cancelling", "deleting", "invalid state",

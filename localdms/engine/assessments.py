@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 from psycopg import sql
 
-from dms_spec.assessments import LOB_BASE_TYPES
+from dms_spec.lob import is_lob_type, limited_lob_size
 from dms_spec.table_mappings import Rule
 from localdms.endpoint_settings import PostgresSource
 from localdms.engine.catalog import read_catalog
@@ -50,8 +50,8 @@ class Scope:
 
 
 def is_lob(column: SourceColumn) -> bool:
-    """Whether DMS migrates this column as a LOB (``dms_spec.assessments.LOB_BASE_TYPES``)."""
-    return column.base_type in LOB_BASE_TYPES or column.base_type.startswith("_")
+    """Whether DMS migrates this column as a LOB (``dms_spec.lob``)."""
+    return is_lob_type(column.base_type)
 
 
 def _name(plan: TablePlan, column: str | None = None) -> str:
@@ -99,47 +99,40 @@ async def check_select_privileges(connection: Any, scope: Scope) -> Finding:
                    f"{scope.username} can read every table in scope.")  # fmt: skip
 
 
-def _limited_lob(settings: dict[str, Any]) -> tuple[bool, int]:
-    """(limited LOB mode is on, LobMaxSize in KB) from the task's TargetMetadata."""
-    metadata = settings.get("TargetMetadata", {})
-    limited = bool(metadata.get("SupportLobs", True)) and not metadata.get("FullLobMode", False)
-    return limited and bool(metadata.get("LimitedSizeLobMode", True)), int(
-        metadata.get("LobMaxSize", 32)
-    )
-
-
 async def check_limited_lob_size(connection: Any, scope: Scope) -> Finding:
-    limited, max_kb = _limited_lob(scope.settings)
+    limit = limited_lob_size(scope.settings)
+    max_kb = (limit or 0) // 1024
     columns = scope.lob_columns()
     if not columns:
         return Finding("postgres-check-limited-lob-size", "passed",
                        "No LOB columns (text, bytea, json, jsonb, xml, arrays) in scope.")  # fmt: skip
-    if not limited:
+    if limit is None:
         return Finding("postgres-check-limited-lob-size", "passed",
                        f"{len(columns)} LOB column(s); limited LOB mode is off.")  # fmt: skip
     over = []
     largest = 0
     for plan, column in columns:
-        length = sql.SQL("octet_length({})").format(
+        binary = column.base_type == "bytea"
+        # Measured as the load cuts them (dms_spec.lob): bytes of a bytea, characters otherwise.
+        length = sql.SQL("octet_length({})" if binary else "char_length({}::text)").format(
             sql.Identifier(column.name)
-            if column.base_type == "bytea"
-            else sql.SQL("{}::text").format(sql.Identifier(column.name))
         )
         query = sql.SQL("SELECT max({}) FROM {}.{}").format(
             length, sql.Identifier(plan.source.schema), sql.Identifier(plan.source.name)
         )
         size = await connection.fetchval(query.as_string()) or 0
         largest = max(largest, size)
-        if size > max_kb * 1024:
-            over.append(f"{_name(plan, column.name)} ({size:,} bytes)")
+        if size > limit:
+            unit = "bytes" if binary else "characters"
+            over.append(f"{_name(plan, column.name)} ({size:,} {unit})")
     if over:
         return Finding("postgres-check-limited-lob-size", "warning",
                        f"{len(over)} LOB column(s) hold values longer than LobMaxSize "
                        f"({max_kb} KB) and would be truncated in limited LOB mode: raise "
                        f"TargetMetadata.LobMaxSize to at least {-(-largest // 1024)} KB.", over)  # fmt: skip
     return Finding("postgres-check-limited-lob-size", "passed",
-                   f"Every LOB value fits LobMaxSize ({max_kb} KB); the largest is "
-                   f"{largest:,} bytes.")  # fmt: skip
+                   f"Every LOB value fits LobMaxSize ({max_kb} KB); the longest is "
+                   f"{largest:,}.")  # fmt: skip
 
 
 async def _primary_keys(connection: Any, scope: Scope) -> dict[str, dict[str, Any]]:

@@ -99,6 +99,7 @@ class ChangeCapture:
         slot: str,
         s3: Any,
         progress: CaptureProgress,
+        lob_limit: int | None = None,
     ) -> None:
         self.source = source
         self.target = target
@@ -106,7 +107,9 @@ class ChangeCapture:
         self.s3 = s3
         self.progress = progress
         self.plans = {(p.source.schema, p.source.name): p for p in plans}
-        self.outputs = {key: TableOutput(plan, target) for key, plan in self.plans.items()}
+        self.outputs = {
+            key: TableOutput(plan, target, lob_limit=lob_limit) for key, plan in self.plans.items()
+        }
         self.relations: dict[int, pgoutput.Relation] = {}
         self.column_names: dict[int, tuple[str, ...]] = {}
         self._connection: Any = None

@@ -106,11 +106,13 @@ class TableOutput:
     truncated: bool = False
     counts: dict[str, int] = field(default_factory=lambda: {"I": 0, "U": 0, "D": 0, "DDL": 0})
     unchanged_toast_seen: bool = False
+    lob_limit: int | None = None
+    """Where LOB values are cut (limited LOB mode), as in the full load."""
 
     def __post_init__(self) -> None:
         self._ops = written_ops(self.target)
         self._op_column = op_column(self.target)
-        self._columns = output_columns(self.plan, self.target, self._op_column)
+        self._columns = output_columns(self.plan, self.target, self._op_column, self.lob_limit)
         self._layouts: dict[tuple[str, ...], list[tuple[int, OutputColumn]]] = {}
 
     def _layout(self, columns: tuple[str, ...]) -> list[tuple[int, OutputColumn]]:
@@ -147,7 +149,7 @@ class TableOutput:
             if value is UNCHANGED_TOAST:
                 self.unchanged_toast_seen = True
                 value = None
-            if value is not None and column.reformatted:
+            if value is not None and (column.reformatted or column.truncates):
                 value = column.cdc_text(str(value))
             fields.append(value)  # type: ignore[arg-type]
         self.append_row(fields, commit_time)

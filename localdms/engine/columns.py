@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from psycopg import sql
 
+from dms_spec.lob import is_lob_type
 from localdms.endpoint_settings import S3Target
 from localdms.table_mappings import SourceColumn, TablePlan
 
@@ -71,11 +72,23 @@ class OutputColumn:
     header: str
     kind: ColumnKind
     source: SourceColumn | None = None
+    lob_limit: int | None = None
+    """Limited LOB mode's cut (``dms_spec.lob.limited_lob_size``): a LOB column's values are
+    truncated to this many characters (bytes for bytea); None keeps them whole."""
 
     def _source(self) -> SourceColumn:
         if self.source is None:
             raise ValueError(f"{self.header} is a column DMS adds, not a source column")
         return self.source
+
+    @property
+    def truncates(self) -> bool:
+        """Whether values are cut at ``lob_limit`` (a LOB column in limited LOB mode)."""
+        return (
+            self.source is not None
+            and self.lob_limit is not None
+            and is_lob_type(self.source.base_type)
+        )
 
     @property
     def reformatted(self) -> bool:
@@ -93,6 +106,11 @@ class OutputColumn:
         column = self._source()
         ident = sql.Identifier(column.name)
         base = column.base_type
+        if self.truncates:
+            limit = sql.Literal(self.lob_limit)
+            if base == "bytea":
+                return sql.SQL("encode(substring({} from 1 for {}), 'hex')").format(ident, limit)
+            return sql.SQL("left({}::text, {})").format(ident, limit)
         if base == "timestamptz":
             return sql.SQL("({} AT TIME ZONE 'UTC')").format(ident)
         if base in ("bool", "bpchar"):
@@ -112,6 +130,11 @@ class OutputColumn:
             '2024-01-02 03:04:05.5'
         """
         base = self._source().base_type
+        if self.truncates and self.lob_limit is not None:
+            if base == "bytea":
+                hex_digits = value[2:] if value.startswith("\\x") else value
+                return hex_digits[: 2 * self.lob_limit]
+            return value[: self.lob_limit]
         if base == "timestamptz":
             return value.replace("+00", "", 1)
         if base == "bool":
@@ -126,7 +149,13 @@ class OutputColumn:
 
     def parquet_expression(self) -> sql.Composable:
         """The SELECT expression a Parquet load reads a source column with."""
-        return _parquet_read(self._source())[0]
+        column = self._source()
+        if self.truncates:
+            ident, limit = sql.Identifier(column.name), sql.Literal(self.lob_limit)
+            if column.base_type == "bytea":
+                return sql.SQL("substring({} from 1 for {})").format(ident, limit)
+            return sql.SQL("left({}::text, {})").format(ident, limit)
+        return _parquet_read(column)[0]
 
     def arrow_type(self) -> pa.DataType:
         """The Arrow type the column is written as (the added columns are strings).
@@ -143,7 +172,9 @@ class OutputColumn:
         return _parquet_read(self.source)[1]
 
 
-def output_columns(plan: TablePlan, target: S3Target, op_column: bool) -> tuple[OutputColumn, ...]:
+def output_columns(
+    plan: TablePlan, target: S3Target, op_column: bool, lob_limit: int | None = None
+) -> tuple[OutputColumn, ...]:
     """The columns of the table's files, in order.
 
     Args:
@@ -151,15 +182,24 @@ def output_columns(plan: TablePlan, target: S3Target, op_column: bool) -> tuple[
         target: the S3 settings (``TimestampColumnName``).
         op_column: whether the files have the Op column (``IncludeOpForFullLoad`` for LOAD files,
             ``cdc_output.op_column`` for CDC files).
+        lob_limit: where LOB values are cut (``OutputColumn.lob_limit``).
     """
     columns = [OutputColumn("Op", ColumnKind.OP)] if op_column else []
     if target.timestamp_column_name:
         columns.append(OutputColumn(target.timestamp_column_name, ColumnKind.TIMESTAMP))
-    columns.extend(OutputColumn(name, ColumnKind.DATA, column) for column, name in plan.columns)
+    columns.extend(
+        OutputColumn(name, ColumnKind.DATA, column, lob_limit) for column, name in plan.columns
+    )
     return tuple(columns)
 
 
-def load_select(plan: TablePlan, target: S3Target, load_timestamp: str, parquet: bool) -> str:
+def load_select(
+    plan: TablePlan,
+    target: S3Target,
+    load_timestamp: str,
+    parquet: bool,
+    lob_limit: int | None = None,
+) -> str:
     """The SELECT whose rows are the table's LOAD files (COPY's CSV text, or ADBC's Arrow).
 
     Args:
@@ -167,9 +207,10 @@ def load_select(plan: TablePlan, target: S3Target, load_timestamp: str, parquet:
         target: the S3 settings (Op and timestamp columns).
         load_timestamp: the TimestampColumnName value for this load, already formatted.
         parquet: read for Parquet (typed) rather than CSV (text).
+        lob_limit: where LOB values are cut (limited LOB mode), or None.
     """
     expressions: list[sql.Composable] = []
-    for column in output_columns(plan, target, target.include_op_for_full_load):
+    for column in output_columns(plan, target, target.include_op_for_full_load, lob_limit):
         if column.kind == ColumnKind.OP:
             expressions.append(sql.Literal("I"))
         elif column.kind == ColumnKind.TIMESTAMP:

@@ -51,10 +51,12 @@ def file_schema(plan: TablePlan, target: S3Target, op_column: bool) -> pa.Schema
     )
 
 
-def parquet_select(plan: TablePlan, target: S3Target, load_timestamp: str) -> tuple[str, pa.Schema]:
-    """The SELECT that reads one table and the schema its LOAD files have."""
+def parquet_select(
+    plan: TablePlan, target: S3Target, load_timestamp: str, lob_limit: int | None = None
+) -> tuple[str, pa.Schema]:
+    """The SELECT that reads one table (LOBs cut at ``lob_limit``) and its files' schema."""
     return (
-        load_select(plan, target, load_timestamp, parquet=True),
+        load_select(plan, target, load_timestamp, parquet=True, lob_limit=lob_limit),
         file_schema(plan, target, target.include_op_for_full_load),
     )
 

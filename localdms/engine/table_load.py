@@ -53,6 +53,7 @@ class TableLoad:
         snapshot: the slot's exported snapshot to read in, for a CDC task's full load.
         remove_cdc_files: remove the table's CDC files too (a CDC task: they would replay onto
             the new load), not only its LOAD files.
+        lob_limit: where LOB values are cut (limited LOB mode, ``dms_spec.lob``), or None.
     """
 
     source: PostgresSource
@@ -62,6 +63,7 @@ class TableLoad:
     stop_requested: threading.Event
     snapshot: str | None
     remove_cdc_files: bool
+    lob_limit: int | None = None
 
     async def load(
         self, plan: TablePlan, pool: Any, upload_slots: asyncio.Semaphore, load_timestamp: str
@@ -93,7 +95,7 @@ class TableLoad:
         )
 
         target = self.target
-        statement, schema = parquet_select(plan, target, load_timestamp)
+        statement, schema = parquet_select(plan, target, load_timestamp, self.lob_limit)
         prefix = target.table_prefix(plan.target_schema, plan.target_table)
         await self._delete_previous_files(prefix)
         writer = ParquetLoadWriter(self.s3, target, prefix, schema)
@@ -161,7 +163,7 @@ class TableLoad:
                         f"SET TRANSACTION SNAPSHOT {sql.Literal(self.snapshot).as_string(None)}"
                     )
                 status = await connection.copy_from_query(
-                    load_select(plan, target, load_timestamp, parquet=False),
+                    load_select(plan, target, load_timestamp, False, self.lob_limit),
                     output=sink,
                     format="csv",
                     delimiter=target.csv_delimiter,

@@ -103,6 +103,8 @@ class RunSpec:
     """How long ``running`` shows at least, so that a client waiting for it after a start
     (Terraform's ``start_replication_task``) sees it even when the load takes less."""
     cdc: CdcSpec | None = None
+    lob_limit: int | None = None
+    """Limited LOB mode's cut (``dms_spec.lob.limited_lob_size``), or None."""
 
 
 class TaskRun:
@@ -267,7 +269,9 @@ class TaskRun:
             elif cdc.fresh:
                 await asyncio.to_thread(drop_capture, source, cdc.slot)
                 await create_publications(connection, cdc.slot, plans)
-        capture = ChangeCapture(source, self.spec.target, plans, cdc.slot, s3, self.progress)
+        capture = ChangeCapture(
+            source, self.spec.target, plans, cdc.slot, s3, self.progress, self.spec.lob_limit
+        )
         if cdc.own_slot and cdc.fresh:
             try:
                 self._snapshot = await asyncio.to_thread(capture.create_slot)
@@ -305,6 +309,7 @@ class TaskRun:
         tables = TableLoad(
             self.spec.source, self.spec.target, self.progress, s3, self._stop_requested,
             self._snapshot, remove_cdc_files=self.spec.cdc is not None,
+            lob_limit=self.spec.lob_limit,
         )  # fmt: skip
 
         async def load(plan: TablePlan) -> None:
