@@ -33,6 +33,26 @@ def is_lob_type(base_type: str) -> bool:
     return base_type in LOB_BASE_TYPES or base_type.startswith("_")
 
 
+TRUNCATION_POLICIES = ("LOG_ERROR", "IGNORE_RECORD", "SUSPEND_TABLE", "STOP_TASK")
+"""ErrorBehavior.DataTruncationErrorPolicy values ("the action AWS DMS takes when data is
+truncated", default LOG_ERROR; CHAP_Tasks.CustomizingTasks.TaskSettings.ErrorHandling)."""
+
+
+def truncation_policy(settings: dict[str, Any], fail_tasks_on_lob_truncation: bool) -> str:
+    """What a cut LOB does: the task's DataTruncationErrorPolicy, or STOP_TASK when the source
+    endpoint's ``FailTasksOnLobTruncation`` is set ("the task fails instead of truncating").
+
+    Example:
+        >>> truncation_policy({"ErrorBehavior": {"DataTruncationErrorPolicy": "SUSPEND_TABLE"}},
+        ...                   False)
+        'SUSPEND_TABLE'
+    """
+    if fail_tasks_on_lob_truncation:
+        return "STOP_TASK"
+    policy = str(settings.get("ErrorBehavior", {}).get("DataTruncationErrorPolicy", "LOG_ERROR"))
+    return policy if policy in TRUNCATION_POLICIES else "LOG_ERROR"
+
+
 def limited_lob_size(settings: dict[str, Any]) -> int | None:
     """The size a LOB is cut at (characters, or bytes for bytea) under the task's settings, or
     None when LOBs are not cut (full LOB mode, or LOB support off)."""

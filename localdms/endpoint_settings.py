@@ -259,6 +259,8 @@ class PostgresSource:
     ``verify-ca`` (the server's certificate signed by ``ca_pem``) or ``verify-full`` (and issued
     for ``host``)."""
     ca_pem: str | None = None
+    fail_tasks_on_lob_truncation: bool = False
+    """PostgreSQLSettings.FailTasksOnLobTruncation: a LOB over LobMaxSize fails the task."""
     """The PEM of the endpoint's CertificateArn (ImportCertificate), for the verify modes."""
 
     # Every connection to the source is made from these: the task's asyncpg pool and the
@@ -388,6 +390,7 @@ class PostgresSource:
             username=str(values["Username"] or ""),
             password=str(values["Password"] or ""),
             slot_name=slot,
+            fail_tasks_on_lob_truncation=setting_flag(settings.get("FailTasksOnLobTruncation")),
             ssl_mode=mode,
             ca_pem=ca_pem if mode in ("verify-ca", "verify-full") else None,
         )

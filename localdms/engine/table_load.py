@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import asyncpg
 import botocore.exceptions
 from psycopg import sql
 
+from dms_spec.lob import is_lob_type
 from localdms.endpoint_settings import PostgresSource, S3Target
 from localdms.engine.columns import load_select
 from localdms.engine.failures import source_error, table_error
@@ -27,8 +29,29 @@ from localdms.engine.rendering import RowDelimiterTranslator, header_line
 from localdms.engine.s3_writer import LoadFileWriter, delete_prefix
 from localdms.table_mappings import TablePlan
 
+log = logging.getLogger(__name__)
+
 PROGRESS_INTERVAL_SECONDS = 0.25
 """How often a loading table's FullLoadRows is refreshed."""
+
+
+class TruncationStop(Exception):
+    """A LOB over LobMaxSize under DataTruncationErrorPolicy STOP_TASK: the task fails."""
+
+
+def over_limit(plan: TablePlan, lob_limit: int | None) -> sql.Composable | None:
+    """A condition true for the rows with a LOB value longer than ``lob_limit`` (None when the
+    table has no LOB column or nothing is cut)."""
+    if lob_limit is None:
+        return None
+    tests = [
+        sql.SQL("octet_length({}) > {}" if column.base_type == "bytea"
+                else "char_length({}::text) > {}").format(
+            sql.Identifier(column.name), sql.Literal(lob_limit))
+        for column, _ in plan.columns
+        if is_lob_type(column.base_type)
+    ]  # fmt: skip
+    return sql.SQL(" OR ").join(tests) if tests else None
 
 
 class TableProgress(Protocol):
@@ -54,6 +77,10 @@ class TableLoad:
         remove_cdc_files: remove the table's CDC files too (a CDC task: they would replay onto
             the new load), not only its LOAD files.
         lob_limit: where LOB values are cut (limited LOB mode, ``dms_spec.lob``), or None.
+        truncation_policy: what a table with values over ``lob_limit`` does (DMS's
+            DataTruncationErrorPolicy): LOG_ERROR cuts them and logs it (without counting, which
+            would read the table twice); IGNORE_RECORD leaves those rows out; SUSPEND_TABLE puts
+            the table in error and loads nothing of it; STOP_TASK fails the task.
     """
 
     source: PostgresSource
@@ -64,16 +91,20 @@ class TableLoad:
     snapshot: str | None
     remove_cdc_files: bool
     lob_limit: int | None = None
+    truncation_policy: str = "LOG_ERROR"
 
     async def load(
         self, plan: TablePlan, pool: Any, upload_slots: asyncio.Semaphore, load_timestamp: str
     ) -> None:
         """Load one table (the progress hears how it ended; a stop raises CancelledError)."""
         self.progress.table_started(plan)
+        kept = await self._apply_truncation_policy(plan, pool)
+        if kept is None:
+            return
         if self.target.data_format == "parquet":
-            await self._load_parquet(plan, load_timestamp)
+            await self._load_parquet(kept, load_timestamp)
         else:
-            await self._load_csv(plan, pool, upload_slots, load_timestamp)
+            await self._load_csv(kept, pool, upload_slots, load_timestamp)
 
     async def _delete_previous_files(self, prefix: str) -> None:
         """Before a table loads: remove the files an earlier run left under ``prefix``."""
@@ -83,6 +114,46 @@ class TableLoad:
             self.target.bucket_name,
             prefix if self.remove_cdc_files else prefix + "LOAD",
         )
+
+    async def _apply_truncation_policy(self, plan: TablePlan, pool: Any) -> TablePlan | None:
+        """The plan to load under DataTruncationErrorPolicy, or None when the table is suspended.
+
+        Raises:
+            TruncationStop: STOP_TASK (or FailTasksOnLobTruncation) and a value is over the limit.
+        """
+        over = over_limit(plan, self.lob_limit)
+        if over is None:
+            return plan
+        where = f"{self.lob_limit:,} characters (bytes for bytea)"
+        if self.truncation_policy == "LOG_ERROR":
+            log.warning("%s.%s: LOB values over LobMaxSize (%s) are truncated",
+                        plan.source.schema, plan.source.name, where)  # fmt: skip
+            return plan
+        query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(
+            sql.Identifier(plan.source.schema, plan.source.name),
+            over if plan.where is None else sql.SQL("({}) AND ({})").format(plan.where, over),
+        )
+        async with pool.acquire() as connection:
+            count = int(await connection.fetchval(query.as_string(None)))
+        if not count:
+            return plan
+        what = (f"{count:,} row(s) of {plan.source.schema}.{plan.source.name} hold LOB values "
+                f"longer than LobMaxSize ({where})")  # fmt: skip
+        if self.truncation_policy == "STOP_TASK":
+            raise TruncationStop(
+                f"{what}, and DataTruncationErrorPolicy is STOP_TASK (or the source endpoint's "
+                "FailTasksOnLobTruncation is set): raise TargetMetadata.LobMaxSize."
+            )
+        if self.truncation_policy == "SUSPEND_TABLE":
+            self.progress.table_failed(plan, table_error(plan, (
+                f"{what}; DataTruncationErrorPolicy is SUSPEND_TABLE, so the table was not "
+                "loaded: raise TargetMetadata.LobMaxSize."
+            )))  # fmt: skip
+            return None
+        log.warning("%s; DataTruncationErrorPolicy is IGNORE_RECORD: they are left out", what)
+        keep = sql.SQL("NOT ({})").format(over)
+        return replace(plan, where=keep if plan.where is None
+                       else sql.SQL("({}) AND {}").format(plan.where, keep))  # fmt: skip
 
     async def _load_parquet(self, plan: TablePlan, load_timestamp: str) -> None:
         """One table to Parquet LOAD files, in a worker thread (ADBC and pyarrow are blocking)."""

@@ -47,7 +47,7 @@ from localdms.engine.failures import (
     source_error,
 )
 from localdms.engine.rendering import SESSION_SETUP
-from localdms.engine.table_load import TableLoad, TableProgress
+from localdms.engine.table_load import TableLoad, TableProgress, TruncationStop
 from localdms.table_mappings import MappingError, TablePlan, plan_tables
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,8 @@ class RunSpec:
     cdc: CdcSpec | None = None
     lob_limit: int | None = None
     """Limited LOB mode's cut (``dms_spec.lob.limited_lob_size``), or None."""
+    truncation_policy: str = "LOG_ERROR"
+    """What a cut LOB does in the full load (``dms_spec.lob.truncation_policy``)."""
 
 
 class TaskRun:
@@ -189,6 +191,8 @@ class TaskRun:
             self.progress.stopped()
         except CdcError as exc:
             self.progress.failed(cdc_failure(exc))
+        except TruncationStop as exc:
+            self.progress.failed(fatal_message(str(exc)))
         finally:
             self._loop = self._main_task = None
 
@@ -309,7 +313,7 @@ class TaskRun:
         tables = TableLoad(
             self.spec.source, self.spec.target, self.progress, s3, self._stop_requested,
             self._snapshot, remove_cdc_files=self.spec.cdc is not None,
-            lob_limit=self.spec.lob_limit,
+            lob_limit=self.spec.lob_limit, truncation_policy=self.spec.truncation_policy,
         )  # fmt: skip
 
         async def load(plan: TablePlan) -> None:

@@ -11,7 +11,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.integration.test_localdms_cdc import wait_capturing
-from tests.pipeline import create_task, provision, read_objects, run_task, select_rules
+from tests.pipeline import (
+    create_task,
+    provision,
+    read_objects,
+    run_task,
+    select_rules,
+    table_statistics,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -92,3 +99,52 @@ def test_change_capture_cuts_lob_values_as_the_load_does(dms, s3, source_db):
     assert body == "z" * LIMIT
     assert blob == "cd" * LIMIT
     dms.stop_replication_task(ReplicationTaskArn=arn)
+
+
+def policy(name: str) -> str:
+    return json.dumps({"TargetMetadata": {"LobMaxSize": 1},
+                       "ErrorBehavior": {"DataTruncationErrorPolicy": name}})  # fmt: skip
+
+
+def test_data_truncation_error_policy_decides_what_a_cut_lob_does(dms, s3, source_db):
+    make_lobs(source_db)
+    source_db.execute("CREATE TABLE public.small (id int PRIMARY KEY, body text)")
+    source_db.execute("INSERT INTO public.small VALUES (1, 'fits')")
+    pipeline = provision(dms, s3, source_db)
+    rules = select_rules(("public", "lobs"), ("public", "small"))
+
+    ignore = create_task(dms, pipeline, rules, identifier="ignore",
+                         ReplicationTaskSettings=policy("IGNORE_RECORD"))  # fmt: skip
+    run_task(dms, ignore)
+    stats = table_statistics(dms, ignore)
+    assert stats[("public", "lobs")]["FullLoadRows"] == 2  # the row over the limit is left out
+    body = read_objects(s3, pipeline.bucket, "public/lobs/")["public/lobs/LOAD00000001.csv"]
+    assert sorted(int(line.split(",")[0]) for line in body.decode().splitlines()) == [-1, 0]
+
+    suspend = create_task(dms, pipeline, rules, identifier="suspend",
+                          ReplicationTaskSettings=policy("SUSPEND_TABLE"))  # fmt: skip
+    task = run_task(dms, suspend)
+    stats = table_statistics(dms, suspend)
+    assert stats[("public", "lobs")]["TableState"] == "Table error"
+    assert stats[("public", "small")]["TableState"] == "Table completed"
+    assert "1 row(s) of public.lobs hold LOB values longer than LobMaxSize" in task[
+        "LastFailureMessage"]  # fmt: skip
+    left = read_objects(s3, pipeline.bucket, "public/lobs/")["public/lobs/LOAD00000001.csv"]
+    assert left == body  # nothing of the suspended table was written (the file is the last run's)
+
+    stop = create_task(dms, pipeline, rules, identifier="stop",
+                       ReplicationTaskSettings=policy("STOP_TASK"))  # fmt: skip
+    task = run_task(dms, stop)
+    assert task["Status"] == "failed"
+    assert "DataTruncationErrorPolicy is STOP_TASK" in task["LastFailureMessage"]
+
+
+def test_fail_tasks_on_lob_truncation_fails_the_task_instead_of_cutting(dms, s3, source_db):
+    make_lobs(source_db)
+    pipeline = provision(dms, s3, source_db,
+                         postgres_settings={"FailTasksOnLobTruncation": True})  # fmt: skip
+    arn = create_task(dms, pipeline, select_rules(("public", "lobs")),
+                      ReplicationTaskSettings=ONE_KB)  # fmt: skip
+    task = run_task(dms, arn)
+    assert task["Status"] == "failed"
+    assert "FailTasksOnLobTruncation" in task["LastFailureMessage"]
