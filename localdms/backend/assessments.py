@@ -166,12 +166,10 @@ class AssessmentBackend(BackendBase):
         with self.lock:
             if run.assessments:
                 run.assessments[0].status, run.assessments[0].started = "running", time.time()
-        pending = [a.name for a in run.assessments]
+        names = [a.name for a in run.assessments]
         try:
-            for name in pending:
-                if run.is_cancelled():
-                    break
-                run_assessments(source, rules, migration_type, settings, [name], record)
+            run_assessments(source, rules, migration_type, settings, names, record,
+                            cancelled=run.is_cancelled)  # fmt: skip
         except Exception as exc:  # the thread's top frame: record, never die silently
             log.exception("assessment run %s failed", run.name)
             with self.lock:

@@ -282,8 +282,10 @@ def run_assessments(
     settings: dict[str, Any],
     names: Sequence[str],
     on_finding: Callable[[Finding], None] | None = None,
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> list[Finding]:
-    """Run the named assessments on one connection to the source, in order.
+    """Run the named assessments on one connection to the source (one catalog read), in order,
+    until ``cancelled`` says to stop.
 
     A check that raises is ``error`` with the reason; a source that cannot be reached makes
     every one ``error``.
@@ -303,6 +305,8 @@ def run_assessments(
                         for n in names]  # fmt: skip
             scope = Scope(plans, migration_type, settings, source.username)
             for name in names:
+                if cancelled():
+                    break
                 try:
                     finding = await CHECKS[name](connection, scope)
                 except (asyncpg.PostgresError, ValueError, KeyError) as exc:
