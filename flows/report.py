@@ -35,6 +35,17 @@ class TableReport(BaseModel):
         description="Data rows in those objects (verify_s3); must equal full_load_rows.",
     )
     s3_bytes: int | None = Field(default=None, description="Their size in bytes (verify_s3).")
+    full_load_error_rows: int = Field(
+        default=0, description="FullLoadErrorRows: rows DMS failed to load (DMS counts them for a "
+        "DynamoDB target only; 0 otherwise).",
+    )  # fmt: skip
+    validation_state: str = Field(
+        default="Not enabled",
+        description="ValidationState as DMS reports it: 'Not enabled', 'Pending records', "
+        "'Mismatched records', 'Validated', 'Error', ... (S3 targets validate once a day).",
+    )
+    validation_failed_records: int = 0
+    validation_suspended_records: int = 0
 
     @classmethod
     def from_statistics(cls, stats: dict[str, Any]) -> TableReport:
@@ -50,7 +61,34 @@ class TableReport(BaseModel):
             full_load_end_time=end,
             duration_seconds=round(duration, 3) if duration is not None else None,
             rows_per_second=round(rows / duration, 1) if duration else None,
+            full_load_error_rows=int(stats.get("FullLoadErrorRows", 0)),
+            validation_state=stats.get("ValidationState", "Not enabled"),
+            validation_failed_records=int(stats.get("ValidationFailedRecords", 0)),
+            validation_suspended_records=int(stats.get("ValidationSuspendedRecords", 0)),
         )
+
+    @property
+    def needs_attention(self) -> str:
+        """What DMS reports wrong with the table's rows beyond its state ("" when nothing):
+        rows that failed to load, and validation that did not pass.
+
+        Example:
+            >>> TableReport(schema_name="s", table_name="t", table_state="Table completed",
+            ...             validation_state="Mismatched records",
+            ...             validation_failed_records=3).needs_attention
+            'validation Mismatched records (3 failed, 0 suspended)'
+        """
+        problems = []
+        if self.full_load_error_rows:
+            problems.append(f"{self.full_load_error_rows:,} full-load error rows")
+        if self.validation_state not in ("Not enabled", "Validated", "Pending records") or (
+            self.validation_failed_records or self.validation_suspended_records
+        ):
+            problems.append(
+                f"validation {self.validation_state} ({self.validation_failed_records:,} failed, "
+                f"{self.validation_suspended_records:,} suspended)"
+            )
+        return "; ".join(problems)
 
 
 class S3Verification(BaseModel):
@@ -169,6 +207,8 @@ class IngestionReport(BaseModel):
                 "s3_bytes": t.s3_bytes,
                 "duration_s": t.duration_seconds,
                 "rows_per_s": t.rows_per_second,
+                "error_rows": t.full_load_error_rows,
+                "validation": t.validation_state,
             }
             for t in self.tables
         ]
@@ -223,19 +263,24 @@ class IngestionReport(BaseModel):
             lines += [
                 f"- `{t.schema_name}.{t.table_name}`: {t.table_state}" for t in self.errored_tables
             ]
+        attention = [t for t in self.tables if t.needs_attention]
+        if attention:
+            lines += ["", "### Rows DMS reports as not loaded or not validated", ""]
+            lines += [f"- `{t.schema_name}.{t.table_name}`: {t.needs_attention}" for t in attention]
         return "\n".join(lines)
 
     def _repr_markdown_(self) -> str:
         header = (
-            "| schema | table | state | rows | S3 rows | S3 objects | duration (s) | rows/s |\n"
-            "|---|---|---|---:|---:|---:|---:|---:|"
+            "| schema | table | state | rows | S3 rows | S3 objects | duration (s) | rows/s "
+            "| validation |\n|---|---|---|---:|---:|---:|---:|---:|---|"
         )
         rows = [
             f"| {t.schema_name} | {t.table_name} | {t.table_state} | {t.full_load_rows:,} | "
             f"{'' if t.s3_rows is None else f'{t.s3_rows:,}'} | "
             f"{'' if t.s3_objects is None else t.s3_objects} | "
             f"{t.duration_seconds if t.duration_seconds is not None else ''} | "
-            f"{t.rows_per_second if t.rows_per_second is not None else ''} |"
+            f"{t.rows_per_second if t.rows_per_second is not None else ''} | "
+            f"{t.validation_state} |"
             for t in self.tables
         ]
         return self.summary_markdown() + "\n\n" + "\n".join([header, *rows])
