@@ -59,6 +59,13 @@ CATALOGUE = (
     Assessment("table-with-no-primary-key-or-unique-constraint",
                "Source table without primary key for CDC or full load and CDC tasks only.",
                CDC_TYPES),
+    Assessment("unsupported-data-types-in-source",
+               "Checks for data types unsupported by AWS DMS in the source endpoint. Not all data "
+               "types can be migrated between engines.", ALL_TYPES),
+    Assessment("table-with-lob-but-without-primary-key-or-unique-constraint",
+               "Checks for the presence of source tables with LOBs but without a primary key or "
+               "a unique key. Currently, a table must have a primary key or a unique key for AWS "
+               "DMS to migrate LOBs.", ALL_TYPES),
     Assessment("postgres-check-wallevel",
                "Validate if wal_level is set to logical on the source database.", CDC_TYPES),
     Assessment("postgres-check-maxwalsenders",

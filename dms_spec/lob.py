@@ -1,36 +1,86 @@
 """How DMS treats LOBs from a PostgreSQL source (AWS DMS User Guide: CHAP_Tasks.LOBSupport,
 CHAP_Tasks.CustomizingTasks.TaskSettings.TargetMetadata, CHAP_Source.PostgreSQL data types).
 
+Which columns are LOBs, and of which kind (CHAP_Source.PostgreSQL, "Source data types for
+PostgreSQL"): bytea is a BLOB; xml, tsvector, tsquery, path and polygon are CLOBs; text, json,
+jsonb, hstore, arrays and composite types are NCLOBs.
+
+Their size, which ``LobMaxSize`` (kilobytes, default 32) bounds, is in bytes ("Working with LOB
+source data types for PostgreSQL"): a BLOB's bytes; a CLOB "handles each character as a UTF8
+character", so its UTF-8 bytes; an NCLOB "handles each character as a double-byte character",
+so two bytes a character ("Limit LOB size to is equal to max_num_chars_text multiplied by 2").
+At the default 32 KB a text value therefore keeps 16,384 characters, not 32,768.
+
 "In limited LOB mode, you set a maximum LOB size for DMS to accept ... LOBs that exceed the
 maximum LOB size are truncated, and a warning is issued to the log file"; "Any LOBs that are
-larger than this value is truncated to this value" (``LobMaxSize``, in kilobytes, default 32).
-Limited LOB mode is the default (``SupportLobs`` true, ``FullLobMode`` false,
-``LimitedSizeLobMode`` true); an S3 target supports neither full nor inline LOB mode.
+larger than this value is truncated to this value". Limited LOB mode is the default
+(``SupportLobs`` true, ``FullLobMode`` false, ``LimitedSizeLobMode`` true); an S3 target
+supports neither full nor inline LOB mode. With ``SupportLobs`` false "LOB columns are excluded
+from the migration" (CHAP_Introduction.Components, "Don't include LOB columns").
 
-The guide does not say in which unit a character LOB is measured; localdms counts characters
-for text-like LOBs (text, json, jsonb, xml, arrays, as their text) and bytes for bytea, so a
-value of exactly ``LobMaxSize`` KB is kept whole and one more is cut.
+localdms cuts on whole characters: a CLOB at the last character that ends within the limit's
+bytes; an NCLOB at ``limit / 2`` characters. Where the guide leaves the rule open localdms
+chooses, and says so: a character outside the Basic Multilingual Plane (4 bytes in UTF-16)
+counts two bytes in an NCLOB like any other.
 
 Example:
     >>> limited_lob_size({"TargetMetadata": {"LobMaxSize": 32}})
     32768
     >>> limited_lob_size({"TargetMetadata": {"FullLobMode": True}}) is None
     True
-    >>> is_lob_type("jsonb"), is_lob_type("_int4"), is_lob_type("varchar")
-    (True, True, False)
+    >>> lob_type("jsonb"), lob_type("_int4"), lob_type("xml"), lob_type("varchar")
+    ('NCLOB', 'NCLOB', 'CLOB', None)
+    >>> cut_text("abcdef", "NCLOB", 4), cut_text("déjà", "CLOB", 4)
+    ('ab', 'déj')
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-LOB_BASE_TYPES = frozenset({"text", "bytea", "json", "jsonb", "xml"})
-"""PostgreSQL types DMS migrates as LOBs (NCLOB or BLOB), with every array type (``_int4``...)."""
+BLOB_TYPES = frozenset({"bytea"})
+CLOB_TYPES = frozenset({"xml", "tsvector", "tsquery", "path", "polygon"})
+NCLOB_TYPES = frozenset({"text", "json", "jsonb", "hstore", "record"})
+"""``record`` is what ``localdms.engine.catalog`` calls a column of a composite type."""
+
+
+def lob_type(base_type: str) -> str | None:
+    """The DMS LOB type a column of this base type (``pg_type.typname``) migrates as, or None.
+
+    Every array type (``_int4``...) is an NCLOB.
+    """
+    if base_type in BLOB_TYPES:
+        return "BLOB"
+    if base_type in CLOB_TYPES:
+        return "CLOB"
+    if base_type in NCLOB_TYPES or base_type.startswith("_"):
+        return "NCLOB"
+    return None
 
 
 def is_lob_type(base_type: str) -> bool:
-    """Whether DMS migrates a column of this base type (``pg_type.typname``) as a LOB."""
-    return base_type in LOB_BASE_TYPES or base_type.startswith("_")
+    """Whether DMS migrates a column of this base type as a LOB."""
+    return lob_type(base_type) is not None
+
+
+def text_size(value: str, kind: str) -> int:
+    """The size in bytes DMS gives a CLOB or NCLOB value (see the module docstring)."""
+    return 2 * len(value) if kind == "NCLOB" else len(value.encode())
+
+
+def cut_text(value: str, kind: str, limit: int) -> str:
+    """A CLOB or NCLOB value cut to ``limit`` bytes on whole characters (unchanged when it fits).
+
+    Example:
+        >>> cut_text("abcd", "NCLOB", 8), cut_text("日本語です", "CLOB", 7)
+        ('abcd', '日本')
+    """
+    if text_size(value, kind) <= limit:
+        return value
+    if kind == "NCLOB":
+        return value[: limit // 2]
+    # The prefix's bytes end inside a character at most; "ignore" drops just that character.
+    return value.encode()[:limit].decode(errors="ignore")
 
 
 TRUNCATION_POLICIES = ("LOG_ERROR", "IGNORE_RECORD", "SUSPEND_TABLE", "STOP_TASK")
@@ -53,11 +103,21 @@ def truncation_policy(settings: dict[str, Any], fail_tasks_on_lob_truncation: bo
     return policy if policy in TRUNCATION_POLICIES else "LOG_ERROR"
 
 
+def supports_lobs(settings: dict[str, Any]) -> bool:
+    """Whether LOB columns are migrated at all (``TargetMetadata.SupportLobs``, default true).
+
+    Example:
+        >>> supports_lobs({}), supports_lobs({"TargetMetadata": {"SupportLobs": False}})
+        (True, False)
+    """
+    return bool(settings.get("TargetMetadata", {}).get("SupportLobs", True))
+
+
 def limited_lob_size(settings: dict[str, Any]) -> int | None:
-    """The size a LOB is cut at (characters, or bytes for bytea) under the task's settings, or
-    None when LOBs are not cut (full LOB mode, or LOB support off)."""
+    """The size in bytes a LOB is cut at under the task's settings, or None when LOBs are not
+    cut (full LOB mode, or LOB support off)."""
     metadata = settings.get("TargetMetadata", {})
-    if not metadata.get("SupportLobs", True) or metadata.get("FullLobMode", False):
+    if not supports_lobs(settings) or metadata.get("FullLobMode", False):
         return None
     if not metadata.get("LimitedSizeLobMode", True):
         return None

@@ -52,7 +52,8 @@ class SourceColumn:
     type_name: str
     """``format_type`` output, e.g. ``numeric(12,2)``, ``timestamp with time zone``."""
     base_type: str
-    """``pg_type.typname`` of the column's base type, e.g. ``numeric``, ``timestamptz``, ``_int4``."""
+    """``pg_type.typname`` of the column's base type, e.g. ``numeric``, ``timestamptz``, ``_int4``
+    (``record`` for any composite type)."""
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import logging
 import time
 
 from dms_spec.lifecycle import RUNNING_STATES, last_error
-from dms_spec.lob import limited_lob_size, truncation_policy
+from dms_spec.lob import limited_lob_size, supports_lobs, truncation_policy
 from dms_spec.status import MigrationType, StartType, StopReason, TableState
 from localdms.backend.base import BackendBase
 from localdms.backend.progress import TaskRunProgress
@@ -74,6 +74,7 @@ class RunBackend(BackendBase):
             cdc=cdc,
             lob_limit=limited_lob_size(task.settings),
             truncation_policy=truncation_policy(task.settings, source.fail_tasks_on_lob_truncation),
+            support_lobs=supports_lobs(task.settings),
         )
         run = TaskRun(spec, TaskRunProgress(self, task.arn), self.s3_factory)
         self.runs[task.arn] = run

@@ -16,10 +16,12 @@ from typing import Any
 import asyncpg
 from psycopg import sql
 
-from dms_spec.lob import is_lob_type, limited_lob_size
+from dms_spec.lob import is_lob_type, limited_lob_size, lob_type, supports_lobs
+from dms_spec.source_types import label, verdict
 from dms_spec.table_mappings import Rule
 from localdms.endpoint_settings import PostgresSource
 from localdms.engine.catalog import read_catalog
+from localdms.engine.columns import lob_size
 from localdms.table_mappings import MappingError, SourceColumn, TablePlan, plan_tables
 
 LONG_TRANSACTION_SECONDS = 600
@@ -105,26 +107,27 @@ async def check_limited_lob_size(connection: Any, scope: Scope) -> Finding:
     columns = scope.lob_columns()
     if not columns:
         return Finding("postgres-check-limited-lob-size", "passed",
-                       "No LOB columns (text, bytea, json, jsonb, xml, arrays) in scope.")  # fmt: skip
+                       "No LOB columns (bytea, text, json, jsonb, xml, arrays...) in scope.")  # fmt: skip
+    if not supports_lobs(scope.settings):
+        return Finding("postgres-check-limited-lob-size", "warning",
+                       f"{len(columns)} LOB column(s) are not migrated: SupportLobs is false.",
+                       [_name(plan, column.name) for plan, column in columns])  # fmt: skip
     if limit is None:
         return Finding("postgres-check-limited-lob-size", "passed",
                        f"{len(columns)} LOB column(s); limited LOB mode is off.")  # fmt: skip
     over = []
     largest = 0
     for plan, column in columns:
-        binary = column.base_type == "bytea"
-        # Measured as the load cuts them (dms_spec.lob): bytes of a bytea, characters otherwise.
-        length = sql.SQL("octet_length({})" if binary else "char_length({}::text)").format(
-            sql.Identifier(column.name)
-        )
+        # Measured as the load cuts them (dms_spec.lob): in bytes, two a character of an NCLOB.
         query = sql.SQL("SELECT max({}) FROM {}.{}").format(
-            length, sql.Identifier(plan.source.schema), sql.Identifier(plan.source.name)
+            lob_size(column), sql.Identifier(plan.source.schema), sql.Identifier(plan.source.name)
         )
         size = await connection.fetchval(query.as_string()) or 0
         largest = max(largest, size)
         if size > limit:
-            unit = "bytes" if binary else "characters"
-            over.append(f"{_name(plan, column.name)} ({size:,} {unit})")
+            over.append(
+                f"{_name(plan, column.name)} ({lob_type(column.base_type)}, {size:,} bytes)"
+            )
     if over:
         return Finding("postgres-check-limited-lob-size", "warning",
                        f"{len(over)} LOB column(s) hold values longer than LobMaxSize "
@@ -132,7 +135,7 @@ async def check_limited_lob_size(connection: Any, scope: Scope) -> Finding:
                        f"TargetMetadata.LobMaxSize to at least {-(-largest // 1024)} KB.", over)  # fmt: skip
     return Finding("postgres-check-limited-lob-size", "passed",
                    f"Every LOB value fits LobMaxSize ({max_kb} KB); the longest is "
-                   f"{largest:,}.")  # fmt: skip
+                   f"{largest:,} bytes.")  # fmt: skip
 
 
 async def _primary_keys(connection: Any, scope: Scope) -> dict[str, dict[str, Any]]:
@@ -195,6 +198,52 @@ async def check_pk_lob(connection: Any, scope: Scope) -> Finding:
                        "Primary key columns of a LOB type (DMS cannot replicate them): change "
                        "the key or its type.", bad)  # fmt: skip
     return Finding("postgres-check-pk-lob", "passed", "No primary key column is a LOB.")
+
+
+async def check_unsupported_types(connection: Any, scope: Scope) -> Finding:
+    found: dict[str, list[str]] = {"not migrated": [], "partially migrated": []}
+    for plan in scope.plans:
+        for column, _ in plan.columns:
+            kind = verdict(column.base_type, column.type_name)
+            if kind is not None:
+                found[kind].append(
+                    f"{_name(plan, column.name)} ({label(column.base_type, column.type_name)})"
+                )
+    missing, partial = found["not migrated"], found["partially migrated"]
+    if not missing and not partial:
+        return Finding("unsupported-data-types-in-source", "passed",
+                       "Every column's type migrates successfully.")  # fmt: skip
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} column(s) of types the guide lists as not migrated (ENUM, "
+                     "INET and MACADDR also appear in its type map as strings, which is how "
+                     "localdms writes them)")  # fmt: skip
+    if partial:
+        parts.append(f"{len(partial)} column(s) of types that migrate partly (time zones, "
+                     "intervals, XML, unconstrained or wider than 38-digit numerics)")  # fmt: skip
+    return Finding("unsupported-data-types-in-source", "warning",
+                   "; ".join(parts) + ": check their values on the target, or cast them in a "
+                   "view.", missing + partial)  # fmt: skip
+
+
+async def check_lob_without_key(connection: Any, scope: Scope) -> Finding:
+    keys = await _primary_keys(connection, scope)
+    lob_tables = {_name(plan) for plan, _ in scope.lob_columns()}
+    missing = [n for n, k in keys.items() if n in lob_tables and not k["pk"] and not k["unique"]]
+    arrays = {_name(plan) for plan, column in scope.lob_columns()
+              if column.base_type.startswith("_")}  # fmt: skip
+    suspended = [n for n, k in keys.items() if n in arrays and not k["pk"]]
+    if suspended:
+        return Finding("table-with-lob-but-without-primary-key-or-unique-constraint", "failed",
+                       f"{len(suspended)} table(s) with ARRAY columns have no primary key, and DMS "
+                       "suspends such a table during the full load: add a primary key.",
+                       suspended)  # fmt: skip
+    if missing:
+        return Finding("table-with-lob-but-without-primary-key-or-unique-constraint", "warning",
+                       f"{len(missing)} table(s) with LOB columns have neither a primary key nor "
+                       "a unique constraint, which DMS needs to migrate LOBs.", missing)  # fmt: skip
+    return Finding("table-with-lob-but-without-primary-key-or-unique-constraint", "passed",
+                   "Every table with LOB columns has a primary key or unique constraint.")  # fmt: skip
 
 
 async def check_wallevel(connection: Any, scope: Scope) -> Finding:
@@ -265,6 +314,8 @@ CHECKS: dict[str, Check] = {
     "postgres-check-limited-lob-size": check_limited_lob_size,
     "postgres-check-pk-lob": check_pk_lob,
     "postgres-check-pk": check_pk,
+    "unsupported-data-types-in-source": check_unsupported_types,
+    "table-with-lob-but-without-primary-key-or-unique-constraint": check_lob_without_key,
     "table-with-no-primary-key-or-unique-constraint": check_no_pk_or_unique,
     "postgres-check-wallevel": check_wallevel,
     "postgres-check-maxwalsenders": check_maxwalsenders,

@@ -1,4 +1,5 @@
-"""Reading the source catalog: every table and view with its columns."""
+"""Reading the source catalog: every table and view with its columns (a domain column under its
+base type, a column of a composite type as ``record``, of an enum type as ``anyenum``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ SELECT n.nspname AS schema_name,
        GREATEST(c.reltuples, 0)::bigint AS estimated_rows,
        a.attname AS column_name,
        format_type(a.atttypid, a.atttypmod) AS type_name,
-       CASE WHEN t.typtype = 'd' THEN bt.typname ELSE t.typname END AS base_type
+       CASE WHEN t.typtype = 'd' THEN bt.typname WHEN t.typtype = 'c' THEN 'record'
+            WHEN t.typtype = 'e' THEN 'anyenum'
+            ELSE t.typname END AS base_type
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped

@@ -51,7 +51,7 @@ from localdms.engine.capture_source import (
     publication_names,
     source_text,
 )
-from localdms.engine.cdc_output import TableOutput, cdc_file_name, partition_folder
+from localdms.engine.cdc_output import LobOverLimit, TableOutput, cdc_file_name, partition_folder
 from localdms.engine.s3_writer import delete_prefix
 from localdms.table_mappings import TablePlan
 
@@ -68,6 +68,7 @@ class CaptureProgress(Protocol):
     """What a capture tells the task's owner (called from the capture's thread)."""
 
     def changes_captured(self, counts: Mapping[TablePlan, Mapping[str, int]]) -> None: ...
+    def table_failed(self, plan: TablePlan, message: str) -> None: ...
     def changes_applied(
         self, counts: Mapping[TablePlan, Mapping[str, int]], checkpoint: str
     ) -> None: ...
@@ -100,6 +101,7 @@ class ChangeCapture:
         s3: Any,
         progress: CaptureProgress,
         lob_limit: int | None = None,
+        truncation_policy: str = "LOG_ERROR",
     ) -> None:
         self.source = source
         self.target = target
@@ -108,7 +110,8 @@ class ChangeCapture:
         self.progress = progress
         self.plans = {(p.source.schema, p.source.name): p for p in plans}
         self.outputs = {
-            key: TableOutput(plan, target, lob_limit=lob_limit) for key, plan in self.plans.items()
+            key: TableOutput(plan, target, lob_limit=lob_limit, truncation_policy=truncation_policy)
+            for key, plan in self.plans.items()
         }
         self.relations: dict[int, pgoutput.Relation] = {}
         self.column_names: dict[int, tuple[str, ...]] = {}
@@ -119,6 +122,7 @@ class ChangeCapture:
         self._captured: dict[tuple[str, str], dict[str, int]] = {}
         self._captured_reported = time.monotonic()
         self._toast_warned: set[tuple[str, str]] = set()
+        self._truncation_warned: set[tuple[str, str]] = set()
 
     def create_slot(self) -> str:
         """Create the slot, holding its exported snapshot until ``stream`` starts.
@@ -284,30 +288,24 @@ class ChangeCapture:
             for oid in oids:
                 relation = self.relations.get(oid) if oid is not None else None
                 key = (relation.schema, relation.name) if relation else None
-                if relation is None or key not in self.outputs:
+                if relation is None or key not in self.outputs or self.outputs[key].suspended:
                     continue
                 output = self.outputs[key]
                 touched.add(key)
                 counts = self._captured.setdefault(key, {"I": 0, "U": 0, "D": 0, "DDL": 0})
-                columns = self.column_names[relation.oid]
-                if isinstance(change, pgoutput.Insert):
-                    output.add("I", columns, change.new, transaction.commit_time)
-                    counts["I"] += 1
-                elif isinstance(change, pgoutput.Update):
-                    new = change.new
-                    if change.old is not None:
-                        new = tuple(
-                            o if n is pgoutput.UNCHANGED_TOAST else n
-                            for n, o in zip(change.new, change.old, strict=True)
-                        )
-                    output.add("U", columns, new, transaction.commit_time)
-                    counts["U"] += 1
-                elif isinstance(change, pgoutput.Delete):
-                    output.add("D", columns, change.old, transaction.commit_time)
-                    counts["D"] += 1
-                elif isinstance(change, pgoutput.Truncate):
-                    output.truncate()
-                    counts["DDL"] += 1
+                try:
+                    self._add(output, change, self.column_names[relation.oid], transaction, counts)
+                except LobOverLimit as exc:
+                    self._lob_over_limit(output, str(exc))
+                if output.truncation_seen and key not in self._truncation_warned:
+                    self._truncation_warned.add(key)
+                    log.warning(
+                        "%s.%s: a captured LOB value is longer than LobMaxSize (%s bytes); "
+                        "DataTruncationErrorPolicy is %s: %s", *key, output.lob_limit,
+                        output.truncation_policy,
+                        "the change is left out" if output.truncation_policy == "IGNORE_RECORD"
+                        else "it is written cut",
+                    )  # fmt: skip
                 if output.unchanged_toast_seen and key not in self._toast_warned:
                     self._toast_warned.add(key)
                     log.warning(
@@ -318,6 +316,56 @@ class ChangeCapture:
                     )
         self._report_captured(force=False)
         return touched
+
+    @staticmethod
+    def _add(
+        output: TableOutput,
+        change: pgoutput.Message,
+        columns: tuple[str, ...],
+        transaction: _Transaction,
+        counts: dict[str, int],
+    ) -> None:
+        """Render one change of ``output``'s table and count it as captured."""
+        if isinstance(change, pgoutput.Insert):
+            counts["I"] += 1
+            output.add("I", columns, change.new, transaction.commit_time)
+        elif isinstance(change, pgoutput.Update):
+            counts["U"] += 1
+            new = change.new
+            if change.old is not None:
+                new = tuple(
+                    o if n is pgoutput.UNCHANGED_TOAST else n
+                    for n, o in zip(change.new, change.old, strict=True)
+                )
+            output.add("U", columns, new, transaction.commit_time)
+        elif isinstance(change, pgoutput.Delete):
+            counts["D"] += 1
+            output.add("D", columns, change.old, transaction.commit_time)
+        elif isinstance(change, pgoutput.Truncate):
+            counts["DDL"] += 1
+            output.truncate()
+
+    def _lob_over_limit(self, output: TableOutput, policy: str) -> None:
+        """A captured LOB over LobMaxSize under SUSPEND_TABLE (the table's capture stops, it is
+        in error) or STOP_TASK (the task fails; the transaction is not confirmed, so a resume
+        after LobMaxSize is raised reads it again).
+
+        Raises:
+            CdcError: STOP_TASK.
+        """
+        plan = output.plan
+        what = (f"A change of {plan.source.schema}.{plan.source.name} holds a LOB value longer "
+                f"than LobMaxSize ({output.lob_limit:,} bytes)")  # fmt: skip
+        if policy == "STOP_TASK":
+            raise CdcError(
+                f"{what}, and DataTruncationErrorPolicy is STOP_TASK (or the source endpoint's "
+                "FailTasksOnLobTruncation is set): raise TargetMetadata.LobMaxSize, then resume."
+            )
+        output.suspended = True
+        self.progress.table_failed(plan, (
+            f"{what}; DataTruncationErrorPolicy is SUSPEND_TABLE, so its changes are no longer "
+            "captured: raise TargetMetadata.LobMaxSize and reload the table."
+        ))  # fmt: skip
 
     def _report_captured(self, force: bool) -> None:
         if not self._captured:

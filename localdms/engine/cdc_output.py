@@ -86,6 +86,11 @@ def written_ops(target: S3Target) -> frozenset[str]:
     return frozenset("IUD")
 
 
+class LobOverLimit(Exception):
+    """A change holds a LOB value over LobMaxSize, and the policy (``str()``) suspends the table
+    or stops the task."""
+
+
 @dataclass
 class TableOutput:
     """Renders one table's changes and holds them until the next flush.
@@ -108,6 +113,14 @@ class TableOutput:
     unchanged_toast_seen: bool = False
     lob_limit: int | None = None
     """Where LOB values are cut (limited LOB mode), as in the full load."""
+    truncation_policy: str = "LOG_ERROR"
+    """What a change with a LOB value over ``lob_limit`` does (DataTruncationErrorPolicy):
+    LOG_ERROR writes it cut, IGNORE_RECORD leaves it out (``ignored`` counts them), and
+    SUSPEND_TABLE and STOP_TASK raise ``LobOverLimit`` for the capture to act on."""
+    ignored: int = 0
+    suspended: bool = False
+    """The table was suspended (SUSPEND_TABLE): its later changes are not written."""
+    truncation_seen: bool = False
 
     def __post_init__(self) -> None:
         self._ops = written_ops(self.target)
@@ -139,12 +152,20 @@ class TableOutput:
         self.counts[op] += 1
         if op not in self._ops:
             return
+        layout = self._layout(columns)
+        if self.lob_limit is not None and self._over_limit(layout, values):
+            self.truncation_seen = True
+            if self.truncation_policy == "IGNORE_RECORD":
+                self.ignored += 1
+                return
+            if self.truncation_policy in ("SUSPEND_TABLE", "STOP_TASK"):
+                raise LobOverLimit(self.truncation_policy)
         fields: list[str | None] = [
             op if column.kind == ColumnKind.OP else commit_timestamp(commit_time)
             for column in self._columns
             if column.source is None
         ]
-        for index, column in self._layout(columns):
+        for index, column in layout:
             value = values[index] if index >= 0 else None
             if value is UNCHANGED_TOAST:
                 self.unchanged_toast_seen = True
@@ -153,6 +174,15 @@ class TableOutput:
                 value = column.cdc_text(str(value))
             fields.append(value)  # type: ignore[arg-type]
         self.append_row(fields, commit_time)
+
+    @staticmethod
+    def _over_limit(layout: list[tuple[int, OutputColumn]], values: Sequence[Value]) -> bool:
+        for index, column in layout:
+            if column.truncates and index >= 0:
+                value = values[index]
+                if isinstance(value, str) and column.over_limit(value):
+                    return True
+        return False
 
     @property
     def pending(self) -> bool:

@@ -29,13 +29,13 @@ Example:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from psycopg import sql
 
-from dms_spec.lob import is_lob_type
+from dms_spec.lob import cut_text, is_lob_type, lob_type, text_size
 from localdms.endpoint_settings import S3Target
 from localdms.table_mappings import SourceColumn, TablePlan
 
@@ -73,8 +73,8 @@ class OutputColumn:
     kind: ColumnKind
     source: SourceColumn | None = None
     lob_limit: int | None = None
-    """Limited LOB mode's cut (``dms_spec.lob.limited_lob_size``): a LOB column's values are
-    truncated to this many characters (bytes for bytea); None keeps them whole."""
+    """Limited LOB mode's cut in bytes (``dms_spec.lob.limited_lob_size``): a LOB column's values
+    are truncated to it as DMS measures them (``dms_spec.lob``); None keeps them whole."""
 
     def _source(self) -> SourceColumn:
         if self.source is None:
@@ -89,6 +89,22 @@ class OutputColumn:
             and self.lob_limit is not None
             and is_lob_type(self.source.base_type)
         )
+
+    def over_limit(self, value: str) -> bool:
+        """Whether a captured (pgoutput text) value is longer than ``lob_limit`` as DMS measures
+        it, and so is cut (always False for a column that does not truncate).
+
+        Example:
+            >>> column = SourceColumn("body", "text", "text")
+            >>> OutputColumn("body", ColumnKind.DATA, column, lob_limit=4).over_limit("abc")
+            True
+        """
+        if not self.truncates or self.lob_limit is None or self.source is None:
+            return False
+        if self.source.base_type == "bytea":
+            digits = len(value) - 2 if value.startswith("\\x") else len(value)
+            return digits > 2 * self.lob_limit
+        return text_size(value, str(lob_type(self.source.base_type))) > self.lob_limit
 
     @property
     def reformatted(self) -> bool:
@@ -106,11 +122,9 @@ class OutputColumn:
         column = self._source()
         ident = sql.Identifier(column.name)
         base = column.base_type
-        if self.truncates:
-            limit = sql.Literal(self.lob_limit)
-            if base == "bytea":
-                return sql.SQL("encode(substring({} from 1 for {}), 'hex')").format(ident, limit)
-            return sql.SQL("left({}::text, {})").format(ident, limit)
+        if self.truncates and self.lob_limit is not None:
+            cut = lob_cut(column, self.lob_limit)
+            return sql.SQL("encode({}, 'hex')").format(cut) if base == "bytea" else cut
         if base == "timestamptz":
             return sql.SQL("({} AT TIME ZONE 'UTC')").format(ident)
         if base in ("bool", "bpchar"):
@@ -134,7 +148,7 @@ class OutputColumn:
             if base == "bytea":
                 hex_digits = value[2:] if value.startswith("\\x") else value
                 return hex_digits[: 2 * self.lob_limit]
-            return value[: self.lob_limit]
+            return cut_text(value, str(lob_type(base)), self.lob_limit)
         if base == "timestamptz":
             return value.replace("+00", "", 1)
         if base == "bool":
@@ -150,11 +164,8 @@ class OutputColumn:
     def parquet_expression(self) -> sql.Composable:
         """The SELECT expression a Parquet load reads a source column with."""
         column = self._source()
-        if self.truncates:
-            ident, limit = sql.Identifier(column.name), sql.Literal(self.lob_limit)
-            if column.base_type == "bytea":
-                return sql.SQL("substring({} from 1 for {})").format(ident, limit)
-            return sql.SQL("left({}::text, {})").format(ident, limit)
+        if self.truncates and self.lob_limit is not None:
+            return lob_cut(column, self.lob_limit)
         return _parquet_read(column)[0]
 
     def arrow_type(self) -> pa.DataType:
@@ -170,6 +181,69 @@ class OutputColumn:
 
             return pa.string()
         return _parquet_read(self.source)[1]
+
+
+def lob_size(column: SourceColumn) -> sql.Composable:
+    """A LOB column's value size in bytes as DMS measures it (``dms_spec.lob``): a BLOB's bytes,
+    a CLOB's UTF-8 bytes, two bytes a character of an NCLOB.
+
+    Example:
+        >>> print(lob_size(SourceColumn("doc", "xml", "xml")).as_string(None))
+        octet_length(convert_to("doc"::text, 'UTF8'))
+    """
+    ident = sql.Identifier(column.name)
+    kind = lob_type(column.base_type)
+    if kind == "BLOB":
+        return sql.SQL("octet_length({})").format(ident)
+    if kind == "CLOB":
+        return sql.SQL("octet_length(convert_to({}::text, 'UTF8'))").format(ident)
+    return sql.SQL("(2 * char_length({}::text))").format(ident)
+
+
+def lob_cut(column: SourceColumn, limit: int) -> sql.Composable:
+    """A LOB column's value cut to ``limit`` bytes on whole characters, as ``cut_text`` cuts it
+    (bytea for a BLOB, text otherwise).
+
+    A CLOB is cut in its UTF-8 bytes at the start of the character that byte ``limit + 1`` is
+    in: a lead byte is one whose top two bits are not ``10``, and a character has at most four
+    bytes, so it is at most three bytes back.
+    """
+    ident = sql.Identifier(column.name)
+    kind = lob_type(column.base_type)
+    if kind == "BLOB":
+        return sql.SQL("substring({} from 1 for {})").format(ident, sql.Literal(limit))
+    if kind == "NCLOB":
+        return sql.SQL("left({}::text, {})").format(ident, sql.Literal(limit // 2))
+    utf8 = sql.SQL("convert_to({}::text, 'UTF8')").format(ident)
+    end = sql.SQL(" ").join(
+        [sql.SQL("CASE")]
+        + [sql.SQL("WHEN get_byte({}, {}) & 192 <> 128 THEN {}").format(
+            utf8, sql.Literal(limit - back), sql.Literal(limit - back))
+           for back in range(3)]
+        + [sql.SQL("ELSE {} END").format(sql.Literal(limit - 3))]
+    )  # fmt: skip
+    return sql.SQL(
+        "CASE WHEN octet_length({utf8}) <= {limit} THEN {ident}::text "
+        "ELSE convert_from(substring({utf8} from 1 for {end}), 'UTF8') END"
+    ).format(utf8=utf8, limit=sql.Literal(limit), ident=ident, end=end)
+
+
+def without_lobs(plan: TablePlan) -> TablePlan:
+    """The plan without its LOB columns (``SupportLobs`` false: "LOB columns are excluded from
+    the migration"), in the full load and in change capture alike.
+
+    Example:
+        >>> from localdms.table_mappings import SourceTable
+        >>> columns = (SourceColumn("id", "integer", "int4"), SourceColumn("doc", "jsonb", "jsonb"))
+        >>> plan = TablePlan(SourceTable("s", "t", "table", columns), "s", "t",
+        ...                  tuple((c, c.name) for c in columns))
+        >>> [name for _, name in without_lobs(plan).columns]
+        ['id']
+    """
+    kept = tuple(
+        (column, name) for column, name in plan.columns if not is_lob_type(column.base_type)
+    )
+    return replace(plan, columns=kept)
 
 
 def output_columns(

@@ -23,7 +23,7 @@ from psycopg import sql
 
 from dms_spec.lob import is_lob_type
 from localdms.endpoint_settings import PostgresSource, S3Target
-from localdms.engine.columns import load_select
+from localdms.engine.columns import load_select, lob_size
 from localdms.engine.failures import source_error, table_error
 from localdms.engine.rendering import RowDelimiterTranslator, header_line
 from localdms.engine.s3_writer import LoadFileWriter, delete_prefix
@@ -45,12 +45,10 @@ def over_limit(plan: TablePlan, lob_limit: int | None) -> sql.Composable | None:
     if lob_limit is None:
         return None
     tests = [
-        sql.SQL("octet_length({}) > {}" if column.base_type == "bytea"
-                else "char_length({}::text) > {}").format(
-            sql.Identifier(column.name), sql.Literal(lob_limit))
+        sql.SQL("{} > {}").format(lob_size(column), sql.Literal(lob_limit))
         for column, _ in plan.columns
         if is_lob_type(column.base_type)
-    ]  # fmt: skip
+    ]
     return sql.SQL(" OR ").join(tests) if tests else None
 
 
@@ -98,6 +96,12 @@ class TableLoad:
     ) -> None:
         """Load one table (the progress hears how it ended; a stop raises CancelledError)."""
         self.progress.table_started(plan)
+        if await self._array_without_primary_key(plan, pool):
+            self.progress.table_failed(plan, table_error(plan, (
+                "it has ARRAY columns and no primary key, and DMS suspends such a table during "
+                "the full load: add a primary key."
+            )))  # fmt: skip
+            return
         kept = await self._apply_truncation_policy(plan, pool)
         if kept is None:
             return
@@ -115,6 +119,23 @@ class TableLoad:
             prefix if self.remove_cdc_files else prefix + "LOAD",
         )
 
+    @staticmethod
+    async def _array_without_primary_key(plan: TablePlan, pool: Any) -> bool:
+        """ "A table with an ARRAY data type missing a primary key gets suspended during full
+        load" (AWS DMS User Guide, CHAP_Source.PostgreSQL limitations)."""
+        if plan.source.kind != "table" or not any(
+            column.base_type.startswith("_") for column, _ in plan.columns
+        ):
+            return False
+        async with pool.acquire() as connection:
+            has_key = await connection.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c "
+                "ON c.oid = i.indrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = $1 AND c.relname = $2 AND i.indisprimary)",
+                plan.source.schema, plan.source.name,
+            )  # fmt: skip
+        return not has_key
+
     async def _apply_truncation_policy(self, plan: TablePlan, pool: Any) -> TablePlan | None:
         """The plan to load under DataTruncationErrorPolicy, or None when the table is suspended.
 
@@ -124,7 +145,7 @@ class TableLoad:
         over = over_limit(plan, self.lob_limit)
         if over is None:
             return plan
-        where = f"{self.lob_limit:,} characters (bytes for bytea)"
+        where = f"{self.lob_limit:,} bytes"
         if self.truncation_policy == "LOG_ERROR":
             log.warning("%s.%s: LOB values over LobMaxSize (%s) are truncated",
                         plan.source.schema, plan.source.name, where)  # fmt: skip

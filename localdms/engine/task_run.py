@@ -39,6 +39,7 @@ from localdms.engine.capture_source import (
 )
 from localdms.engine.catalog import read_catalog
 from localdms.engine.cdc import CaptureProgress, ChangeCapture
+from localdms.engine.columns import without_lobs
 from localdms.engine.failures import (
     NO_TABLES_MESSAGE,
     cdc_failure,
@@ -106,7 +107,9 @@ class RunSpec:
     lob_limit: int | None = None
     """Limited LOB mode's cut (``dms_spec.lob.limited_lob_size``), or None."""
     truncation_policy: str = "LOG_ERROR"
-    """What a cut LOB does in the full load (``dms_spec.lob.truncation_policy``)."""
+    """What a cut LOB does (``dms_spec.lob.truncation_policy``)."""
+    support_lobs: bool = True
+    """False (``TargetMetadata.SupportLobs``): LOB columns are left out of every file."""
 
 
 class TaskRun:
@@ -233,6 +236,8 @@ class TaskRun:
         except MappingError as exc:
             self.progress.failed(fatal_message(str(exc)))
             return
+        if not self.spec.support_lobs:
+            plans = [without_lobs(plan) for plan in plans]
         if not plans and self.spec.fail_on_no_tables:
             self.progress.failed(NO_TABLES_MESSAGE)
             return
@@ -274,8 +279,9 @@ class TaskRun:
                 await asyncio.to_thread(drop_capture, source, cdc.slot)
                 await create_publications(connection, cdc.slot, plans)
         capture = ChangeCapture(
-            source, self.spec.target, plans, cdc.slot, s3, self.progress, self.spec.lob_limit
-        )
+            source, self.spec.target, plans, cdc.slot, s3, self.progress,
+            self.spec.lob_limit, self.spec.truncation_policy,
+        )  # fmt: skip
         if cdc.own_slot and cdc.fresh:
             try:
                 self._snapshot = await asyncio.to_thread(capture.create_slot)

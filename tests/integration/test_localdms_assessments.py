@@ -16,7 +16,15 @@ from psycopg import sql
 
 from sandbox.postgres import ThrowawayPostgres
 from tests.conftest import PostgresServer, SourceDatabase
-from tests.pipeline import create_task, provision, read_objects, select_rules
+from tests.pipeline import (
+    create_task,
+    describe_task,
+    provision,
+    read_objects,
+    select_rules,
+    table_statistics,
+    wait_until_finished,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +60,7 @@ def test_an_assessment_names_tables_without_keys_and_lobs_over_the_limit(dms, s3
     source_db.execute("CREATE SCHEMA app")
     source_db.execute("CREATE TABLE app.keyed (id int PRIMARY KEY, note text)")
     source_db.execute("CREATE TABLE app.nopk (id int, doc jsonb, blob bytea)")
-    source_db.execute("INSERT INTO app.keyed VALUES (1, repeat('x', 32768)), (2, 'short')")
+    source_db.execute("INSERT INTO app.keyed VALUES (1, repeat('x', 16384)), (2, 'short')")
     source_db.execute("INSERT INTO app.nopk VALUES (1, jsonb_build_object('k', repeat('y', "
                       "40000)), decode(repeat('ab', 40000), 'hex'))")  # fmt: skip
     pipeline = provision(dms, s3, source_db)
@@ -76,6 +84,8 @@ def test_an_assessment_names_tables_without_keys_and_lobs_over_the_limit(dms, s3
     assert result["postgres-check-limited-lob-size"] == "warning"
     assert result["postgres-check-wallevel"] == "passed"
     assert result["postgres-check-dbversion"] == "passed"
+    assert result["table-with-lob-but-without-primary-key-or-unique-constraint"] == "warning"
+    assert result["unsupported-data-types-in-source"] == "passed"
     assert run["ResultStatistic"]["Failed"] == 1
     assert run["AssessmentProgress"]["IndividualAssessmentCompletedCount"] == len(applicable)
     assert "postgres-check-pk" in run["LastFailureMessage"]
@@ -90,14 +100,16 @@ def test_an_assessment_names_tables_without_keys_and_lobs_over_the_limit(dms, s3
     named = " ".join(lob["objects"])
     assert "app.nopk.doc" in named
     assert "app.nopk.blob" in named
-    assert "app.keyed.note" not in named  # 32,768 bytes: exactly LobMaxSize (32 KB), not over
-    assert "at least 40 KB" in lob["message"]
+    # 16,384 characters of text (an NCLOB, two bytes each): exactly LobMaxSize (32 KB), not over.
+    assert "app.keyed.note" not in named
+    assert "app.nopk.doc (NCLOB, 80,018 bytes)" in named  # {"k": "y..."}: 40,009 characters
+    assert "at least 79 KB" in lob["message"]
 
     # Raising LobMaxSize and keying the table: the same task passes.
     source_db.execute("ALTER TABLE app.nopk ADD PRIMARY KEY (id)")
     dms.modify_replication_task(
         ReplicationTaskArn=task, ReplicationTaskSettings=json.dumps(
-            {"TargetMetadata": {"LobMaxSize": 64}}),
+            {"TargetMetadata": {"LobMaxSize": 79}}),
     )  # fmt: skip
     while (
         dms.describe_replication_tasks(
@@ -114,6 +126,43 @@ def test_an_assessment_names_tables_without_keys_and_lobs_over_the_limit(dms, s3
                   "Values": [run["ReplicationTaskAssessmentRunArn"]]}]
     )["ReplicationTaskAssessmentRuns"][0]  # fmt: skip
     assert first["IsLatestTaskAssessmentRun"] is False
+
+
+def test_types_dms_does_not_migrate_and_arrays_without_a_key_are_named(dms, s3, source_db):
+    source_db.execute("CREATE SCHEMA app")
+    source_db.execute("CREATE TYPE app.mood AS ENUM ('ok', 'sad')")
+    source_db.execute("CREATE TABLE app.odd (id int PRIMARY KEY, m app.mood, ip inet, "
+                      "amount numeric, price numeric(12,2), at timestamptz)")  # fmt: skip
+    source_db.execute("CREATE TABLE app.tags (id int, tags text[])")  # no primary key
+    source_db.execute("INSERT INTO app.tags VALUES (1, '{a,b}')")
+    source_db.execute("CREATE TABLE app.fine (id int PRIMARY KEY, tags text[])")
+    source_db.execute("INSERT INTO app.fine VALUES (1, '{a,b}')")
+    pipeline = provision(dms, s3, source_db)
+    task = create_task(dms, pipeline, select_rules(("app", "%")))
+    result = assess(dms, task)
+    assert result["unsupported-data-types-in-source"] == "warning"
+    assert result["table-with-lob-but-without-primary-key-or-unique-constraint"] == "failed"
+    files = read_objects(s3, "target-bucket", "assessments/preflight/")
+    types = json.loads(files["assessments/preflight/unsupported-data-types-in-source.json"])
+    assert types["objects"] == [
+        "app.odd.m (ENUM)", "app.odd.ip (INET)", "app.odd.amount (numeric)",
+        "app.odd.at (TIMESTAMP(Z))",
+    ]  # fmt: skip
+    keys = json.loads(
+        files[
+            "assessments/preflight/table-with-lob-but-without-primary-key-or-unique-constraint.json"
+        ]
+    )
+    assert keys["objects"] == ["app.tags"]
+
+    # What the finding warned of: the full load suspends the table with arrays and no key.
+    dms.start_replication_task(ReplicationTaskArn=task,
+                               StartReplicationTaskType="start-replication")  # fmt: skip
+    wait_until_finished(dms, task)
+    states = {key: t["TableState"] for key, t in table_statistics(dms, task).items()}
+    assert states[("app", "tags")] == "Table error"
+    assert states[("app", "fine")] == "Table completed"
+    assert read_objects(s3, pipeline.bucket, "app/tags/") == {}
 
 
 def test_runs_are_selected_refused_cancelled_and_deleted_as_dms_does(dms, s3, source_db):

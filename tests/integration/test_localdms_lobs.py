@@ -1,5 +1,8 @@
 """LOBs in limited LOB mode, as DMS loads them: a value longer than LobMaxSize is cut to it, in
-the full load (CSV and Parquet) and in change capture; full LOB mode keeps it whole."""
+the full load (CSV and Parquet) and in change capture, measured as DMS measures it (a BLOB's
+bytes, a CLOB's UTF-8 bytes, two bytes a character of an NCLOB); full LOB mode keeps it whole,
+SupportLobs false leaves LOB columns out, and DataTruncationErrorPolicy decides what a cut value
+does, in the full load and in change capture."""
 
 from __future__ import annotations
 
@@ -13,25 +16,39 @@ import pytest
 from tests.integration.test_localdms_cdc import wait_capturing
 from tests.pipeline import (
     create_task,
+    describe_task,
     provision,
     read_objects,
     run_task,
     select_rules,
     table_statistics,
+    wait_for_status,
 )
 
 pytestmark = pytest.mark.integration
 
-LIMIT = 1024  # LobMaxSize 1 (KB): 1,024 characters, or bytes for bytea
+LIMIT = 1024  # LobMaxSize 1 (KB): 1,024 bytes; 512 characters of text (an NCLOB)
 ONE_KB = json.dumps({"TargetMetadata": {"LobMaxSize": 1}})
+MULTIBYTE_XML = "'<a>' || repeat('é', 600) || '</a>'"  # 1,207 UTF-8 bytes: cut inside an é
 
 
 def make_lobs(source_db) -> None:
-    source_db.execute("CREATE TABLE public.lobs (id int PRIMARY KEY, body text, blob bytea)")
     source_db.execute(
-        "INSERT INTO public.lobs SELECT n, repeat('é', 1024 + n), "
-        "decode(repeat('ab', 1024 + n), 'hex') FROM generate_series(-1, 1) n"
-    )  # 1,023 (under), 1,024 (at) and 1,025 (over) characters or bytes
+        "CREATE TABLE public.lobs (id int PRIMARY KEY, body text, blob bytea, doc xml)"
+    )
+    source_db.execute(
+        "INSERT INTO public.lobs SELECT n, repeat('é', 512 + n), "
+        "decode(repeat('ab', 1024 + n), 'hex'), ('<a>' || repeat('x', 1017 + n) || '</a>')::xml "
+        "FROM generate_series(-1, 1) n"
+    )  # under, at and over the limit: 511/512/513 characters, 1,023/1,024/1,025 bytes
+    source_db.execute(
+        f"INSERT INTO public.lobs VALUES (2, 'short', '\\x00', ({MULTIBYTE_XML})::xml)"
+    )
+
+
+EXPECTED_CUT = {  # id: (text characters, bytea bytes, xml UTF-8 bytes)
+    -1: (511, 1023, 1023), 0: (512, 1024, 1024), 1: (512, 1024, 1024), 2: (5, 1, 1023),
+}  # fmt: skip
 
 
 def test_limited_lob_mode_cuts_values_over_lob_max_size_in_a_csv_load(dms, s3, source_db):
@@ -43,9 +60,12 @@ def test_limited_lob_mode_cuts_values_over_lob_max_size_in_a_csv_load(dms, s3, s
 
     body = read_objects(s3, pipeline.bucket, "public/lobs/")["public/lobs/LOAD00000001.csv"]
     rows = {int(line.split(",")[0]): line.split(",") for line in body.decode().splitlines()}
-    lengths = {key: (len(row[1]), len(row[2]) // 2) for key, row in rows.items()}
-    assert lengths == {-1: (1023, 1023), 0: (1024, 1024), 1: (1024, 1024)}
-    assert rows[1][1] == "é" * LIMIT  # cut on a character, never inside one
+    lengths = {
+        key: (len(row[1]), len(row[2]) // 2, len(row[3].encode())) for key, row in rows.items()
+    }
+    assert lengths == EXPECTED_CUT
+    assert rows[1][1] == "é" * 512  # an NCLOB counts two bytes a character
+    assert rows[2][3] == "<a>" + "é" * 510  # a CLOB is cut before the é that crosses the limit
 
 
 def test_limited_lob_mode_cuts_parquet_values_and_full_lob_mode_keeps_them(dms, s3, source_db):
@@ -56,8 +76,11 @@ def test_limited_lob_mode_cuts_parquet_values_and_full_lob_mode_keeps_them(dms, 
     run_task(dms, arn)
     table = pq.read_table(io.BytesIO(read_objects(s3, pipeline.bucket, "public/lobs/")[
         "public/lobs/LOAD00000001.parquet"]))  # fmt: skip
-    lengths = {row["id"]: (len(row["body"]), len(row["blob"])) for row in table.to_pylist()}
-    assert lengths == {-1: (1023, 1023), 0: (1024, 1024), 1: (1024, 1024)}
+    lengths = {
+        row["id"]: (len(row["body"]), len(row["blob"]), len(row["doc"].encode()))
+        for row in table.to_pylist()
+    }
+    assert lengths == EXPECTED_CUT
 
     dms.modify_replication_task(
         ReplicationTaskArn=arn,
@@ -73,7 +96,7 @@ def test_limited_lob_mode_cuts_parquet_values_and_full_lob_mode_keeps_them(dms, 
     run_task(dms, arn, "reload-target")
     table = pq.read_table(io.BytesIO(read_objects(s3, pipeline.bucket, "public/lobs/")[
         "public/lobs/LOAD00000001.parquet"]))  # fmt: skip
-    assert max(len(row["body"]) for row in table.to_pylist()) == 1025
+    assert max(len(row["body"]) for row in table.to_pylist()) == 513
 
 
 def test_change_capture_cuts_lob_values_as_the_load_does(dms, s3, source_db):
@@ -84,7 +107,8 @@ def test_change_capture_cuts_lob_values_as_the_load_does(dms, s3, source_db):
     dms.start_replication_task(ReplicationTaskArn=arn, StartReplicationTaskType="start-replication")
     wait_capturing(dms, arn)
     source_db.execute(
-        "INSERT INTO public.lobs VALUES (7, repeat('z', 5000), decode(repeat('cd', 3000), 'hex'))"
+        "INSERT INTO public.lobs VALUES (7, repeat('z', 5000), decode(repeat('cd', 3000), 'hex'), "
+        f"({MULTIBYTE_XML})::xml)"
     )
     deadline = time.monotonic() + 60
     while not (
@@ -92,12 +116,13 @@ def test_change_capture_cuts_lob_values_as_the_load_does(dms, s3, source_db):
     ):
         assert time.monotonic() < deadline, "the change never reached S3"
         time.sleep(0.2)
-    op, identifier, body, blob = (
+    op, identifier, body, blob, doc = (
         read_objects(s3, pipeline.bucket, cdc[0])[cdc[0]].decode().strip().split(",")
     )
     assert (op, identifier) == ("I", "7")
-    assert body == "z" * LIMIT
+    assert body == "z" * 512
     assert blob == "cd" * LIMIT
+    assert doc == "<a>" + "é" * 510
     dms.stop_replication_task(ReplicationTaskArn=arn)
 
 
@@ -127,7 +152,7 @@ def test_data_truncation_error_policy_decides_what_a_cut_lob_does(dms, s3, sourc
     stats = table_statistics(dms, suspend)
     assert stats[("public", "lobs")]["TableState"] == "Table error"
     assert stats[("public", "small")]["TableState"] == "Table completed"
-    assert "1 row(s) of public.lobs hold LOB values longer than LobMaxSize" in task[
+    assert "2 row(s) of public.lobs hold LOB values longer than LobMaxSize" in task[
         "LastFailureMessage"]  # fmt: skip
     left = read_objects(s3, pipeline.bucket, "public/lobs/")["public/lobs/LOAD00000001.csv"]
     assert left == body  # nothing of the suspended table was written (the file is the last run's)
@@ -148,3 +173,92 @@ def test_fail_tasks_on_lob_truncation_fails_the_task_instead_of_cutting(dms, s3,
     task = run_task(dms, arn)
     assert task["Status"] == "failed"
     assert "FailTasksOnLobTruncation" in task["LastFailureMessage"]
+
+
+def cdc_objects(s3, bucket: str, prefix: str) -> dict[str, bytes]:
+    return {k: v for k, v in read_objects(s3, bucket, prefix).items() if "/LOAD" not in k}
+
+
+def wait_cdc_rows(s3, bucket: str, prefix: str, timeout: float = 60) -> list[list[str]]:
+    """The rows of the table's CDC files, once there are any."""
+    deadline = time.monotonic() + timeout
+    while not (files := cdc_objects(s3, bucket, prefix)):
+        assert time.monotonic() < deadline, f"no CDC file under {prefix}"
+        time.sleep(0.2)
+    return [line.split(",") for body in files.values() for line in body.decode().splitlines()]
+
+
+def capture(dms, s3, source_db, settings: str, **provision_args):
+    """A full-load-and-cdc task on lobs (without its values over the limit) and small, loaded
+    in full and capturing (CDC files every second)."""
+    make_lobs(source_db)
+    source_db.execute("DELETE FROM public.lobs WHERE id > 0")
+    source_db.execute("CREATE TABLE public.small (id int PRIMARY KEY, body text)")
+    pipeline = provision(dms, s3, source_db, s3_settings={"CdcMaxBatchInterval": 1},
+                         **provision_args)  # fmt: skip
+    arn = create_task(dms, pipeline, select_rules(("public", "lobs"), ("public", "small")),
+                      migration_type="full-load-and-cdc", ReplicationTaskSettings=settings)  # fmt: skip
+    dms.start_replication_task(ReplicationTaskArn=arn, StartReplicationTaskType="start-replication")
+    wait_capturing(dms, arn)
+    states = {t["TableState"] for t in table_statistics(dms, arn).values()}
+    assert states == {"Table completed"}
+    return pipeline, arn
+
+
+OVER = "INSERT INTO public.lobs (id, body) VALUES ({}, repeat('z', 600))"  # 1,200 bytes
+FITS = "INSERT INTO public.lobs (id, body) VALUES ({}, 'fits')"
+
+
+def test_support_lobs_false_leaves_lob_columns_out_of_load_and_cdc_files(dms, s3, source_db):
+    make_lobs(source_db)
+    pipeline = provision(dms, s3, source_db,
+                         s3_settings={"CdcMaxBatchInterval": 1, "AddColumnName": True})  # fmt: skip
+    arn = create_task(
+        dms, pipeline, select_rules(("public", "lobs")), migration_type="full-load-and-cdc",
+        ReplicationTaskSettings=json.dumps({"TargetMetadata": {"SupportLobs": False}}),
+    )  # fmt: skip
+    dms.start_replication_task(ReplicationTaskArn=arn, StartReplicationTaskType="start-replication")
+    wait_capturing(dms, arn)
+    load = read_objects(s3, pipeline.bucket, "public/lobs/")["public/lobs/LOAD00000001.csv"]
+    assert load.decode().splitlines() == ["id", "-1", "0", "1", "2"]
+
+    source_db.execute(OVER.format(7))
+    assert wait_cdc_rows(s3, pipeline.bucket, "public/lobs/") == [["Op", "id"], ["I", "7"]]
+    assert table_statistics(dms, arn)[("public", "lobs")]["TableState"] == "Table completed"
+    dms.stop_replication_task(ReplicationTaskArn=arn)
+
+
+def test_ignore_record_leaves_a_captured_change_with_a_long_lob_out(dms, s3, source_db):
+    pipeline, arn = capture(dms, s3, source_db, policy("IGNORE_RECORD"))
+    source_db.execute(OVER.format(8))
+    source_db.execute(FITS.format(9))
+    rows = wait_cdc_rows(s3, pipeline.bucket, "public/lobs/")
+    assert [row[:2] for row in rows] == [["I", "9"]]
+    dms.stop_replication_task(ReplicationTaskArn=arn)
+
+
+def test_suspend_table_stops_capturing_that_table_and_the_others_go_on(dms, s3, source_db):
+    pipeline, arn = capture(dms, s3, source_db, policy("SUSPEND_TABLE"))
+    source_db.execute(OVER.format(8))
+    source_db.execute(FITS.format(9))
+    source_db.execute("INSERT INTO public.small VALUES (2, 'after')")
+    assert wait_cdc_rows(s3, pipeline.bucket, "public/small/") == [["I", "2", "after"]]
+    assert cdc_objects(s3, pipeline.bucket, "public/lobs/") == {}  # 9 came after the suspension
+    stats = table_statistics(dms, arn)
+    assert stats[("public", "lobs")]["TableState"] == "Table error"
+    assert stats[("public", "small")]["TableState"] == "Table completed"
+    assert describe_task(dms, arn)["Status"] == "running"
+    dms.stop_replication_task(ReplicationTaskArn=arn)
+
+
+def test_stop_task_fails_the_task_on_a_captured_long_lob_and_keeps_the_change(dms, s3, source_db):
+    pipeline, arn = capture(dms, s3, source_db, ONE_KB,
+                            postgres_settings={"FailTasksOnLobTruncation": True})  # fmt: skip
+    before = describe_task(dms, arn).get("RecoveryCheckpoint")
+    source_db.execute(OVER.format(8))
+    task = wait_for_status(dms, arn, {"failed"}, timeout=60)
+    assert "DataTruncationErrorPolicy is STOP_TASK" in task["LastFailureMessage"]
+    assert "FailTasksOnLobTruncation" in task["LastFailureMessage"]
+    assert cdc_objects(s3, pipeline.bucket, "public/lobs/") == {}
+    # Nothing past the change was confirmed: a resume (after raising LobMaxSize) reads it again.
+    assert describe_task(dms, arn).get("RecoveryCheckpoint") == before
