@@ -88,6 +88,8 @@ SUPPORTED = (
     "DescribeApplicableIndividualAssessments",
     "CancelReplicationTaskAssessmentRun",
     "DeleteReplicationTaskAssessmentRun",
+    "StartReplicationTaskAssessment",
+    "DescribeReplicationTaskAssessmentResults",
 )
 """The operations localdms answers; each is the ``DmsBackend`` method of its snake_case name."""
 

@@ -29,11 +29,17 @@ log = logging.getLogger(__name__)
 
 
 def default_s3_client() -> Any:
-    """An S3 client from the standard AWS configuration (``AWS_ENDPOINT_URL_S3`` included)."""
+    """An S3 client from the standard AWS configuration (``AWS_ENDPOINT_URL_S3`` included).
+
+    SigV4 throughout, presigned URLs too (botocore would presign with SigV2 here, which AWS
+    regions opened since 2014 refuse and moto's server fails on).
+    """
     return boto3.session.Session().client(
         "s3",
         config=botocore.config.Config(
-            max_pool_connections=32, retries={"mode": "standard", "max_attempts": 5}
+            max_pool_connections=32,
+            retries={"mode": "standard", "max_attempts": 5},
+            signature_version="s3v4",
         ),
     )
 

@@ -10,7 +10,8 @@ Where things are (a family per module, composed here as moto composes its large 
   ``tags.py``, ``certificates.py``, ``events.py`` (and task logs), ``catalogue.py`` (orderable
   instances, engine versions, endpoint types and settings, account quotas), ``serverless.py``
   (replication configs; ``replication_config.py`` how a replication reports),
-  ``assessments.py`` (premigration assessment runs): the operations, one public method each, named as in the API, taking the request's
+  ``assessments.py`` (premigration assessment runs), ``task_assessments.py`` (the legacy task
+  assessment): the operations, one public method each, named as in the API, taking the request's
   members as keyword arguments
   (``localdms/responses.py`` checks each request against the botocore model first); each checks
   existence and status (raising DMS's fault), makes the transition, persists and returns the
@@ -35,6 +36,7 @@ from localdms.backend.instances import InstanceBackend
 from localdms.backend.serverless import ServerlessBackend
 from localdms.backend.tables import TableBackend
 from localdms.backend.tags import TagBackend
+from localdms.backend.task_assessments import TaskAssessmentBackend
 from localdms.backend.tasks import TaskBackend
 
 __all__ = ["DmsBackend"]
@@ -51,5 +53,6 @@ class DmsBackend(
     EventBackend,
     CatalogueBackend,
     AssessmentBackend,
+    TaskAssessmentBackend,
 ):
     """All DMS resources of one localdms server (see ``BackendBase`` for the arguments)."""

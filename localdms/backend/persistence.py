@@ -15,7 +15,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dms_spec.lifecycle import RUNNING_STATES
-from localdms.backend.records import AssessmentRun, Certificate, Event, IndividualAssessment
+from localdms.backend.records import (
+    AssessmentRun,
+    Certificate,
+    Event,
+    IndividualAssessment,
+    TaskAssessment,
+)
 from localdms.backend.replication_config import ReplicationConfig
 from localdms.backend.resources import (
     Connection,
@@ -43,8 +49,10 @@ class State:
     tags: dict[str, dict[str, str]] = field(default_factory=dict)
     certificates: dict[str, Certificate] = field(default_factory=dict)
     replication_configs: dict[str, ReplicationConfig] = field(default_factory=dict)
-    assessment_runs: dict[str, AssessmentRun] = field(default_factory=dict)
     """DMS Serverless replication configs, each holding its replication (a run)."""
+    assessment_runs: dict[str, AssessmentRun] = field(default_factory=dict)
+    task_assessments: dict[str, TaskAssessment] = field(default_factory=dict)
+    """The latest legacy task assessment, by task ARN."""
     events: list[Event] = field(default_factory=list)
     """The newest ``MAX_EVENTS`` instance and task events, oldest first."""
 
@@ -96,6 +104,14 @@ class Persistence:
                 if tested is not None and tested.status == "testing":
                     tested.status = run.task_status or "ready"
             state.assessment_runs[run.arn] = run
+        for raw in raw_state.get("task_assessments", []):
+            assessment = TaskAssessment(**raw)
+            if assessment.status == "running":  # the server died while it ran
+                assessment.status = "error"
+                tested = state.tasks.get(assessment.task_arn)
+                if tested is not None and tested.status == "testing":
+                    tested.status = "stopped"
+            state.task_assessments[assessment.task_arn] = assessment
         self.save(state)
         return state
 
@@ -115,6 +131,7 @@ class Persistence:
                 "events": [asdict(e) for e in state.events],
                 "replication_configs": [asdict(c) for c in state.replication_configs.values()],
                 "assessment_runs": [asdict(r) for r in state.assessment_runs.values()],
+                "task_assessments": [asdict(a) for a in state.task_assessments.values()],
             }
         )
 

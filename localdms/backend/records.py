@@ -158,3 +158,34 @@ class AssessmentRun:
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         return body
+
+
+@dataclass
+class TaskAssessment:
+    """The latest legacy task assessment of a task (StartReplicationTaskAssessment)."""
+
+    task_arn: str
+    task_identifier: str
+    status: str
+    """``running``, then the finding's status (``passed``, ``warning``, ``error``)."""
+    started: float
+    bucket: str
+    key: str
+    completed: float | None = None
+    results: str = ""
+    """The result file's JSON text (AssessmentResults)."""
+
+    def to_api(self, detailed: bool, url: str | None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "ReplicationTaskIdentifier": self.task_identifier,
+            "ReplicationTaskArn": self.task_arn,
+            "AssessmentStatus": self.status,
+            "AssessmentResultsFile": self.key,
+        }
+        if self.completed is not None:
+            body["ReplicationTaskLastAssessmentDate"] = self.completed
+        if detailed:  # "only if you provide ReplicationTaskArn in the request"
+            body["AssessmentResults"] = self.results
+            if url is not None:
+                body["S3ObjectUrl"] = url
+        return body
