@@ -14,8 +14,12 @@ At the default 32 KB a text value therefore keeps 16,384 characters, not 32,768.
 "In limited LOB mode, you set a maximum LOB size for DMS to accept ... LOBs that exceed the
 maximum LOB size are truncated, and a warning is issued to the log file"; "Any LOBs that are
 larger than this value is truncated to this value". Limited LOB mode is the default
-(``SupportLobs`` true, ``FullLobMode`` false, ``LimitedSizeLobMode`` true); an S3 target
-supports neither full nor inline LOB mode. With ``SupportLobs`` false "LOB columns are excluded
+(``SupportLobs`` true, ``FullLobMode`` false, ``LimitedSizeLobMode`` true). An S3 target
+supports neither full LOB mode ("Full LOB mode is not supported", CHAP_Target.S3 limitations)
+nor inline LOB mode ("DMS doesn't support inline LOB mode for endpoints that don't support Full
+LOB mode, like S3"); the guide does not say what a task asking for them does, so localdms cuts
+at ``LobMaxSize`` as in limited mode and says so (``unsupported_lob_mode``): a copy that keeps
+LOBs whole here would hide what AWS loses. With ``SupportLobs`` false "LOB columns are excluded
 from the migration" (CHAP_Introduction.Components, "Don't include LOB columns").
 
 localdms cuts on whole characters: a CLOB at the last character that ends within the limit's
@@ -26,7 +30,7 @@ counts two bytes in an NCLOB like any other.
 Example:
     >>> limited_lob_size({"TargetMetadata": {"LobMaxSize": 32}})
     32768
-    >>> limited_lob_size({"TargetMetadata": {"FullLobMode": True}}) is None
+    >>> limited_lob_size({"TargetMetadata": {"SupportLobs": False}}) is None
     True
     >>> lob_type("jsonb"), lob_type("_int4"), lob_type("xml"), lob_type("varchar")
     ('NCLOB', 'NCLOB', 'CLOB', None)
@@ -114,11 +118,36 @@ def supports_lobs(settings: dict[str, Any]) -> bool:
 
 
 def limited_lob_size(settings: dict[str, Any]) -> int | None:
-    """The size in bytes a LOB is cut at under the task's settings, or None when LOBs are not
-    cut (full LOB mode, or LOB support off)."""
+    """The size in bytes a LOB is cut at under the task's settings (``LobMaxSize`` KB, in every
+    LOB mode an S3 target has), or None when LOB columns are not migrated.
+
+    Example:
+        >>> limited_lob_size({"TargetMetadata": {"FullLobMode": True, "LobMaxSize": 64}})
+        65536
+    """
+    if not supports_lobs(settings):
+        return None
+    return int(settings.get("TargetMetadata", {}).get("LobMaxSize", 32)) * 1024
+
+
+def unsupported_lob_mode(settings: dict[str, Any]) -> str | None:
+    """What the task asks for that an S3 target does not support, as a message, or None.
+
+    Example:
+        >>> print(unsupported_lob_mode({"TargetMetadata": {"FullLobMode": True}}))
+        FullLobMode is true: an S3 target supports neither full nor inline LOB mode, so LOB values are cut at LobMaxSize (32 KB) as in limited LOB mode. Raise LobMaxSize to keep them.
+    """
     metadata = settings.get("TargetMetadata", {})
-    if not supports_lobs(settings) or metadata.get("FullLobMode", False):
+    if not supports_lobs(settings):
         return None
-    if not metadata.get("LimitedSizeLobMode", True):
+    size = int(metadata.get("LobMaxSize", 32))
+    if metadata.get("FullLobMode", False):
+        asked = "FullLobMode is true"
+    elif int(metadata.get("InlineLobMaxSize", 0) or 0) > 0:
+        asked = f"InlineLobMaxSize is {metadata['InlineLobMaxSize']}"
+    else:
         return None
-    return int(metadata.get("LobMaxSize", 32)) * 1024
+    return (
+        f"{asked}: an S3 target supports neither full nor inline LOB mode, so LOB values are "
+        f"cut at LobMaxSize ({size} KB) as in limited LOB mode. Raise LobMaxSize to keep them."
+    )

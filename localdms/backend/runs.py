@@ -7,7 +7,12 @@ import logging
 import time
 
 from dms_spec.lifecycle import RUNNING_STATES, last_error
-from dms_spec.lob import limited_lob_size, supports_lobs, truncation_policy
+from dms_spec.lob import (
+    limited_lob_size,
+    supports_lobs,
+    truncation_policy,
+    unsupported_lob_mode,
+)
 from dms_spec.status import MigrationType, StartType, StopReason, TableState
 from localdms.backend.base import BackendBase
 from localdms.backend.progress import TaskRunProgress
@@ -76,6 +81,9 @@ class RunBackend(BackendBase):
             truncation_policy=truncation_policy(task.settings, source.fail_tasks_on_lob_truncation),
             support_lobs=supports_lobs(task.settings),
         )
+        lob_mode_problem = unsupported_lob_mode(task.settings)
+        if lob_mode_problem:
+            log.warning("task %s: %s", task.identifier, lob_mode_problem)
         run = TaskRun(spec, TaskRunProgress(self, task.arn), self.s3_factory)
         self.runs[task.arn] = run
         run.start()

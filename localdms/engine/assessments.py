@@ -16,7 +16,13 @@ from typing import Any
 import asyncpg
 from psycopg import sql
 
-from dms_spec.lob import is_lob_type, limited_lob_size, lob_type, supports_lobs
+from dms_spec.lob import (
+    is_lob_type,
+    limited_lob_size,
+    lob_type,
+    supports_lobs,
+    unsupported_lob_mode,
+)
 from dms_spec.source_types import label, verdict
 from dms_spec.table_mappings import Rule
 from localdms.endpoint_settings import PostgresSource
@@ -112,9 +118,9 @@ async def check_limited_lob_size(connection: Any, scope: Scope) -> Finding:
         return Finding("postgres-check-limited-lob-size", "warning",
                        f"{len(columns)} LOB column(s) are not migrated: SupportLobs is false.",
                        [_name(plan, column.name) for plan, column in columns])  # fmt: skip
-    if limit is None:
-        return Finding("postgres-check-limited-lob-size", "passed",
-                       f"{len(columns)} LOB column(s); limited LOB mode is off.")  # fmt: skip
+    if limit is None:  # only without LOB support, handled above
+        raise ValueError("no LOB size limit although LOBs are migrated")
+    mode = unsupported_lob_mode(scope.settings)
     over = []
     largest = 0
     for plan, column in columns:
@@ -131,8 +137,9 @@ async def check_limited_lob_size(connection: Any, scope: Scope) -> Finding:
     if over:
         return Finding("postgres-check-limited-lob-size", "warning",
                        f"{len(over)} LOB column(s) hold values longer than LobMaxSize "
-                       f"({max_kb} KB) and would be truncated in limited LOB mode: raise "
-                       f"TargetMetadata.LobMaxSize to at least {-(-largest // 1024)} KB.", over)  # fmt: skip
+                       f"({max_kb} KB) and would be truncated in limited LOB mode"
+                       + (f" ({mode})" if mode else "") + ": raise TargetMetadata.LobMaxSize to "
+                       f"at least {-(-largest // 1024)} KB.", over)  # fmt: skip
     return Finding("postgres-check-limited-lob-size", "passed",
                    f"Every LOB value fits LobMaxSize ({max_kb} KB); the longest is "
                    f"{largest:,} bytes.")  # fmt: skip

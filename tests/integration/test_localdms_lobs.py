@@ -68,35 +68,30 @@ def test_limited_lob_mode_cuts_values_over_lob_max_size_in_a_csv_load(dms, s3, s
     assert rows[2][3] == "<a>" + "é" * 510  # a CLOB is cut before the é that crosses the limit
 
 
-def test_limited_lob_mode_cuts_parquet_values_and_full_lob_mode_keeps_them(dms, s3, source_db):
+def test_parquet_values_are_cut_in_every_lob_mode_an_s3_target_has(dms, s3, source_db):
     make_lobs(source_db)
     pipeline = provision(dms, s3, source_db, s3_settings={"DataFormat": "parquet"})
     arn = create_task(dms, pipeline, select_rules(("public", "lobs")),
                       ReplicationTaskSettings=ONE_KB)  # fmt: skip
-    run_task(dms, arn)
-    table = pq.read_table(io.BytesIO(read_objects(s3, pipeline.bucket, "public/lobs/")[
-        "public/lobs/LOAD00000001.parquet"]))  # fmt: skip
+
+    def load(settings: dict | None = None) -> list[dict]:
+        if settings is not None:
+            dms.modify_replication_task(ReplicationTaskArn=arn,
+                                        ReplicationTaskSettings=json.dumps(settings))  # fmt: skip
+            while describe_task(dms, arn)["Status"] != "stopped":
+                time.sleep(0.1)
+        run_task(dms, arn, "reload-target" if settings is not None else "start-replication")
+        return pq.read_table(io.BytesIO(read_objects(s3, pipeline.bucket, "public/lobs/")[
+            "public/lobs/LOAD00000001.parquet"])).to_pylist()  # fmt: skip
+
     lengths = {
-        row["id"]: (len(row["body"]), len(row["blob"]), len(row["doc"].encode()))
-        for row in table.to_pylist()
+        row["id"]: (len(row["body"]), len(row["blob"]), len(row["doc"].encode())) for row in load()
     }
     assert lengths == EXPECTED_CUT
-
-    dms.modify_replication_task(
-        ReplicationTaskArn=arn,
-        ReplicationTaskSettings=json.dumps({"TargetMetadata": {"FullLobMode": True}}),
-    )
-    while (
-        dms.describe_replication_tasks(Filters=[{"Name": "replication-task-arn", "Values": [arn]}])[
-            "ReplicationTasks"
-        ][0]["Status"]
-        != "stopped"
-    ):
-        time.sleep(0.1)
-    run_task(dms, arn, "reload-target")
-    table = pq.read_table(io.BytesIO(read_objects(s3, pipeline.bucket, "public/lobs/")[
-        "public/lobs/LOAD00000001.parquet"]))  # fmt: skip
-    assert max(len(row["body"]) for row in table.to_pylist()) == 513
+    # "Full LOB mode is not supported" on an S3 target: still cut at LobMaxSize (1 KB).
+    assert max(len(row["body"]) for row in load({"TargetMetadata": {"FullLobMode": True}})) == 512
+    # A LobMaxSize that fits the longest value keeps every value whole.
+    assert max(len(row["body"]) for row in load({"TargetMetadata": {"LobMaxSize": 2}})) == 513
 
 
 def test_change_capture_cuts_lob_values_as_the_load_does(dms, s3, source_db):
