@@ -48,7 +48,7 @@ def _print_summary(report: object) -> None:
     if report.s3_verification is not None:
         print(f"S3 reconciliation: {report.s3_verification.detail}")
     if report.preflight is not None:
-        notes = [f"{f.name} {f.status}" + (f" ({', '.join(f.objects)})" if f.objects else "")
+        notes = [f"{f.name} {f.status}{f.named()}"
                  for f in report.preflight.findings if f.status != "passed"]  # fmt: skip
         print(f"Preflight ({report.preflight.mode}): {report.preflight.status}"
               + (f": {'; '.join(notes)}" if notes else "")

@@ -123,16 +123,14 @@ async def run_preflight(
         if finding.status != "passed":
             logger.warning("Preflight %s: %s%s%s", finding.status, finding.name,
                            f": {finding.message}" if finding.message else "",
-                           f" ({', '.join(finding.objects)})" if finding.objects else "")  # fmt: skip
+                           finding.named(limit=20))  # fmt: skip
     logger.info("Preflight: %s (%s)", run["Status"], ", ".join(
         f"{count} {state.lower()}" for state, count in run.get("ResultStatistic", {}).items() if count
     ))  # fmt: skip
     if config.preflight == "fail" and (run["Status"] != "passed" or preflight.failed):
         failures = (
             "; ".join(
-                f"{f.name} {f.status}"
-                + (f": {f.message}" if f.message else "")
-                + (f" ({', '.join(f.objects)})" if f.objects else "")
+                f"{f.name} {f.status}" + (f": {f.message}" if f.message else "") + f.named(limit=20)
                 for f in preflight.failed
             )
             or preflight.detail

@@ -115,6 +115,18 @@ class PreflightFinding(BaseModel):
     message: str = ""
     objects: list[str] = Field(default_factory=list, description="The tables or columns named.")
 
+    def named(self, limit: int = 5) -> str:
+        """The objects for a line of text: the first ``limit``, then how many more ("" if none).
+
+        Example:
+            >>> PreflightFinding(name="n", status="warning", objects=list("abcdefg")).named(3)
+            ' (a, b, c and 4 more)'
+        """
+        if not self.objects:
+            return ""
+        more = len(self.objects) - limit
+        return f" ({', '.join(self.objects[:limit])}" + (f" and {more} more)" if more > 0 else ")")
+
 
 class Preflight(BaseModel):
     """The premigration assessment run before the start (``preflight``)."""
@@ -244,7 +256,7 @@ class IngestionReport(BaseModel):
             lines.append(
                 f"- Preflight ({preflight.mode}): **{preflight.status}**"
                 + "".join(
-                    f"; {f.name} {f.status}" + (f" ({', '.join(f.objects)})" if f.objects else "")
+                    f"; {f.name} {f.status}{f.named()}"
                     for f in preflight.findings
                     if f.status != "passed"
                 )
