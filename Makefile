@@ -42,20 +42,11 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-# The real Terraform provider's test spends its ~4 minutes in Terraform's own 30 s waits, so
-# `make test` runs it beside the rest of the suite, not after it; both must pass. With
-# PYTEST_ARGS, pytest runs once, as asked.
-TERRAFORM_TEST := tests/integration/test_terraform_provider.py
-TERRAFORM_LOG := .pytest-terraform.log
-
+# Without PYTEST_ARGS: the whole suite, the slow end-to-end parts beside the rest
+# (tests/run_suite.sh says how); with them, pytest runs once, as asked.
 test: lint typecheck
 ifeq ($(strip $(PYTEST_ARGS)),)
-	@$(BIN)/pytest -q -p no:cacheprovider $(TERRAFORM_TEST) > $(TERRAFORM_LOG) 2>&1 & side=$$!; \
-	$(BIN)/pytest --ignore=$(TERRAFORM_TEST); main=$$?; \
-	wait $$side; side_status=$$?; \
-	echo "--- $(TERRAFORM_TEST) (run beside the suite):"; \
-	if [ $$side_status -eq 0 ]; then tail -n 3 $(TERRAFORM_LOG); else cat $(TERRAFORM_LOG); fi; \
-	[ $$main -eq 0 ] && [ $$side_status -eq 0 ]
+	tests/run_suite.sh $(BIN)
 else
 	$(BIN)/pytest $(PYTEST_ARGS)
 endif

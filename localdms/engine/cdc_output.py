@@ -115,12 +115,12 @@ class TableOutput:
     """Where LOB values are cut (limited LOB mode), as in the full load."""
     truncation_policy: str = "LOG_ERROR"
     """What a change with a LOB value over ``lob_limit`` does (DataTruncationErrorPolicy):
-    LOG_ERROR writes it cut, IGNORE_RECORD leaves it out (``ignored`` counts them), and
-    SUSPEND_TABLE and STOP_TASK raise ``LobOverLimit`` for the capture to act on."""
-    ignored: int = 0
+    LOG_ERROR writes it cut, IGNORE_RECORD leaves it out, and SUSPEND_TABLE and STOP_TASK raise
+    ``LobOverLimit`` for the capture to act on."""
     suspended: bool = False
     """The table was suspended (SUSPEND_TABLE): its later changes are not written."""
     truncation_seen: bool = False
+    """A change held a LOB value over ``lob_limit`` (the capture warns once per table)."""
 
     def __post_init__(self) -> None:
         self._ops = written_ops(self.target)
@@ -156,7 +156,6 @@ class TableOutput:
         if self.lob_limit is not None and self._over_limit(layout, values):
             self.truncation_seen = True
             if self.truncation_policy == "IGNORE_RECORD":
-                self.ignored += 1
                 return
             if self.truncation_policy in ("SUSPEND_TABLE", "STOP_TASK"):
                 raise LobOverLimit(self.truncation_policy)
