@@ -48,6 +48,11 @@ NCLOB_TYPES = frozenset({"text", "json", "jsonb", "hstore", "record"})
 """``record`` is what ``localdms.engine.catalog`` calls a column of a composite type."""
 
 
+def is_array_type(base_type: str) -> bool:
+    """Whether a base type (``pg_type.typname``) is an array type (``_int4``, ``_text``...)."""
+    return base_type.startswith("_")
+
+
 def lob_type(base_type: str) -> str | None:
     """The DMS LOB type a column of this base type (``pg_type.typname``) migrates as, or None.
 
@@ -57,7 +62,7 @@ def lob_type(base_type: str) -> str | None:
         return "BLOB"
     if base_type in CLOB_TYPES:
         return "CLOB"
-    if base_type in NCLOB_TYPES or base_type.startswith("_"):
+    if base_type in NCLOB_TYPES or is_array_type(base_type):
         return "NCLOB"
     return None
 

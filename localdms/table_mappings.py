@@ -65,6 +65,12 @@ class SourceTable:
     kind: str  # "table" or "view"
     columns: tuple[SourceColumn, ...]
     estimated_rows: int = 0
+    primary_key: tuple[str, ...] = ()
+    """The primary key's columns, in key order (none for a view)."""
+    has_unique_index: bool = False
+    """Whether the table has a unique index (its primary key's counts)."""
+    replica_identity: str = "d"
+    """``pg_class.relreplident``: ``d`` default, ``f`` full, ``i`` index, ``n`` nothing."""
 
 
 @dataclass(frozen=True)

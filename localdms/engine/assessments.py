@@ -28,6 +28,7 @@ from dms_spec.table_mappings import Rule
 from localdms.endpoint_settings import PostgresSource
 from localdms.engine.catalog import read_catalog
 from localdms.engine.columns import lob_size
+from localdms.engine.table_load import arrays_without_primary_key
 from localdms.table_mappings import MappingError, SourceColumn, TablePlan, plan_tables
 
 LONG_TRANSACTION_SECONDS = 600
@@ -145,35 +146,15 @@ async def check_limited_lob_size(connection: Any, scope: Scope) -> Finding:
                    f"{largest:,} bytes.")  # fmt: skip
 
 
-async def _primary_keys(connection: Any, scope: Scope) -> dict[str, dict[str, Any]]:
-    """``schema.table`` → {"pk": [columns], "unique": bool, "identity": relreplident}."""
-    found: dict[str, dict[str, Any]] = {}
-    for plan in scope.plans:
-        row = await connection.fetchrow(
-            """
-            SELECT c.relreplident AS identity,
-                   (SELECT array_agg(a.attname ORDER BY a.attnum)
-                      FROM pg_catalog.pg_index i
-                      JOIN pg_catalog.pg_attribute a
-                        ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
-                     WHERE i.indrelid = c.oid AND i.indisprimary) AS pk,
-                   EXISTS (SELECT 1 FROM pg_catalog.pg_index i
-                            WHERE i.indrelid = c.oid AND i.indisunique) AS is_unique
-              FROM pg_catalog.pg_class c
-              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-             WHERE n.nspname = $1 AND c.relname = $2
-            """,
-            plan.source.schema, plan.source.name,
-        )  # fmt: skip
-        if row is not None and plan.source.kind == "table":
-            found[_name(plan)] = {"pk": list(row["pk"] or []), "unique": row["is_unique"],
-                                  "identity": row["identity"], "plan": plan}  # fmt: skip
-    return found
+def _tables(scope: Scope) -> dict[str, TablePlan]:
+    """``schema.table`` → plan, for the tables in scope (views have no keys); their keys and
+    replica identity are the catalog's (``SourceTable``)."""
+    return {_name(plan): plan for plan in scope.plans if plan.source.kind == "table"}
 
 
 async def check_pk(connection: Any, scope: Scope) -> Finding:
-    keys = await _primary_keys(connection, scope)
-    missing = [name for name, k in keys.items() if not k["pk"] and k["identity"] != "f"]
+    missing = [name for name, plan in _tables(scope).items()
+               if not plan.source.primary_key and plan.source.replica_identity != "f"]  # fmt: skip
     if missing:
         return Finding("postgres-check-pk", "failed",
                        f"{len(missing)} table(s) have no primary key and REPLICA IDENTITY is not "
@@ -183,8 +164,7 @@ async def check_pk(connection: Any, scope: Scope) -> Finding:
 
 
 async def check_no_pk_or_unique(connection: Any, scope: Scope) -> Finding:
-    keys = await _primary_keys(connection, scope)
-    missing = [name for name, k in keys.items() if not k["pk"] and not k["unique"]]
+    missing = [name for name, plan in _tables(scope).items() if not plan.source.has_unique_index]
     if missing:
         return Finding("table-with-no-primary-key-or-unique-constraint", "warning",
                        f"{len(missing)} table(s) have neither a primary key nor a unique "
@@ -194,12 +174,11 @@ async def check_no_pk_or_unique(connection: Any, scope: Scope) -> Finding:
 
 
 async def check_pk_lob(connection: Any, scope: Scope) -> Finding:
-    keys = await _primary_keys(connection, scope)
     bad: list[str] = []
-    for name, key in keys.items():
-        plan: TablePlan = key["plan"]
+    for name, plan in _tables(scope).items():
         types = {column.name: column for column, _ in plan.columns}
-        bad.extend(f"{name}.{c}" for c in key["pk"] if c in types and is_lob(types[c]))
+        bad.extend(f"{name}.{c}" for c in plan.source.primary_key
+                   if c in types and is_lob(types[c]))  # fmt: skip
     if bad:
         return Finding("postgres-check-pk-lob", "failed",
                        "Primary key columns of a LOB type (DMS cannot replicate them): change "
@@ -234,12 +213,10 @@ async def check_unsupported_types(connection: Any, scope: Scope) -> Finding:
 
 
 async def check_lob_without_key(connection: Any, scope: Scope) -> Finding:
-    keys = await _primary_keys(connection, scope)
+    tables = _tables(scope)
     lob_tables = {_name(plan) for plan, _ in scope.lob_columns()}
-    missing = [n for n, k in keys.items() if n in lob_tables and not k["pk"] and not k["unique"]]
-    arrays = {_name(plan) for plan, column in scope.lob_columns()
-              if column.base_type.startswith("_")}  # fmt: skip
-    suspended = [n for n, k in keys.items() if n in arrays and not k["pk"]]
+    missing = [n for n in tables if n in lob_tables and not tables[n].source.has_unique_index]
+    suspended = [n for n, plan in tables.items() if arrays_without_primary_key(plan)]
     if suspended:
         return Finding("table-with-lob-but-without-primary-key-or-unique-constraint", "failed",
                        f"{len(suspended)} table(s) with ARRAY columns have no primary key, and DMS "

@@ -1,5 +1,6 @@
 """Reading the source catalog: every table and view with its columns (a domain column under its
-base type, a column of a composite type as ``record``, of an enum type as ``anyenum``)."""
+base type, a column of a composite type as ``record``, of an enum type as ``anyenum``), and each table's primary key, unique indexes and replica
+identity."""
 
 from __future__ import annotations
 
@@ -31,20 +32,56 @@ ORDER BY n.nspname, c.relname, a.attnum
 """
 
 
+KEYS_QUERY = """
+SELECT n.nspname AS schema_name,
+       c.relname AS table_name,
+       (SELECT array_agg(a.attname ORDER BY array_position(i.indkey::int2[], a.attnum))
+          FROM pg_catalog.pg_index i
+          JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+         WHERE i.indrelid = c.oid AND i.indisprimary) AS primary_key,
+       EXISTS (SELECT 1 FROM pg_catalog.pg_index i
+                WHERE i.indrelid = c.oid AND i.indisunique) AS has_unique_index,
+       c.relreplident AS replica_identity
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p')
+  AND NOT c.relispartition
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+"""
+"""Each table's primary key, unique indexes and replica identity: one row a table."""
+
+
 async def read_catalog(connection: Any) -> list[SourceTable]:
-    """Every user table and view of the database ``connection`` (an asyncpg connection) is on."""
+    """Every user table and view of the database ``connection`` (an asyncpg connection) is on,
+    with its keys (two queries, whatever the number of tables)."""
+    keys = {
+        (row["schema_name"], row["table_name"]): (
+            tuple(row["primary_key"] or ()),
+            bool(row["has_unique_index"]),
+            str(row["replica_identity"]),
+        )
+        for row in await connection.fetch(KEYS_QUERY)
+    }
     tables: list[SourceTable] = []
     current: tuple[str, str] | None = None
     columns: list[SourceColumn] = []
     meta: tuple[str, int] = ("table", 0)
+
+    def finish(key: tuple[str, str]) -> None:
+        primary_key, unique, identity = keys.get(key, ((), False, "d"))
+        tables.append(
+            SourceTable(key[0], key[1], meta[0], tuple(columns), meta[1], primary_key, unique,
+                        identity)
+        )  # fmt: skip
+
     for row in await connection.fetch(CATALOG_QUERY):
         key = (row["schema_name"], row["table_name"])
         if key != current:
             if current is not None:
-                tables.append(SourceTable(current[0], current[1], meta[0], tuple(columns), meta[1]))
+                finish(current)
             current, columns = key, []
             meta = (row["kind"], int(row["estimated_rows"]))
         columns.append(SourceColumn(row["column_name"], row["type_name"], row["base_type"]))
     if current is not None:
-        tables.append(SourceTable(current[0], current[1], meta[0], tuple(columns), meta[1]))
+        finish(current)
     return tables

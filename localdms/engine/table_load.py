@@ -21,7 +21,7 @@ import asyncpg
 import botocore.exceptions
 from psycopg import sql
 
-from dms_spec.lob import is_lob_type
+from dms_spec.lob import is_array_type, is_lob_type
 from localdms.endpoint_settings import PostgresSource, S3Target
 from localdms.engine.columns import load_select, lob_size
 from localdms.engine.failures import source_error, table_error
@@ -50,6 +50,17 @@ def over_limit(plan: TablePlan, lob_limit: int | None) -> sql.Composable | None:
         if is_lob_type(column.base_type)
     ]
     return sql.SQL(" OR ").join(tests) if tests else None
+
+
+def arrays_without_primary_key(plan: TablePlan) -> bool:
+    """Whether DMS suspends this table in the full load: "A table with an ARRAY data type
+    missing a primary key gets suspended during full load" (AWS DMS User Guide,
+    CHAP_Source.PostgreSQL limitations). Only the plan's kept columns count."""
+    return (
+        plan.source.kind == "table"
+        and not plan.source.primary_key
+        and any(is_array_type(column.base_type) for column, _ in plan.columns)
+    )
 
 
 class TableProgress(Protocol):
@@ -96,7 +107,7 @@ class TableLoad:
     ) -> None:
         """Load one table (the progress hears how it ended; a stop raises CancelledError)."""
         self.progress.table_started(plan)
-        if await self._array_without_primary_key(plan, pool):
+        if arrays_without_primary_key(plan):
             self.progress.table_failed(plan, table_error(plan, (
                 "it has ARRAY columns and no primary key, and DMS suspends such a table during "
                 "the full load: add a primary key."
@@ -118,23 +129,6 @@ class TableLoad:
             self.target.bucket_name,
             prefix if self.remove_cdc_files else prefix + "LOAD",
         )
-
-    @staticmethod
-    async def _array_without_primary_key(plan: TablePlan, pool: Any) -> bool:
-        """ "A table with an ARRAY data type missing a primary key gets suspended during full
-        load" (AWS DMS User Guide, CHAP_Source.PostgreSQL limitations)."""
-        if plan.source.kind != "table" or not any(
-            column.base_type.startswith("_") for column, _ in plan.columns
-        ):
-            return False
-        async with pool.acquire() as connection:
-            has_key = await connection.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c "
-                "ON c.oid = i.indrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = $1 AND c.relname = $2 AND i.indisprimary)",
-                plan.source.schema, plan.source.name,
-            )  # fmt: skip
-        return not has_key
 
     async def _apply_truncation_policy(self, plan: TablePlan, pool: Any) -> TablePlan | None:
         """The plan to load under DataTruncationErrorPolicy, or None when the table is suspended.
