@@ -119,22 +119,27 @@ async def check_limited_lob_size(connection: Any, scope: Scope) -> Finding:
         return Finding("postgres-check-limited-lob-size", "warning",
                        f"{len(columns)} LOB column(s) are not migrated: SupportLobs is false.",
                        [_name(plan, column.name) for plan, column in columns])  # fmt: skip
-    if limit is None:  # only without LOB support, handled above
-        raise ValueError("no LOB size limit although LOBs are migrated")
+    assert limit is not None  # None only when SupportLobs is false, answered above
     mode = unsupported_lob_mode(scope.settings)
     over = []
     largest = 0
+    by_table: dict[str, tuple[TablePlan, list[SourceColumn]]] = {}
     for plan, column in columns:
-        # Measured as the load cuts them (dms_spec.lob): in bytes, two a character of an NCLOB.
-        query = sql.SQL("SELECT max({}) FROM {}.{}").format(
-            lob_size(column), sql.Identifier(plan.source.schema), sql.Identifier(plan.source.name)
+        by_table.setdefault(_name(plan), (plan, []))[1].append(column)
+    for plan, lobs in by_table.values():
+        # One scan a table; sizes as the load cuts them (dms_spec.lob): bytes, two a character
+        # of an NCLOB.
+        query = sql.SQL("SELECT {} FROM {}").format(
+            sql.SQL(", ").join(sql.SQL("max({})").format(lob_size(c)) for c in lobs),
+            sql.Identifier(plan.source.schema, plan.source.name),
         )
-        size = await connection.fetchval(query.as_string()) or 0
-        largest = max(largest, size)
-        if size > limit:
-            over.append(
-                f"{_name(plan, column.name)} ({lob_type(column.base_type)}, {size:,} bytes)"
-            )
+        sizes = await connection.fetchrow(query.as_string())
+        for column, size in zip(lobs, sizes, strict=True):
+            largest = max(largest, size or 0)
+            if (size or 0) > limit:
+                over.append(
+                    f"{_name(plan, column.name)} ({lob_type(column.base_type)}, {size:,} bytes)"
+                )
     if over:
         return Finding("postgres-check-limited-lob-size", "warning",
                        f"{len(over)} LOB column(s) hold values longer than LobMaxSize "
