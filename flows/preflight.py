@@ -138,7 +138,8 @@ async def run_preflight(
         )
         raise PreflightFailedError(
             f"Preflight failed, so replication task {config.dms_task_name} was not started: "
-            f"{failures}. Fix the source or the task settings, or run with preflight: warn. "
+            f"{failures.rstrip('.')}. Fix the source or the task settings, or run with "
+            "preflight: warn. "
             f"Results: {location}",
             preflight,
         )
