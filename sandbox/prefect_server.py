@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from sandbox.errors import StackStartError, log_tail, port_taken
 from sandbox.ports import free_port, stop_process
 
 
@@ -68,6 +69,11 @@ class PrefectServer:
     def launch(self) -> PrefectServer:
         """Start the server process and return at once (it takes seconds to become healthy, which
         a caller can spend on other work before ``wait_until_healthy``)."""
+        if port_taken("127.0.0.1", self.port):
+            raise StackStartError(
+                f"The Prefect server did not start: port {self.port} on 127.0.0.1 is taken. Stop "
+                f"what listens there (`ss -ltnp | grep :{self.port}`) or give another port."
+            )
         prefect = shutil.which("prefect") or str(Path(sys.executable).parent / "prefect")
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
@@ -82,15 +88,18 @@ class PrefectServer:
         """Poll ``/api/health`` until it answers 200.
 
         Raises:
-            RuntimeError: the server process exited.
-            TimeoutError: not healthy within ``timeout`` seconds (the server is stopped).
+            StackStartError: the server process exited, or was not healthy within ``timeout``
+                seconds (then it is stopped); the message has the last lines of its log.
         """
         assert self._process is not None, "launch() first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise RuntimeError(
-                    f"prefect server exited with {self._process.returncode}; see {self.log_path}"
+                raise StackStartError(
+                    f"The Prefect server did not start: `prefect server start` exited with "
+                    f"{self._process.returncode}; the last lines of its log:"
+                    f"{log_tail(self.log_path)}\nFix what they name (a database URL that does "
+                    "not answer, say), or set PREFECT_API_URL to a running server."
                 )
             try:
                 with urllib.request.urlopen(self.api_url + "/health", timeout=2) as response:
@@ -99,9 +108,13 @@ class PrefectServer:
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             time.sleep(0.2)
+        tail = log_tail(self.log_path)
         self.stop()
-        raise TimeoutError(
-            f"Prefect server not healthy on {self.url} after {timeout} s; see {self.log_path}"
+        raise StackStartError(
+            f"The Prefect server did not start: its API did not answer on {self.url} within "
+            f"{timeout:.0f} s; the last lines of its log:{tail}\nThe machine may be overloaded "
+            "(a first start migrates a new database, ~30 s on 2 cores): try again, or set "
+            "PREFECT_API_URL to a running server."
         )
 
     @staticmethod

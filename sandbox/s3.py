@@ -21,14 +21,16 @@ import os
 import secrets
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import boto3
 
+from sandbox.errors import StackStartError, last_lines, port_taken
 from sandbox.ports import free_port, stop_process
 
 USER_NAME = "dms-ingestion-tests"
@@ -43,11 +45,25 @@ POLICY = {
 
 
 def ensure_bucket(s3: Any, bucket: str) -> None:
-    """Create the bucket unless it is there (a re-run on the same S3 keeps what it holds)."""
+    """Create the bucket unless it is there (a re-run on the same S3 keeps what it holds).
+
+    Raises:
+        StackStartError: the S3 endpoint does not answer (the message names it).
+    """
     import botocore.exceptions
 
     try:
         s3.head_bucket(Bucket=bucket)
+    except (
+        botocore.exceptions.EndpointConnectionError,
+        botocore.exceptions.ConnectTimeoutError,
+        botocore.exceptions.ReadTimeoutError,
+    ) as exc:
+        raise StackStartError(
+            f"The S3 endpoint {s3.meta.endpoint_url} does not answer ({exc}). Check the URL and "
+            "that the store (MinIO, say) is running and reachable from here, or leave "
+            "--s3-endpoint out to use a throwaway moto server."
+        ) from None
     except botocore.exceptions.ClientError as exc:
         if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
             raise
@@ -76,25 +92,48 @@ class MotoS3Server:
         self.secret_access_key = "any"  # noqa: S105 - replaced by the IAM user's key at start
         self._seed = secrets.randbelow(2**31)
         self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> MotoS3Server:
+        """Start the server and wait until it answers.
+
+        Raises:
+            StackStartError: the port is taken, the server exited, or it did not answer in time.
+        """
+        if port_taken("127.0.0.1", self.port):
+            raise StackStartError(
+                f"moto's S3 server did not start: port {self.port} on 127.0.0.1 is taken. Stop "
+                f"what listens there (`ss -ltnp | grep :{self.port}`) or give another port."
+            )
+        # Its request log goes to a file (a pipe nobody reads would fill and stop the server);
+        # its last lines explain a start that failed.
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
         self._process = subprocess.Popen(
             [moto_server_executable(), "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise RuntimeError(f"moto_server exited with {self._process.returncode}")
+                code = self._process.returncode
+                raise StackStartError(
+                    f"moto's S3 server did not start: moto_server exited with {code}; its last "
+                    f"words:{self._log_tail()}\nFix what they name (`uv sync --extra local` "
+                    "installs it), or use another S3 with --s3-endpoint."
+                )
             try:
                 with urllib.request.urlopen(self.url + "/moto-api/", timeout=2):
                     break
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.1)
         else:
+            tail = self._log_tail()
             self.stop()
-            raise TimeoutError(f"moto_server did not answer on {self.url} within {timeout} s")
+            raise StackStartError(
+                f"moto's S3 server did not start: no answer on {self.url} within {timeout} s; its "
+                f"last words:{tail}\nThe machine may be overloaded: try again."
+            )
         if self.check_keys:
             self._moto_api(f"seed?a={self._seed}", b"")  # the same keys on every start
             self._create_user()
@@ -160,10 +199,19 @@ class MotoS3Server:
         with urllib.request.urlopen(request, timeout=10):
             pass
 
+    def _log_tail(self, lines: int = 8) -> str:
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        return last_lines(self._log.read().decode(errors="replace"), lines)
+
     def stop(self) -> None:
         if self._process is not None:
             stop_process(self._process)
             self._process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def __enter__(self) -> MotoS3Server:
         return self.start()

