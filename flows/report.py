@@ -291,7 +291,7 @@ class IngestionReport(BaseModel):
             f"{'' if t.s3_rows is None else f'{t.s3_rows:,}'} | "
             f"{'' if t.s3_objects is None else t.s3_objects} | "
             f"{t.duration_seconds if t.duration_seconds is not None else ''} | "
-            f"{t.rows_per_second if t.rows_per_second is not None else ''} | "
+            f"{'' if t.rows_per_second is None else f'{t.rows_per_second:,.0f}'} | "
             f"{t.validation_state} |"
             for t in self.tables
         ]

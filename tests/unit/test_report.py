@@ -51,3 +51,18 @@ def test_validation_and_error_rows_reach_the_json_the_artifact_and_the_summary()
 def test_a_clean_run_has_no_attention_section() -> None:
     summary = report(statistics("clean"), statistics("pending", ValidationState="Pending records"))
     assert "not loaded or not validated" not in summary.summary_markdown()
+
+
+def test_the_markdown_table_shows_rows_per_second_as_the_log_does() -> None:
+    """A notebook's rendering shows ``132,958`` where the terminal does, not ``132957.5``."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    end = start.replace(second=2)
+    run = report(
+        statistics("tickets", FullLoadRows=265_915, FullLoadStartTime=start, FullLoadEndTime=end)
+    )
+    assert run.tables[0].rows_per_second == 132_957.5
+    row = run._repr_markdown_().splitlines()[-1]
+    assert (
+        row
+        == "| public | tickets | Table completed | 265,915 |  |  | 2.0 | 132,958 | Not enabled |"
+    )
