@@ -6,12 +6,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help install test lint typecheck unit integration bench bench-peers demo serve image-check audit clean
+.PHONY: help install test lint typecheck docs docs-check docs-serve unit integration bench bench-peers demo serve image-check audit clean
 
 help:
 	@echo "make demo       the whole job on this machine: PostgreSQL -> localdms -> S3, with Prefect"
 	@echo "make serve      local stack + Prefect server, worker and deployments, until Ctrl-C"
-	@echo "make test       lint, type-check and run the whole test suite"
+	@echo "make test       lint, type-check, check the docs and run the whole test suite"
+	@echo "make docs       write the generated reference pages and build the site into site/"
+	@echo "make docs-serve the documentation site on http://127.0.0.1:8000 while you edit"
 	@echo "make bench      full-load (CSV, Parquet) against the COPY -> S3 pipe; CDC; orchestration"
 	@echo "make bench-peers  localdms against dlt and the COPY -> S3 pipe (installs dlt)"
 	@echo "make image-check  build the Docker image and run the Compose stack's commands in it"
@@ -35,23 +37,39 @@ $(VENV)/.dev-installed: uv.lock pyproject.toml | $(UV)
 
 install: $(VENV)/.dev-installed
 
+# Each part of `make test` says how long it took (`timed NAME`, then its commands).
+timed = TIMEFORMAT="--- $(1): %0R s"; time
+
 lint: install
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	@$(call timed,lint) ($(BIN)/ruff check . && $(BIN)/ruff format --check .)
 
 typecheck: install
-	$(BIN)/mypy
+	@$(call timed,typecheck) $(BIN)/mypy
 
-# Without PYTEST_ARGS: the whole suite, the slow end-to-end parts beside the rest
-# (tests/run_suite.sh says how); with them, pytest runs once, as asked.
-test: lint typecheck
+# The documentation site (docs/, mkdocs.yml): the reference pages are written from the code
+# (docgen), then MkDocs Material builds the site; --strict fails on a broken link or anchor.
+docs: install
+	$(BIN)/python -m docgen
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-check: install
+	@$(call timed,docs) ($(BIN)/python -m docgen --check && \
+	  NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir .tools/site)
+
+docs-serve: install
+	$(BIN)/python -m docgen
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
+# Without PYTEST_ARGS: the whole suite, spread over worker processes (tests/run_suite.sh says
+# how); with them, pytest runs once in this process, as asked.
+test: lint typecheck docs-check
 ifeq ($(strip $(PYTEST_ARGS)),)
-	tests/run_suite.sh $(BIN)
+	@$(call timed,tests) tests/run_suite.sh $(BIN)
 else
 	$(BIN)/pytest $(PYTEST_ARGS)
 endif
 
-# Needs a Docker engine (see README: With Docker Compose); makes the base image with debootstrap
+# Needs a Docker engine (see docs/running/compose.md); makes the base image with debootstrap
 # when Docker Hub is unreachable.
 image-check: $(VENV)/.dev-installed
 	$(BIN)/python -m sandbox.image_check
@@ -76,7 +94,7 @@ audit: install
 	$(UV) tool run pip-audit --strict --disable-pip --no-deps -r .tools/requirements-audit.txt
 
 clean:
-	rm -rf $(VENV) .tools .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .tools .mypy_cache .pytest_cache .ruff_cache site
 
 demo: $(VENV)/.demo-installed
 	$(BIN)/python -m demo $(DEMO_ARGS)

@@ -33,6 +33,9 @@ def port_taken(host: str, port: int) -> bool:
         True
     """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As servers bind (SO_REUSEADDR): a port whose last server just stopped, with its
+        # connections in TIME_WAIT, is free to them, and so is not taken.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:

@@ -42,6 +42,28 @@ for _variable in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
     os.environ.pop(_variable, None)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow end-to-end tests first, the slowest (the longest own timeout) at the head, each
+    followed by one unit test; then the integration tests; then the other unit tests.
+
+    ``tests/run_suite.sh`` spreads the suite over worker processes, and pytest-xdist (with
+    ``--maxschedchunk 1``) first hands each worker the next two tests, then one more each time it
+    finishes one. Paired so, the tests that take minutes start at once, one on each worker,
+    and the short ones fill in around them; queued behind one another, or run last, two of them
+    would decide the suite's wall time alone. Within a group, the files' order is kept.
+    """
+
+    def seconds(item: pytest.Item) -> float:
+        timeout = item.get_closest_marker("timeout")
+        return float(timeout.args[0]) if timeout and timeout.args else 0.0
+
+    slow = sorted((i for i in items if i.get_closest_marker("e2e")), key=seconds, reverse=True)
+    integration = [i for i in items if i.get_closest_marker("integration") and i not in slow]
+    unit = [i for i in items if i not in slow and i not in integration]
+    paired = [test for pair in zip(slow, unit, strict=False) for test in pair]
+    items[:] = [*paired, *slow[len(paired) // 2 :], *integration, *unit[len(paired) // 2 :]]
+
+
 @dataclass(frozen=True)
 class PostgresServer:
     host: str

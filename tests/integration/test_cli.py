@@ -89,16 +89,23 @@ async def run_logs(config: Path) -> str:
     from prefect.client.schemas.filters import (
         FlowRunFilter,
         FlowRunFilterParentFlowRunId,
+        FlowRunFilterParentTaskRunId,
         LogFilter,
         LogFilterFlowRunId,
     )
+    from prefect.client.schemas.sorting import FlowRunSort
 
     async with get_client() as client:
-        runs = [
-            run
-            for run in await client.read_flow_runs(limit=200)
-            if run.parameters.get("config_path") == str(config)
-        ]
+        # The newest top-level runs: the session's server also holds other tests' runs (the
+        # 600-table test alone makes 600 subflow runs).
+        top_level = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_task_run_id=FlowRunFilterParentTaskRunId(is_null_=True)
+            ),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=200,
+        )
+        runs = [run for run in top_level if run.parameters.get("config_path") == str(config)]
         assert len(runs) == 1, f"{len(runs)} runs of {config}"
         children = await client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
