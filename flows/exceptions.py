@@ -124,7 +124,7 @@ API_ERROR_HINTS = {
         "aws_secret_access_key."
     ),
     "AccessDeniedException": (
-        "The credentials lack a DMS permission: attach the IAM policy in the README "
+        "The credentials lack a DMS permission: attach the IAM policy of docs/aws/index.md "
         "(Running against AWS)."
     ),
     "ResourceNotFoundFault": (
@@ -149,7 +149,7 @@ S3_ERROR_HINTS = {
     ),
     "AccessDenied": (
         "The credentials may not read the bucket: allow s3:ListBucket and s3:GetObject on it "
-        "(the IAM policy in the README)."
+        "(the IAM policy of docs/aws/index.md)."
     ),
     "NoSuchBucket": (
         "The target endpoint's bucket does not exist in the S3 the flow's client reaches: check "

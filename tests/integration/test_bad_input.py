@@ -39,7 +39,7 @@ async def test_unknown_endpoint_arn_fails_with_dms_words_and_creates_nothing(job
     [
         ("UnrecognizedClientException", "check the AwsCredentials block's keys"),
         ("InvalidSignatureException", "aws_secret_access_key"),
-        ("AccessDeniedException", "IAM policy in the README"),
+        ("AccessDeniedException", "IAM policy of docs/aws/index.md"),
     ],
 )
 def test_credentials_only_aws_can_refuse_say_what_to_fix(code, fix):

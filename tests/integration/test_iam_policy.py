@@ -1,33 +1,27 @@
-"""The README's IAM policy grants exactly what the flow calls: recorded in end-to-end runs."""
+"""The documented IAM policies (docs/aws/) grant exactly what the flow calls: recorded in
+end-to-end runs."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import re
-from pathlib import Path
 
 import pytest
 from prefect_aws import AwsCredentials
 
 from flows import dms_ingestion
 from flows.dms_ingestion import stop_task_on_cancellation
+from tests.docs_blocks import block
 from tests.integration.conftest import write_config
 
 pytestmark = pytest.mark.integration
 
-README = Path(__file__).resolve().parents[2] / "README.md"
 IAM_ACTION_OF_OPERATION = {"s3:ListObjectsV2": "s3:ListBucket"}  # DMS operations map one to one
 
 
 def policy_actions(name: str = "iam-policy") -> set[str]:
-    text = README.read_text()
-    block = re.search(
-        rf"<!-- {name}:start -->\s*```json\n(.*?)```\s*<!-- {name}:end -->", text, re.S
-    )
-    assert block, f"README has no {name} block"
     actions: set[str] = set()
-    for statement in json.loads(block.group(1))["Statement"]:
+    for statement in json.loads(block(name).text)["Statement"]:
         assert statement["Effect"] == "Allow"
         actions.update(statement["Action"])
     return actions
@@ -104,7 +98,7 @@ async def test_policy_matches_the_operations_the_flow_makes(job, dms, source_db,
 async def test_serverless_policy_matches_the_operations_the_flow_makes(
     job, dms, source_db, monkeypatch
 ):
-    """The same three runs on DMS Serverless, against the README's serverless policy."""
+    """The same three runs on DMS Serverless, against the documented serverless policy."""
     monkeypatch.delenv("DMS_REPLICATION_INSTANCE_ARN")
     compute = {"compute_config": {"MaxCapacityUnits": 2}}
     recorded = recorder()

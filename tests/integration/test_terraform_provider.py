@@ -108,7 +108,7 @@ resource "aws_dms_replication_task" "this" {
 @pytest.fixture
 def terraform_dms(tmp_path: Path, s3_server: MotoS3Server) -> Iterator[ThreadedLocalDms]:
     """localdms as Terraform needs it: its start_replication_task looks for ``running`` 30 s
-    after the start, so a load shows running for 45 s at least (the README's advice)."""
+    after the start, so a load shows running for 45 s at least (the advice of docs/localdms/index.md)."""
     with ThreadedLocalDms(state_dir=tmp_path / "localdms", transition_seconds=0.5,
                           min_running_seconds=45) as server:  # fmt: skip
         yield server

@@ -178,7 +178,16 @@ def test_parquet_rows_come_from_the_footer_without_reading_the_data():
 ROOT = Path(__file__).resolve().parents[2]
 WITH_EXAMPLES = sorted(
     ".".join(path.relative_to(ROOT).with_suffix("").parts)
-    for package in ("dms_spec", "flows", "localdms", "sandbox", "blocks", "demo", "work_pools")
+    for package in (
+        "dms_spec",
+        "flows",
+        "localdms",
+        "sandbox",
+        "blocks",
+        "demo",
+        "work_pools",
+        "docgen",
+    )
     for path in (ROOT / package).rglob("*.py")
     if ">>> " in path.read_text()
 )
