@@ -29,6 +29,7 @@ from localdms.backend.resources import (
 )
 from localdms.backend.shapes import Tag
 from localdms.endpoint_settings import PostgresSource
+from localdms.engine.capture_source import drop_capture, on_thread
 from localdms.engine.task_run import TaskRun
 from localdms.exceptions import (
     InvalidParameterValueException,
@@ -270,7 +271,7 @@ class BackendBase:
         ca_pem = self._certificate_pem(endpoint)
         secret_id = endpoint.settings.get("SecretsManagerSecretId")
         if not secret_id:
-            return endpoint.source(ca_pem=ca_pem)
+            return endpoint.postgres_source(None, ca_pem)
         try:
             text = self.secrets_factory().get_secret_value(SecretId=str(secret_id))["SecretString"]
             secret = json.loads(text)
@@ -296,7 +297,29 @@ class BackendBase:
                 f"The Secrets Manager secret {secret_id} of endpoint {endpoint.identifier} is not "
                 "a JSON object with username, password, host, port and dbname."
             )
-        return endpoint.source(secret, ca_pem)
+        return endpoint.postgres_source(secret, ca_pem)
+
+    def _drop_capture_later(self, source_arn: str, slot: str) -> None:
+        """Drop the slot (and publications) localdms made for a deleted task or replication, on
+        a thread, connecting as every run does (``_source``: the endpoint's Secrets Manager
+        secret and CA certificate). A slot left behind holds WAL on the source until its disk
+        fills, so a drop that fails says which slot stays and how to drop it."""
+        if not slot or source_arn not in self.endpoints:
+            return
+        endpoint = self._endpoint(source_arn)
+
+        def drop() -> None:
+            try:
+                drop_capture(self._source(endpoint), slot)
+            except Exception as exc:
+                log.warning(
+                    "The replication slot %s of deleted %s stays on the source of endpoint %s "
+                    "(%s): it holds WAL until it is dropped; drop it with SELECT "
+                    "pg_drop_replication_slot('%s') and DROP PUBLICATION %s, %s_ins.",
+                    slot, source_arn, endpoint.identifier, exc, slot, slot, slot,
+                )  # fmt: skip
+
+        on_thread(drop, f"drop-slot-{slot}")
 
     def _certificate_pem(self, endpoint: Endpoint) -> str | None:
         """The PEM of the endpoint's CertificateArn, if it names one.

@@ -3,9 +3,10 @@
 ``State`` holds every resource; ``Persistence`` writes it through the ``Store`` (one atomic JSON
 document) at once for resource and task transitions, and at most once a second for table-level
 progress (each save rewrites and fsyncs the whole state: per table transition that cost 34 ms at
-600 tables, 41 of 48 s of a load, measured). On load, a task that was loading when the server
-died comes back ``failed`` (``ReplicationTask.interrupt``); one that was capturing changes is
-resumed by the backend from its checkpoint.
+600 tables, 41 of 48 s of a load, measured). On load, a task that was stopping when the server
+died comes back ``stopped`` (the stop it was asked for), one that was loading comes back
+``failed`` (``ReplicationTask.interrupt``), and one that was capturing changes is resumed by the
+backend from its checkpoint.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from dms_spec.lifecycle import RUNNING_STATES
+from dms_spec.lifecycle import ACTIVE
+from dms_spec.status import StopReason, TaskStatus
 from localdms.backend.records import (
     AssessmentRun,
     Certificate,
@@ -151,10 +153,17 @@ class Persistence:
 
 
 def _task(raw: dict[str, Any]) -> ReplicationTask:
-    """A saved task (or serverless replication); one that was loading when the server died is
-    ``failed``."""
+    """A saved task (or serverless replication), as the server's death leaves it.
+
+    One that was stopping ends as the stop it was asked for would have ended it, ``stopped``
+    with ``Stop Reason NORMAL``: what it had captured and not written is still in the slot after
+    its checkpoint, for a ``resume-processing``. One that was loading is ``failed``. One that
+    was capturing stays running, and the backend resumes it (``RunBackend._resume_runs``).
+    """
     tables = {k: TableStatistics(**v) for k, v in raw.pop("tables", {}).items()}
     task = ReplicationTask(**raw, tables=tables)
-    if task.status in RUNNING_STATES and not task.capturing:
+    if task.status == TaskStatus.STOPPING:
+        task.stop(StopReason.NORMAL, time.time())
+    elif task.status in ACTIVE and not task.capturing:
         task.interrupt(time.time())
     return task

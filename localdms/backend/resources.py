@@ -101,15 +101,22 @@ class Endpoint(Resource):
             body["PostgreSQLSettings"] = described.postgres_settings(self.fields, self.settings)
         return body
 
-    def source(
-        self, secret: dict[str, Any] | None = None, ca_pem: str | None = None
-    ) -> PostgresSource:
-        """The source to connect to (``secret``: its Secrets Manager secret, when it names one;
-        ``ca_pem``: its CertificateArn's PEM)."""
+    def postgres_source(self, secret: dict[str, Any] | None, ca_pem: str | None) -> PostgresSource:
+        """The source as this endpoint's settings, its Secrets Manager secret (when it names one)
+        and its CertificateArn's PEM make it. Only ``BackendBase._source`` calls it for a
+        connection, having read the secret and the certificate: a source built without them
+        has no host (a secret's endpoint) or no CA (``verify-ca``/``verify-full``).
+        """
         password = {"Password": self.password} if self.password else {}
         return PostgresSource.from_endpoint(
             {**self.fields, **password}, self.settings, secret, ca_pem
         )
+
+    @property
+    def slot_name(self) -> str:
+        """``PostgreSQLSettings.SlotName``: a slot the user made, which tasks read and never
+        drop ("" when localdms makes its own)."""
+        return str(self.settings.get("SlotName") or "")
 
     def target(self) -> S3Target:
         return S3Target.from_settings(self.settings)
@@ -119,7 +126,7 @@ class Endpoint(Resource):
         if self.engine_name == "s3":
             self.target()
         else:
-            self.source()
+            self.postgres_source(None, None)
 
 
 @dataclass

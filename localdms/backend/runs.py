@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 
-from dms_spec.lifecycle import RUNNING_STATES, last_error
+from dms_spec.lifecycle import ACTIVE, last_error
 from dms_spec.lob import (
     limited_lob_size,
     supports_lobs,
@@ -34,7 +34,7 @@ class RunBackend(BackendBase):
         checkpoint: the slot kept every change after it. (One that was loading came back
         ``failed`` from ``Persistence.load``.)"""
         for task in self._runnables():
-            if task.status in RUNNING_STATES and task.capturing:
+            if task.status in ACTIVE and task.capturing:  # a stopping one came back stopped
                 log.info("task %s: resuming change capture from %s", task.identifier,
                          task.recovery_checkpoint)  # fmt: skip
                 try:
@@ -106,7 +106,7 @@ class RunBackend(BackendBase):
             else ""
         )
         stop_at = StopAt.parse(task.cdc_stop_position) if task.cdc_stop_position else None
-        endpoint_slot = self._endpoint(task.source_arn).source().slot_name
+        endpoint_slot = self._endpoint(task.source_arn).slot_name
         slot = endpoint_slot or task.slot_name or slot_name(task.arn)
         own = not endpoint_slot
         if start_type == StartType.RESUME_PROCESSING and task.capturing:

@@ -46,7 +46,6 @@ from localdms.backend.shapes import Filter, TableToReload, Tag
 from localdms.backend.subnet_groups import SubnetGroupBackend
 from localdms.backend.tables import TableBackend
 from localdms.backend.tasks import check_cdc_positions, refuse_cdc_start_time
-from localdms.engine.capture_source import drop_capture, on_thread
 from localdms.exceptions import (
     InvalidParameterCombinationException,
     InvalidParameterValueException,
@@ -266,9 +265,7 @@ class ServerlessBackend(RunBackend, TableBackend, SubnetGroupBackend):
             config.schedule("deleting", GONE, self.transition_seconds)
             self.runs.pop(config.arn, None)
             run = config.replication
-            if run.slot_name and config.source_arn in self.endpoints:
-                source, slot = self._endpoint(config.source_arn).source(), run.slot_name
-                on_thread(lambda: drop_capture(source, slot), f"drop-slot-{slot}")
+            self._drop_capture_later(config.source_arn, run.slot_name or "")
             self._save()
             return {"ReplicationConfig": body}
 

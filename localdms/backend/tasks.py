@@ -29,7 +29,7 @@ from localdms.backend.queries import (
 from localdms.backend.resources import GONE, ReplicationTask
 from localdms.backend.runs import RunBackend
 from localdms.backend.shapes import Filter, Tag
-from localdms.engine.capture_source import StopAt, drop_capture, on_thread
+from localdms.engine.capture_source import StopAt
 from localdms.engine.pgoutput import parse_lsn
 from localdms.exceptions import (
     InvalidParameterCombinationException,
@@ -311,9 +311,7 @@ class TaskBackend(RunBackend):
             self.runs.pop(task.arn, None)
             for run in [r for r in self.state.assessment_runs.values() if r.task_arn == task.arn]:
                 del self.state.assessment_runs[run.arn]  # a task's assessment runs go with it
-            if task.slot_name and task.source_arn in self.endpoints:
-                source, slot = self._endpoint(task.source_arn).source(), task.slot_name
-                on_thread(lambda: drop_capture(source, slot), f"drop-slot-{slot}")
+            self._drop_capture_later(task.source_arn, task.slot_name or "")
             self._save()
             return {"ReplicationTask": task.to_api(time.time())}
 

@@ -9,6 +9,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -497,3 +498,49 @@ def test_reload_target_reloads_and_restarts_capture(dms, s3, source_db):
     assert replay(s3, pipeline.bucket) == source_state(source_db)
     dms.stop_replication_task(ReplicationTaskArn=arn)
     wait_for_status(dms, arn, {"stopped"})
+
+
+def delete_and_wait_for_the_slot_to_go(dms: Any, arn: str, source: SourceDatabase) -> list[str]:
+    """Stop and delete a capturing task; return the slots left on its database once the drop
+    (on a thread of localdms) has had its time."""
+    dms.stop_replication_task(ReplicationTaskArn=arn)
+    wait_for_status(dms, arn, {"stopped"})
+    dms.delete_replication_task(ReplicationTaskArn=arn)
+    deadline = time.monotonic() + 20
+    while slots(source) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return slots(source)
+
+
+def test_deleting_a_cdc_task_whose_source_is_a_secret_drops_its_slot(
+    dms, s3, s3_server, source_db, monkeypatch
+):
+    """The endpoint has no host or port of its own, only a Secrets Manager secret: the drop
+    connects with the secret, as the run did (it used to connect without it, fail on a thread,
+    and leave the slot holding WAL on the source)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", s3_server.url)  # moto serves both
+    server = source_db.server
+    secret = boto3.client("secretsmanager", **s3_server.client_arguments()).create_secret(
+        Name=f"dms/{source_db.name}",
+        SecretString=json.dumps({"username": server.user, "password": server.password,
+                                 "host": server.host, "port": server.port,
+                                 "dbname": source_db.name}),
+    )["ARN"]  # fmt: skip
+    make_accounts(source_db, 100)
+    pipeline = provision(dms, s3, source_db, s3_settings=CDC_S3)
+    endpoint = dms.create_endpoint(
+        EndpointIdentifier="from-secret", EndpointType="source", EngineName="postgres",
+        PostgreSQLSettings={"SecretsManagerSecretId": secret,
+                            "SecretsManagerAccessRoleArn": "arn:aws:iam::123456789012:role/s"},
+    )["Endpoint"]  # fmt: skip
+    pipeline = replace(pipeline, source_arn=endpoint["EndpointArn"])
+    arn = create_task(
+        dms, pipeline, select_rules(("app", "accounts")), migration_type="full-load-and-cdc"
+    )
+    start(dms, arn)
+    wait_capturing(dms, arn)
+    assert len(slots(source_db)) == 1
+
+    assert delete_and_wait_for_the_slot_to_go(dms, arn, source_db) == []
+    publications = source_db.fetchall("SELECT pubname FROM pg_publication")
+    assert publications == []

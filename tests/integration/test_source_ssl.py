@@ -219,3 +219,28 @@ def test_verifying_modes_need_an_imported_certificate(dms, s3, source_db, mode):
             Username=server.user, Password=server.password, SslMode=mode,
             CertificateArn="arn:aws:dms:us-east-1:123456789012:cert:NOSUCHCERTIFICATE",
         )  # fmt: skip
+
+
+def test_deleting_a_cdc_task_with_verify_full_drops_its_slot(dms, s3, ssl_server, ssl_source):
+    """The drop verifies the server against the imported CA, as the run did (it used to connect
+    without the CA, fail on a thread, and leave the slot on the source)."""
+    from tests.integration.test_localdms_cdc import (
+        delete_and_wait_for_the_slot_to_go,
+        make_accounts,
+        slots,
+        wait_capturing,
+    )
+
+    make_accounts(ssl_source, 100)
+    pem = (ssl_server.root / "server.crt").read_text()
+    ca = dms.import_certificate(CertificateIdentifier="server-ca", CertificatePem=pem)
+    pipeline = provision(dms, s3, ssl_source, s3_settings={"CdcMaxBatchInterval": 1},
+                         ssl_mode="verify-full", certificate_arn=ca["Certificate"]["CertificateArn"])  # fmt: skip
+    arn = create_task(
+        dms, pipeline, select_rules(("app", "accounts")), migration_type="full-load-and-cdc"
+    )
+    dms.start_replication_task(ReplicationTaskArn=arn, StartReplicationTaskType="start-replication")
+    wait_capturing(dms, arn)
+    assert len(slots(ssl_source)) == 1
+
+    assert delete_and_wait_for_the_slot_to_go(dms, arn, ssl_source) == []

@@ -200,6 +200,26 @@ def test_state_round_trips_and_a_run_interrupted_by_a_crash_comes_back_failed(tm
     assert "secret-pw" not in json.dumps(endpoints)  # never returned
 
 
+def test_a_capturing_task_that_was_stopping_when_the_server_died_comes_back_stopped(tmp_path):
+    """StopReplicationTask was accepted: a restart finishes that stop instead of resuming
+    capture (the stop was lost before: ``stopping`` counted as running)."""
+    dms = backend(Store(tmp_path))
+    arns = provision(dms)
+    arn = create_task(dms, arns)
+    dms.update_task(arn, lambda task: task.begin(fresh=True, fresh_capture=True, now=time.time()))
+    dms.update_task(arn, lambda task: task.mark_running(time.time()))
+    dms.update_task(arn, lambda task: task.start_capture(time.time()))
+    dms.update_task(arn, lambda task: setattr(task, "recovery_checkpoint", "0/16B3748"))
+    dms.update_task(arn, lambda task: task.request_stop())
+
+    again = backend(Store(tmp_path))
+
+    task = call(again, "DescribeReplicationTasks", {})["ReplicationTasks"][0]
+    assert (task["Status"], task["StopReason"]) == ("stopped", "Stop Reason NORMAL")
+    assert task["RecoveryCheckpoint"] == "0/16B3748"  # a resume-processing goes on from there
+    assert again.runs == {}  # nothing resumed capture
+
+
 @pytest.mark.parametrize("operation", SUPPORTED)
 def test_every_request_member_is_taken_ignored_in_the_docstring_or_unknown_to_the_model(operation):
     members = set(service_model().operation_model(operation).input_shape.members)
