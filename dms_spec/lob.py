@@ -45,7 +45,7 @@ from typing import Any
 BLOB_TYPES = frozenset({"bytea"})
 CLOB_TYPES = frozenset({"xml", "tsvector", "tsquery", "path", "polygon"})
 NCLOB_TYPES = frozenset({"text", "json", "jsonb", "hstore", "record"})
-"""``record`` is what ``localdms.engine.catalog`` calls a column of a composite type."""
+"""``record`` is what ``localdms.engine.source_tables`` calls a column of a composite type."""
 
 
 def is_array_type(base_type: str) -> bool:

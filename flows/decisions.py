@@ -46,6 +46,18 @@ class TaskAction(StrEnum):
     REUSE = "reuse"
 
 
+class Ensured(StrEnum):
+    """What ``ensure-replication-task`` did (the report and the log say it in these words)."""
+
+    CREATED = "created"
+    MODIFIED = "modified"
+    REUSED = "reused"
+    ATTACHED = "attached"
+    """It was running: the run monitors it and starts nothing."""
+    RESUMED = "resumed"
+    """Started again with resume-processing to reload tables in error after the load."""
+
+
 @dataclass(frozen=True)
 class WantedTask:
     """The task the config asks for, in DMS's terms."""

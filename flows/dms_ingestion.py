@@ -22,7 +22,7 @@ from dms_spec.status import StartType, TaskStatus
 from flows import run_logging
 from flows.aws import aws_clients
 from flows.config import DmsIngestionConfig, load_config
-from flows.decisions import should_resume, task_succeeded
+from flows.decisions import Ensured, should_resume, task_succeeded
 from flows.dms_hook import DmsHook
 from flows.exceptions import PreflightFailedError, ReplicationTaskFailedError
 from flows.monitoring import MonitorOutcome, monitor_replication_task
@@ -139,7 +139,7 @@ async def dms_ingestion(
     ensured = await ensure(config, hook)
     preflight = await _preflight(ensured, config, target, hook, clients.s3)
     start_type: str | None = None
-    if ensured.action != "attached":
+    if ensured.action != Ensured.ATTACHED:
         start_type = await start_replication_task(ensured, config.rerun_start_type, hook)
         await wait_for_full_load_start(ensured.arn, config, hook)
 
@@ -153,11 +153,10 @@ async def dms_ingestion(
     if config.stop_after_full_load and outcome.task.get("Status") == TaskStatus.RUNNING:
         # The report describes the task as it ends up: stopped, not as last monitored.
         outcome.task = await stop_replication_task(ensured.arn, config, hook)
-    verification = (
-        await reconcile_s3_output(config, target, tables, clients.s3)
-        if config.verify_s3 and succeeded
-        else None
-    )
+    verification = None
+    if config.verify_s3 and succeeded:
+        reconciled = await reconcile_s3_output(config, target, tables, clients.s3)
+        verification, tables = reconciled.verification, reconciled.apply(tables)
     task_stats = outcome.task.get("ReplicationTaskStats", {})
     report = IngestionReport(
         task_identifier=config.dms_task_name,
@@ -212,7 +211,7 @@ async def _preflight(
     s3: Any,
 ) -> Preflight | None:
     """The premigration assessment before a start (``preflight``); None when off or attached."""
-    if config.preflight == "off" or ensured.action == "attached":
+    if config.preflight == "off" or ensured.action == Ensured.ATTACHED:
         return None
     if config.serverless:
         why = (
@@ -256,7 +255,7 @@ async def _monitor_with_resumes(
             config.reload_errored_tables,
         )
         await start_replication_task(
-            EnsuredTask(arn, config.dms_task_name, "resume", previously_run=True),
+            EnsuredTask(arn, config.dms_task_name, Ensured.RESUMED, previously_run=True),
             StartType.RESUME_PROCESSING,
             hook,
         )

@@ -1,5 +1,5 @@
-"""The flow's monitoring task: one DescribeReplicationTasks and one DescribeTableStatistics page
-per poll until the task finishes, feeding the per-table subflows, a progress artifact and the log,
+"""The flow's monitoring task: one DescribeReplicationTasks and DescribeTableStatistics (one call
+per 500 tables: every page is read) per poll until the task finishes, feeding the per-table subflows, a progress artifact and the log,
 and reloading tables in error while the task runs (``reload_errored_tables``)."""
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """One subflow run per table, fed by the task's single monitoring poll.
 
-DMS calls do not grow with the number of tables: the monitor makes one DescribeReplicationTasks
-and one DescribeTableStatistics page (500 tables) per interval and publishes each table's
-statistics here. A table's subflow starts when DMS starts loading it (so at most about
+DMS calls grow with the tables by one call in 500: the monitor makes one DescribeReplicationTasks
+and reads every page of DescribeTableStatistics (500 tables a page) per interval, and publishes
+each table's statistics here. A table's subflow starts when DMS starts loading it (so at most about
 MaxFullLoadSubTasks are active at once), and at the end for any table that never started, so every
 selected table gets exactly one run per load. Starts are staggered and capped, because each start
 writes to the Prefect API and a SQLite-backed server answers concurrent writes slowly.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import botocore.exceptions
@@ -26,6 +26,7 @@ from dms_spec.status import StartType, TableState
 from dms_spec.table_mappings import renames_schemas_or_tables
 from flows.config import DmsIngestionConfig
 from flows.decisions import (
+    Ensured,
     TaskAction,
     WantedConfig,
     WantedTask,
@@ -42,7 +43,7 @@ from flows.exceptions import (
     is_transient,
     waiter_timed_out,
 )
-from flows.reconcile import table_objects
+from flows.reconcile import TableObjects, table_objects
 from flows.report import S3Verification, TableReport
 from flows.target import TargetEndpoint
 
@@ -97,8 +98,8 @@ class EnsuredTask:
 
     arn: str
     identifier: str
-    action: str
-    """created, modified, reused or attached."""
+    action: Ensured
+    """What ensuring it did: created, modified, reused, attached (or resumed, by the flow)."""
     previously_run: bool
 
 
@@ -158,22 +159,22 @@ async def ensure_replication_task(config: DmsIngestionConfig, hook: DmsHook) -> 
         arn = created["ReplicationTaskArn"]
         logger.info("Created replication task %s (%s); waiting until it is ready", name, arn)
         await _settle(hook, arn, delay)
-        return EnsuredTask(arn, name, "created", previously_run=False)
+        return EnsuredTask(arn, name, Ensured.CREATED, previously_run=False)
 
     assert existing is not None
     arn = existing["ReplicationTaskArn"]
     if plan.action == TaskAction.ATTACH:
         logger.info("Task %s is already %s; attaching to it", name, existing["Status"])
-        return EnsuredTask(arn, name, "attached", previously_run=True)
+        return EnsuredTask(arn, name, Ensured.ATTACHED, previously_run=True)
     if plan.action == TaskAction.MODIFY:
         logger.info(
             "Task %s differs from the config (%s); modifying it", name, ", ".join(plan.changes)
         )
         await asyncio.to_thread(hook.modify_task, arn, **plan.changes)
         await _settle(hook, arn, delay)
-        return EnsuredTask(arn, name, "modified", previously_run=plan.previously_run)
+        return EnsuredTask(arn, name, Ensured.MODIFIED, previously_run=plan.previously_run)
     logger.info("Reusing replication task %s (%s, %s)", name, arn, existing["Status"])
-    return EnsuredTask(arn, name, "reused", previously_run=plan.previously_run)
+    return EnsuredTask(arn, name, Ensured.REUSED, previously_run=plan.previously_run)
 
 
 @task(name="ensure-replication-config", **RETRYABLE)
@@ -239,19 +240,19 @@ async def ensure_replication_config(config: DmsIngestionConfig, hook: DmsHook) -
         created = await asyncio.to_thread(hook.create_config, **parameters)
         arn = created["ReplicationConfigArn"]
         logger.info("Created DMS Serverless replication config %s (%s)", name, arn)
-        return EnsuredTask(arn, name, "created", previously_run=False)
+        return EnsuredTask(arn, name, Ensured.CREATED, previously_run=False)
     assert existing is not None
     arn = existing["ReplicationConfigArn"]
     if plan.action == TaskAction.ATTACH:
         logger.info("The replication of config %s is already running; attaching to it", name)
-        return EnsuredTask(arn, name, "attached", previously_run=True)
+        return EnsuredTask(arn, name, Ensured.ATTACHED, previously_run=True)
     if plan.action == TaskAction.MODIFY:
         logger.info("Replication config %s differs from the config (%s); modifying it", name,
                     ", ".join(plan.changes))  # fmt: skip
         await asyncio.to_thread(hook.modify_config, arn, **plan.changes)
-        return EnsuredTask(arn, name, "modified", previously_run=plan.previously_run)
+        return EnsuredTask(arn, name, Ensured.MODIFIED, previously_run=plan.previously_run)
     logger.info("Reusing replication config %s (%s)", name, arn)
-    return EnsuredTask(arn, name, "reused", previously_run=plan.previously_run)
+    return EnsuredTask(arn, name, Ensured.REUSED, previously_run=plan.previously_run)
 
 
 async def _settle(hook: DmsHook, arn: str, delay: float) -> None:
@@ -342,28 +343,50 @@ async def wait_for_full_load_start(arn: str, config: DmsIngestionConfig, hook: D
     return str(task_description["Status"])
 
 
+@dataclass(frozen=True)
+class Reconciliation:
+    """What ``reconcile-s3-output`` found: the verdict, and each reconciled table's objects."""
+
+    verification: S3Verification
+    found: dict[tuple[str, str], TableObjects] = field(default_factory=dict)
+    """(schema, table) → its LOAD objects, rows and bytes in S3."""
+
+    def apply(self, tables: list[TableReport]) -> list[TableReport]:
+        """``tables`` with ``s3_objects``, ``s3_rows`` and ``s3_bytes`` from what was found."""
+        return [
+            table.model_copy(
+                update={"s3_objects": found.objects, "s3_rows": found.rows, "s3_bytes": found.bytes}
+            )
+            if (found := self.found.get((table.schema_name, table.table_name)))
+            else table
+            for table in tables
+        ]
+
+
 @task(name="reconcile-s3-output", **RETRYABLE)
 async def reconcile_s3_output(
     config: DmsIngestionConfig, target: TargetEndpoint, tables: list[TableReport], s3: Any
-) -> S3Verification:
+) -> Reconciliation:
     """Count the rows of every completed table's LOAD objects and compare with DMS's FullLoadRows.
 
     Tables are read ``verify_s3_concurrency`` at a time (each in a worker thread, in bounded
-    memory); their ``s3_objects``, ``s3_rows`` and ``s3_bytes`` are filled in. Skipped when a
-    transformation renames a schema or table: DMS reports the source names, and the S3 folder is
-    named after the target.
+    memory); what was found per table is returned (``Reconciliation.apply`` puts it in the
+    report's tables). Skipped when a transformation renames a schema or table: DMS reports the
+    source names, and the S3 folder is named after the target.
     """
     if renames_schemas_or_tables(config.table_mappings_document()):
-        return S3Verification(
-            checked=False,
-            detail="A transformation rule renames schemas or tables: S3 folders are named after "
-            "the targets, DMS's statistics after the sources; not reconciled.",
+        return Reconciliation(
+            S3Verification(
+                checked=False,
+                detail="A transformation rule renames schemas or tables: S3 folders are named "
+                "after the targets, DMS's statistics after the sources; not reconciled.",
+            )
         )
     started = time.monotonic()
     slots = asyncio.Semaphore(config.verify_s3_concurrency)
     completed = [t for t in tables if t.table_state == TableState.COMPLETED]
 
-    async def count(table: TableReport) -> None:
+    async def count(table: TableReport) -> TableObjects:
         async with slots:
             try:
                 found = await asyncio.to_thread(
@@ -379,25 +402,29 @@ async def reconcile_s3_output(
                     str(error.get("Message", "")),
                     target.url(table.schema_name, table.table_name),
                 ) from exc
-        table.s3_objects, table.s3_rows, table.s3_bytes = found.objects, found.rows, found.bytes
+        return found
 
-    await asyncio.gather(*(count(t) for t in completed))
-    mismatched = [t for t in completed if t.s3_rows != t.full_load_rows]
+    counts = await asyncio.gather(*(count(t) for t in completed))
+    found = {(t.schema_name, t.table_name): c for t, c in zip(completed, counts, strict=True)}
+    mismatched = [
+        t for t in completed if found[t.schema_name, t.table_name].rows != t.full_load_rows
+    ]
     verification = S3Verification(
         checked=True,
         ok=not mismatched,
         tables=len(completed),
-        objects=sum(t.s3_objects or 0 for t in completed),
-        rows=sum(t.s3_rows or 0 for t in completed),
-        bytes=sum(t.s3_bytes or 0 for t in completed),
+        objects=sum(c.objects for c in counts),
+        rows=sum(c.rows for c in counts),
+        bytes=sum(c.bytes for c in counts),
         seconds=round(time.monotonic() - started, 3),
         mismatched_tables=[f"{t.schema_name}.{t.table_name}" for t in mismatched],
     )
     if mismatched:
         verification.detail = "; ".join(
             f"{t.schema_name}.{t.table_name}: DMS loaded {t.full_load_rows:,} rows, "
-            f"{target.url(t.schema_name, t.table_name)} holds {t.s3_rows:,} in "
-            f"{t.s3_objects} LOAD objects"
+            f"{target.url(t.schema_name, t.table_name)} holds "
+            f"{found[t.schema_name, t.table_name].rows:,} in "
+            f"{found[t.schema_name, t.table_name].objects} LOAD objects"
             for t in mismatched
         )
     else:
@@ -406,7 +433,7 @@ async def reconcile_s3_output(
             f"{verification.objects} LOAD objects under {target.url()} match DMS's counts "
             f"({verification.seconds:.1f} s)"
         )
-    return verification
+    return Reconciliation(verification, found)
 
 
 @task(name="delete-replication-task", **RETRYABLE)

@@ -243,6 +243,10 @@ def _cdc_settings(settings: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+CONNECT_TIMEOUT_SECONDS = 10
+"""How long a connection to the source may take before it fails (every connection's default)."""
+
+
 @dataclass(frozen=True)
 class PostgresSource:
     """How to reach a PostgreSQL source endpoint."""
@@ -259,14 +263,14 @@ class PostgresSource:
     ``verify-ca`` (the server's certificate signed by ``ca_pem``) or ``verify-full`` (and issued
     for ``host``)."""
     ca_pem: str | None = None
+    """The PEM of the endpoint's CertificateArn (ImportCertificate), for the verify modes."""
     fail_tasks_on_lob_truncation: bool = False
     """PostgreSQLSettings.FailTasksOnLobTruncation: a LOB over LobMaxSize fails the task."""
-    """The PEM of the endpoint's CertificateArn (ImportCertificate), for the verify modes."""
 
     # Every connection to the source is made from these: the task's asyncpg pool and the
     # connection test, CDC's psycopg2 (replication) connections, and ADBC's libpq URI.
 
-    def asyncpg_arguments(self, timeout: float) -> dict[str, Any]:
+    def asyncpg_arguments(self, timeout: float = CONNECT_TIMEOUT_SECONDS) -> dict[str, Any]:
         """Keyword arguments of ``asyncpg.connect`` / ``create_pool``."""
         return {
             "host": self.host,
@@ -301,7 +305,7 @@ class PostgresSource:
             partial.replace(path)
         return str(path)
 
-    def psycopg2_arguments(self, timeout: float) -> dict[str, Any]:
+    def psycopg2_arguments(self, timeout: float = CONNECT_TIMEOUT_SECONDS) -> dict[str, Any]:
         """Keyword arguments of ``psycopg2.connect`` (libpq's own sslmode)."""
         return {
             "host": self.host,
@@ -314,7 +318,7 @@ class PostgresSource:
             **({"sslrootcert": self.ca_file} if self.ca_file else {}),
         }
 
-    def libpq_uri(self, timeout: float) -> str:
+    def libpq_uri(self, timeout: float = CONNECT_TIMEOUT_SECONDS) -> str:
         """A libpq URI (ADBC). It holds the password: never log it."""
         user = urllib.parse.quote(self.username, safe="")
         password = urllib.parse.quote(self.password, safe="")

@@ -7,17 +7,17 @@ Where things are (a family per module, composed here as moto composes its large 
 - ``persistence.py``: what is saved, when, and what a restart finds;
 - ``records.py``: what has no lifecycle (certificates, events);
 - ``endpoints.py``, ``instances.py``, ``subnet_groups.py``, ``tasks.py``, ``tables.py``,
-  ``tags.py``, ``certificates.py``, ``events.py`` (and task logs), ``catalogue.py`` (orderable
+  ``tags.py``, ``certificates.py``, ``events.py`` (and task logs), ``offerings.py`` (orderable
   instances, engine versions, endpoint types and settings, account quotas), ``serverless.py``
   (replication configs; ``replication_config.py`` how a replication reports),
-  ``assessments.py`` (premigration assessment runs), ``task_assessments.py`` (the legacy task
+  ``assessment_runs.py`` (premigration assessment runs), ``task_assessments.py`` (the legacy task
   assessment): the operations, one public method each, named as in the API, taking the request's
   members as keyword arguments
   (``localdms/responses.py`` checks each request against the botocore model first); each checks
   existence and status (raising DMS's fault), makes the transition, persists and returns the
   response body; ``shapes.py`` types the structured members;
 - ``runs.py``: how a start becomes a run of the engine, and what a restart resumes;
-- ``progress.py``: how a task run (``engine.task_run``, on its own thread) reports back;
+- ``progress.py``: how a task run (``engine.replication_run``, on its own thread) reports back;
 - ``queries.py``: Filters, pages and task-settings documents shared by the Describe operations.
 
 Short-lived statuses (``creating``, ``modifying``, ``deleting``, ``testing``) are kept for
@@ -27,12 +27,12 @@ them as on AWS.
 
 from __future__ import annotations
 
-from localdms.backend.assessments import AssessmentBackend
-from localdms.backend.catalogue import CatalogueBackend
+from localdms.backend.assessment_runs import AssessmentRunBackend
 from localdms.backend.certificates import CertificateBackend
 from localdms.backend.endpoints import EndpointBackend
 from localdms.backend.events import EventBackend
 from localdms.backend.instances import InstanceBackend
+from localdms.backend.offerings import OfferingsBackend
 from localdms.backend.serverless import ServerlessBackend
 from localdms.backend.tables import TableBackend
 from localdms.backend.tags import TagBackend
@@ -51,8 +51,8 @@ class DmsBackend(
     TagBackend,
     CertificateBackend,
     EventBackend,
-    CatalogueBackend,
-    AssessmentBackend,
+    OfferingsBackend,
+    AssessmentRunBackend,
     TaskAssessmentBackend,
 ):
     """All DMS resources of one localdms server (see ``BackendBase`` for the arguments)."""

@@ -16,7 +16,7 @@ import boto3
 import botocore.exceptions
 
 from dms_spec import events
-from localdms.backend.persistence import Persistence, State
+from localdms.backend.persistence import BackendState, Persistence
 from localdms.backend.records import MAX_EVENTS, Certificate, Event
 from localdms.backend.replication_config import ReplicationConfig
 from localdms.backend.resources import (
@@ -30,7 +30,7 @@ from localdms.backend.resources import (
 from localdms.backend.shapes import Tag
 from localdms.endpoint_settings import PostgresSource
 from localdms.engine.capture_source import drop_capture, on_thread
-from localdms.engine.task_run import TaskRun
+from localdms.engine.replication_run import ReplicationRun
 from localdms.exceptions import (
     InvalidParameterValueException,
     ResourceAlreadyExistsFault,
@@ -101,9 +101,9 @@ class BackendBase:
             transition_seconds if min_running_seconds is None else min_running_seconds
         )
         self.lock = threading.RLock()
-        self.runs: dict[str, TaskRun] = {}
+        self.runs: dict[str, ReplicationRun] = {}
         self.persistence = Persistence(store)
-        self.state: State = self.persistence.load()
+        self.state: BackendState = self.persistence.load()
         self._statuses = self._current_statuses()
         self._resume_runs()
 

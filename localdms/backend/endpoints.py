@@ -296,10 +296,8 @@ class EndpointBackend(BackendBase):
             log.exception("connection test of %s failed", endpoint.arn)
             problem = f"localdms could not test the connection: {exc!r}"
         with self.lock:
-            connection.last_failure_message = problem or ""
-            result = ConnectionStatus.FAILED if problem else ConnectionStatus.SUCCESSFUL
             remaining = max(0.0, self.transition_seconds - (time.time() - started))
-            connection.schedule(ConnectionStatus.TESTING, result, remaining)
+            connection.tested(problem, remaining)
             self._save()
 
     def _probe(self, endpoint: Endpoint) -> str | None:
@@ -311,7 +309,7 @@ class EndpointBackend(BackendBase):
             return fault.message
 
         async def connect() -> None:
-            conn = await asyncpg.connect(**source.asyncpg_arguments(timeout=10))
+            conn = await asyncpg.connect(**source.asyncpg_arguments())
             await conn.close()
 
         try:

@@ -1,6 +1,6 @@
 """The backend's state on disk: what is saved, when, and what a restart finds.
 
-``State`` holds every resource; ``Persistence`` writes it through the ``Store`` (one atomic JSON
+``BackendState`` holds every resource; ``Persistence`` writes it through the ``Store`` (one atomic JSON
 document) at once for resource and task transitions, and at most once a second for table-level
 progress (each save rewrites and fsyncs the whole state: per table transition that cost 34 ms at
 600 tables, 41 of 48 s of a load, measured). On load, a task that was stopping when the server
@@ -39,7 +39,7 @@ TABLE_SAVE_INTERVAL_SECONDS = 1.0
 
 
 @dataclass
-class State:
+class BackendState:
     """Every resource of one localdms server."""
 
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
@@ -60,17 +60,17 @@ class State:
 
 
 class Persistence:
-    """Loads and saves a ``State`` through a ``Store``, batching table-level saves."""
+    """Loads and saves a ``BackendState`` through a ``Store``, batching table-level saves."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self._last_save = 0.0
         self._dirty = False
 
-    def load(self) -> State:
+    def load(self) -> BackendState:
         """The saved state; tasks that were loading when the server died are ``failed``."""
         raw_state = self.store.load()
-        state = State()
+        state = BackendState()
         for raw in raw_state.get("endpoints", []):
             endpoint = Endpoint(**raw)
             state.endpoints[endpoint.arn] = endpoint
@@ -98,26 +98,23 @@ class Persistence:
             individual = [IndividualAssessment(**a) for a in raw.pop("assessments", [])]
             run = AssessmentRun(**raw, assessments=individual)
             if run.status in ("starting", "running"):  # the server died while it ran
-                run.status = "error-executing"
-                run.last_failure_message = (
-                    "localdms stopped while the assessment ran: start another run."
-                )
+                run.interrupt()
                 tested = state.tasks.get(run.task_arn)
-                if tested is not None and tested.status == "testing":
-                    tested.status = run.task_status or "ready"
+                if tested is not None:
+                    tested.end_testing(run.task_status or TaskStatus.READY)
             state.assessment_runs[run.arn] = run
         for raw in raw_state.get("task_assessments", []):
             assessment = TaskAssessment(**raw)
             if assessment.status == "running":  # the server died while it ran
-                assessment.status = "error"
+                assessment.interrupt()
                 tested = state.tasks.get(assessment.task_arn)
-                if tested is not None and tested.status == "testing":
-                    tested.status = "stopped"
+                if tested is not None:
+                    tested.end_testing(TaskStatus.STOPPED)
             state.task_assessments[assessment.task_arn] = assessment
         self.save(state)
         return state
 
-    def save(self, state: State) -> None:
+    def save(self, state: BackendState) -> None:
         """Write everything now."""
         self._last_save = time.monotonic()
         self._dirty = False
@@ -137,14 +134,14 @@ class Persistence:
             }
         )
 
-    def save_soon(self, state: State) -> None:
+    def save_soon(self, state: BackendState) -> None:
         """Write at most once per ``TABLE_SAVE_INTERVAL_SECONDS`` (table-level changes)."""
         if time.monotonic() - self._last_save >= TABLE_SAVE_INTERVAL_SECONDS:
             self.save(state)
         else:
             self._dirty = True
 
-    def save_if_due(self, state: State, changed: bool) -> None:
+    def save_if_due(self, state: BackendState, changed: bool) -> None:
         """Write when something changed, or when batched changes have waited long enough."""
         if changed or (
             self._dirty and time.monotonic() - self._last_save >= TABLE_SAVE_INTERVAL_SECONDS

@@ -70,11 +70,7 @@ class TaskRunProgress:
         self._update(lambda task: task.fail(message, time.time()))
 
     def capture_created(self, slot: str) -> None:
-        def change(task: ReplicationTask) -> None:
-            task.slot_name = slot
-            task.recovery_checkpoint = None
-
-        self._update(change)
+        self._update(lambda task: task.capture_created(slot))
 
     def capturing(self) -> None:
         """The full load is over (or there is none): the task now captures changes."""
@@ -97,6 +93,6 @@ class TaskRunProgress:
             now = time.time()
             for plan, numbers in counts.items():
                 self._table(task, plan).add_changes(numbers, applied=True, now=now)
-            task.recovery_checkpoint = checkpoint
+            task.checkpoint(checkpoint)
 
         self._update(change)

@@ -1,9 +1,10 @@
 """What the backend keeps beside the resources of ``resources.py``: imported certificates, the
-events of instances and tasks, and premigration assessment runs (whose statuses change only in
-``assessments.py``)."""
+events of instances and tasks, and assessment runs, whose statuses change only through their
+methods here (as a resource's do in ``resources.py``)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +97,18 @@ class IndividualAssessment:
             body["ReplicationTaskIndividualAssessmentStartDate"] = self.started
         return body
 
+    def start(self, now: float) -> None:
+        self.status, self.started = "running", now
+
+    def record(self, status: str, message: str, objects: list[str]) -> None:
+        """The check's finding: its status, message and the objects it names."""
+        self.status, self.message, self.objects = status, message, objects
+
+    def cancel(self) -> None:
+        """The run was cancelled: an assessment not done is ``cancelled``."""
+        if self.status in ("pending", "running"):
+            self.status = "cancelled"
+
 
 @dataclass
 class AssessmentRun:
@@ -121,6 +134,52 @@ class AssessmentRun:
     def is_cancelled(self) -> bool:
         """Whether CancelReplicationTaskAssessmentRun was called (read as the run goes on)."""
         return self.cancel_requested
+
+    # ------------------------------------------------------------- transitions of a run
+    def start(self) -> None:
+        """The run checks the source: ``running``."""
+        self.status = "running"
+
+    def next_assessment(self, now: float) -> None:
+        """The next pending assessment starts (none once the run is cancelled)."""
+        following = next((a for a in self.assessments if a.status == "pending"), None)
+        if following is not None and not self.cancel_requested:
+            following.start(now)
+
+    def record(self, name: str, status: str, message: str, objects: list[str]) -> None:
+        """An assessment's finding; then the next one starts."""
+        next(a for a in self.assessments if a.name == name).record(status, message, objects)
+        self.next_assessment(time.time())
+
+    def conclude(self, status: str) -> None:
+        """Every assessment ran: the run's status from theirs (``dms_spec.assessments``)."""
+        self.status = status
+
+    def error(self, message: str) -> None:
+        """The run could not go on (``error-executing``), saying why."""
+        self.status, self.last_failure_message = "error-executing", message
+
+    def interrupt(self) -> None:
+        """localdms died while the run ran: ``error-executing``, to be started again."""
+        self.error("localdms stopped while the assessment ran: start another run.")
+
+    def request_cancel(self) -> None:
+        """CancelReplicationTaskAssessmentRun accepted: ``cancelling`` (DMS's word for a
+        cancelled run); the running check ends, the others do not start."""
+        self.cancel_requested = True
+        self.status = "cancelling"
+
+    def cancelled(self) -> None:
+        """The cancelled run ended: what had not run is ``cancelled``."""
+        self.request_cancel()
+        for individual in self.assessments:
+            individual.cancel()
+
+    def note_failures(self) -> None:
+        """LastFailureMessage names the failed assessments, unless it says what failed already."""
+        failed = [a.name for a in self.assessments if a.status == "failed"]
+        if failed and not self.last_failure_message:
+            self.last_failure_message = "Failed: " + ", ".join(failed)
 
     @property
     def result_prefix(self) -> str:
@@ -189,3 +248,11 @@ class TaskAssessment:
             if url is not None:
                 body["S3ObjectUrl"] = url
         return body
+
+    def conclude(self, status: str, results: str, now: float) -> None:
+        """The check ran: its finding's status and the result file's text."""
+        self.status, self.results, self.completed = status, results, now
+
+    def interrupt(self) -> None:
+        """localdms died while it ran: ``error``."""
+        self.status = "error"

@@ -7,17 +7,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from dms_spec.serverless import CREATED, STARTING_PHASES
+from dms_spec.serverless import STARTING_PHASES, replication_status
 from dms_spec.status import MigrationType, TaskStatus
 from localdms.backend.resources import ReplicationTask, Resource
-
-_STATUS = {
-    TaskStatus.READY: CREATED,
-    TaskStatus.RUNNING: "running",
-    TaskStatus.STOPPING: "stopping",
-    TaskStatus.STOPPED: "stopped",
-    TaskStatus.FAILED: "failed",
-}
 
 
 @dataclass
@@ -57,11 +49,9 @@ class ReplicationConfig(Resource):
         run = self.replication
         if self.status == "deleting":
             return "deleting"
-        if run.status == TaskStatus.STARTING:
-            elapsed = now - (run.start_date or now)
-            index = int(elapsed / phase_seconds) if phase_seconds > 0 else len(STARTING_PHASES)
-            return STARTING_PHASES[min(index, len(STARTING_PHASES) - 1)]
-        return _STATUS.get(TaskStatus(run.status), str(run.status))
+        elapsed = now - (run.start_date or now)
+        phase = int(elapsed / phase_seconds) if phase_seconds > 0 else len(STARTING_PHASES)
+        return replication_status(str(run.status), phase)
 
     def provision_data(self, now: float, phase_seconds: float) -> dict[str, Any] | None:
         run = self.replication

@@ -1,10 +1,13 @@
 """The resources localdms keeps, each the only writer of its own status fields.
 
 A resource's transitions are its methods (``schedule``/``advance`` for the short-lived statuses
-DMS shows while it works; a task's ``begin``, ``request_stop``, ``mark_running``, ``finish_load``,
-``stop``, ``fail`` and ``interrupt``), so a task's ``Status``, ``StopReason`` and
-``LastFailureMessage`` change in this file only, with the statuses each operation needs taken
-from ``dms_spec.lifecycle``. ``to_api`` renders a resource as DescribeX returns it.
+DMS shows while it works; a task's ``begin``, ``request_stop``, ``mark_running``,
+``start_capture``, ``capture_created``, ``checkpoint``, ``finish_load``, ``stop``, ``fail``,
+``interrupt``, ``begin_testing`` and ``end_testing``; a connection's ``tested``), so a task's
+``Status``, ``StopReason``, ``LastFailureMessage`` and ``RecoveryCheckpoint`` change in this file
+only, with the statuses each operation needs taken from ``dms_spec.lifecycle``
+(``tests/unit/test_transitions.py`` fails on a write anywhere else). ``to_api`` renders a resource
+as DescribeX returns it.
 
 A little over 400 lines, on purpose: every resource and every transition in one file is what
 lets a reader check that nothing else writes a status (a task's tables are in
@@ -290,6 +293,13 @@ class Connection(Resource):
             body["LastFailureMessage"] = self.last_failure_message
         return body
 
+    def tested(self, problem: str | None, shown_for: float) -> None:
+        """The test ended (``problem`` says why it failed): ``testing`` for ``shown_for`` more
+        seconds, then ``successful`` or ``failed``."""
+        self.last_failure_message = problem or ""
+        result = ConnectionStatus.FAILED if problem else ConnectionStatus.SUCCESSFUL
+        self.schedule(ConnectionStatus.TESTING, result, shown_for)
+
 
 @dataclass
 class ReplicationTask(Resource):
@@ -343,6 +353,26 @@ class ReplicationTask(Resource):
         """StopReplicationTask accepted: ``stopping`` until the run has stopped."""
         self.status = TaskStatus.STOPPING
 
+    def begin_testing(self) -> str:
+        """An assessment of the task started: ``testing`` until it ends. Returns the status to
+        go back to (``end_testing``)."""
+        previous, self.status = self.status, TaskStatus.TESTING
+        return previous
+
+    def end_testing(self, status: str) -> None:
+        """The assessment ended: back to ``status`` (unless something else changed it)."""
+        if self.status == TaskStatus.TESTING:
+            self.status = status
+
+    def capture_created(self, slot: str) -> None:
+        """The run made (or took) its replication slot: capture starts there, from no checkpoint."""
+        self.slot_name = slot
+        self.recovery_checkpoint = None
+
+    def checkpoint(self, position: str) -> None:
+        """Changes up to ``position`` are in S3 (the RecoveryCheckpoint a resume goes on from)."""
+        self.recovery_checkpoint = position
+
     def mark_running(self, now: float) -> None:
         """The run has its tables and loads them."""
         if self.status == TaskStatus.STARTING:
@@ -355,9 +385,7 @@ class ReplicationTask(Resource):
             self.full_load_finish = now
         self.capturing = True
         for table in self.tables.values():
-            if table.state == TableState.BEFORE_LOAD:  # cdc tasks have no load
-                table.state = TableState.COMPLETED
-            table.last_update = now
+            table.capture_started(now)
 
     def finish_load(self, now: float) -> None:
         """A full-load task loaded every table (tables in error say why in LastFailureMessage)."""

@@ -19,7 +19,7 @@ from localdms.backend.progress import TaskRunProgress
 from localdms.backend.resources import ReplicationTask
 from localdms.engine.capture_source import StopAt, slot_name
 from localdms.engine.pgoutput import parse_lsn
-from localdms.engine.task_run import CdcSpec, RunSpec, TaskRun
+from localdms.engine.replication_run import CdcSpec, ReplicationRun, RunSpec
 from localdms.exceptions import DmsFault
 from localdms.table_mappings import validate_table_mappings
 
@@ -84,7 +84,7 @@ class RunBackend(BackendBase):
         lob_mode_problem = unsupported_lob_mode(task.settings)
         if lob_mode_problem:
             log.warning("task %s: %s", task.identifier, lob_mode_problem)
-        run = TaskRun(spec, TaskRunProgress(self, task.arn), self.s3_factory)
+        run = ReplicationRun(spec, TaskRunProgress(self, task.arn), self.s3_factory)
         self.runs[task.arn] = run
         run.start()
 

@@ -69,6 +69,13 @@ class TableStatistics:
         self.error = ""
         self.last_update = now
 
+    def capture_started(self, now: float) -> None:
+        """The task captures changes: a table with no load to wait for (a ``cdc`` task's) is
+        complete from now on."""
+        if self.state == TableState.BEFORE_LOAD:
+            self.state = TableState.COMPLETED
+        self.last_update = now
+
     def interrupt(self, message: str) -> None:
         """Its load stopped half way: an error (after a crash) or queued again (after a stop)."""
         if self.state == TableState.FULL_LOAD:

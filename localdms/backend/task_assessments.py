@@ -5,7 +5,7 @@ DescribeReplicationTaskAssessmentResults.
 The task must be in the stopped state [and] must have successful connections to the source and
 target" (API reference); the results are in "the Amazon S3 bucket that DMS creates in your
 Amazon Web Services account", and Describe "always returns the latest results". localdms runs
-the ``unsupported-data-types-in-source`` check of the assessment runs (``assessments.py``) on a
+the ``unsupported-data-types-in-source`` check of the assessment runs (``assessment_runs.py``) on a
 thread while the task shows ``testing``, creates that bucket (``dms-<account>-localdms``) in its
 S3 if needed, and writes ``<task>/<task>-<UTC time>.json``. DMS publishes neither the file's
 schema nor the AssessmentStatus values; localdms's are the check's (``passed``, ``warning``,
@@ -28,7 +28,7 @@ from dms_spec.status import ConnectionStatus, TaskStatus
 from localdms.backend.base import BackendBase
 from localdms.backend.queries import page_body
 from localdms.backend.records import TaskAssessment
-from localdms.engine.assessments import Finding, run_assessments
+from localdms.engine.assessment_checks import Finding, run_assessments
 from localdms.exceptions import DmsFault, InvalidResourceStateFault
 from localdms.table_mappings import validate_table_mappings
 
@@ -73,7 +73,7 @@ class TaskAssessmentBackend(BackendBase):
                 key=f"{task.identifier}/{task.identifier}-{stamp}.json",
             )  # fmt: skip
             self.state.task_assessments[task.arn] = assessment
-            task.status = TaskStatus.TESTING
+            task.begin_testing()
             self._save()
             body = {"ReplicationTask": task.to_api(started)}
             threading.Thread(
@@ -120,17 +120,16 @@ class TaskAssessmentBackend(BackendBase):
             s3.put_object(Bucket=assessment.bucket, Key=assessment.key, Body=results.encode())
         except botocore.exceptions.ClientError as exc:
             error = exc.response.get("Error", {})
-            finding.status = "error"
+            finding = Finding(finding.name, "error", finding.message, finding.objects)
             results = json.dumps({**document, "status": "error", "message": (
                 f"Writing s3://{assessment.bucket}/{assessment.key} failed: {error.get('Code')}: "
                 f"{error.get('Message')}."
             )}, indent=2)  # fmt: skip
         with self.lock:
-            assessment.status, assessment.results = finding.status, results
-            assessment.completed = time.time()
+            assessment.conclude(finding.status, results, time.time())
             task = self.tasks.get(assessment.task_arn)
-            if task is not None and task.status == TaskStatus.TESTING:
-                task.status = TaskStatus.STOPPED
+            if task is not None:
+                task.end_testing(TaskStatus.STOPPED)
             log.info("task assessment of %s: %s", assessment.task_identifier, finding.status)
             self._save()
 

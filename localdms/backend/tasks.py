@@ -2,7 +2,7 @@
 
 Each operation checks the task's status against ``dms_spec.lifecycle`` and raises DMS's fault
 otherwise; the task's own methods (``localdms/backend/resources.py``) make the transitions, and a
-start hands the run to ``engine.task_run`` with a ``TaskRunProgress`` to report through.
+start hands the run to ``engine.replication_run`` with a ``TaskRunProgress`` to report through.
 """
 
 from __future__ import annotations

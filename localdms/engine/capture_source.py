@@ -33,12 +33,11 @@ from psycopg import sql
 
 from dms_spec.status import StopReason
 from localdms.endpoint_settings import PostgresSource
-from localdms.engine.rendering import SESSION_OPTIONS
+from localdms.engine.session import SESSION_OPTIONS
 from localdms.table_mappings import TablePlan
 
 log = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT_SECONDS = 10
 MARKER_PREFIX = "localdms"
 """The prefix of the WAL message that ends a capture at StopTaskCachedChangesApplied."""
 
@@ -118,7 +117,7 @@ def connect(source: PostgresSource, replication: bool) -> Any:
     (a replication connection when ``replication``); CdcError (recoverable) when it fails."""
     try:
         return psycopg2.connect(
-            **source.psycopg2_arguments(CONNECT_TIMEOUT_SECONDS),
+            **source.psycopg2_arguments(),
             options=SESSION_OPTIONS,
             connection_factory=(
                 psycopg2.extras.LogicalReplicationConnection if replication else None

@@ -1,7 +1,8 @@
 """Change data capture from PostgreSQL logical decoding into per-table CDC files on S3.
 
-The slot and publications the capture reads are made by ``capture_source``; the files it writes
-are rendered by ``cdc_output``.
+The capture creates its slot here (``ChangeCapture.create_slot``, over the replication protocol,
+with an exported snapshot); ``capture_source`` names the slot, makes the publications and checks
+the source first; the files it writes are rendered by ``cdc_output``.
 
 Consistency (full-load-and-cdc): the slot is created with an exported snapshot over the
 replication protocol, and every table of the full load is read in that snapshot. A transaction is

@@ -8,7 +8,7 @@ CHAP_Source.PostgreSQL, "Source data types"):
 
 * the order is the Op column (when written), the ``TimestampColumnName`` column (when set), then
   the table's kept columns under their output names (after rename rules);
-* a CSV value is PostgreSQL's text output in ``rendering.SESSION_SETTINGS`` with the few
+* a CSV value is PostgreSQL's text output in ``session.SESSION_SETTINGS`` with the few
   reformattings DMS's CSV form needs (``csv_expression`` in SQL for a full load, ``cdc_text`` on
   the text pgoutput sends for change capture; one table of types, ``REFORMATTED``, says which);
 * a Parquet value is read with ``parquet_expression`` and written as ``arrow_type`` (the type

@@ -35,8 +35,8 @@ from psycopg import sql
 from dms_spec.s3_layout import load_file_name
 from localdms.endpoint_settings import PostgresSource, S3Target
 from localdms.engine.columns import load_select, output_columns
-from localdms.engine.rendering import SESSION_SETUP
 from localdms.engine.s3_writer import MAX_PARTS_IN_FLIGHT, PART_SIZE
+from localdms.engine.session import SESSION_SETUP
 from localdms.table_mappings import TablePlan
 
 
@@ -109,7 +109,7 @@ def cdc_parquet_file(schema: pa.Schema, rows: list[list[str | None]], target: S3
 
 def adbc_uri(source: PostgresSource) -> str:
     """The libpq URI ADBC connects with (it holds the password: never log it)."""
-    return source.libpq_uri(timeout=10)
+    return source.libpq_uri()
 
 
 def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:

@@ -16,7 +16,11 @@ value the way DMS writes it (``columns.load_select``), and streams ``COPY (SELEC
 * ``money``: a plain number (DMS maps it to NUMERIC(38,4)), no currency symbol.
 * The Op column (``IncludeOpForFullLoad``) comes first, then the ``TimestampColumnName`` column,
   then the data columns (``columns.output_columns``). The header name of the Op column is ``Op``.
-* LOB truncation at ``LobMaxSize`` is not emulated: values are written whole.
+* LOB values over ``LobMaxSize`` (limited LOB mode) are cut in the same ``SELECT``
+  (``columns.lob_cut``, with the sizes of ``dms_spec.lob``).
+
+The settings every source session runs with, so that PostgreSQL prints values the same whatever
+the server's defaults, are in ``session.py``.
 """
 
 from __future__ import annotations
@@ -27,26 +31,6 @@ import io
 from localdms.endpoint_settings import S3Target
 from localdms.engine.columns import output_columns
 from localdms.table_mappings import TablePlan
-
-SESSION_SETTINGS = {
-    "DateStyle": "ISO, YMD",
-    "IntervalStyle": "postgres",
-    "TimeZone": "UTC",
-    "extra_float_digits": "1",
-    "bytea_output": "hex",
-    "lc_monetary": "C",  # money's text form, which pgoutput sends to change capture
-}
-"""Every source session's settings (full load and change capture alike), so that PostgreSQL's
-text output is the same whatever the server's defaults."""
-
-SESSION_SETUP = "; ".join(f"SET {name} = '{value}'" for name, value in SESSION_SETTINGS.items())
-"""``SESSION_SETTINGS`` as statements, run on every full-load connection."""
-
-SESSION_OPTIONS = " ".join(
-    f"-c {name}={value.replace(' ', chr(92) + ' ')}" for name, value in SESSION_SETTINGS.items()
-)
-"""``SESSION_SETTINGS`` as libpq ``options`` (spaces escaped), for connections that cannot run
-statements first (the replication protocol)."""
 
 
 def header_line(plan: TablePlan, target: S3Target) -> bytes:

@@ -209,7 +209,7 @@ def test_a_capturing_task_that_was_stopping_when_the_server_died_comes_back_stop
     dms.update_task(arn, lambda task: task.begin(fresh=True, fresh_capture=True, now=time.time()))
     dms.update_task(arn, lambda task: task.mark_running(time.time()))
     dms.update_task(arn, lambda task: task.start_capture(time.time()))
-    dms.update_task(arn, lambda task: setattr(task, "recovery_checkpoint", "0/16B3748"))
+    dms.update_task(arn, lambda task: task.checkpoint("0/16B3748"))
     dms.update_task(arn, lambda task: task.request_stop())
 
     again = backend(Store(tmp_path))

@@ -2,7 +2,8 @@
 time), then, for CDC tasks, change capture (``cdc.py``) until the task is stopped.
 
 One run is one thread with its own asyncio loop; each table is loaded by ``table_load.py``. A CDC
-task creates its slot first (``capture_source.py``) and loads every table in the slot's snapshot.
+task checks the source and makes its publications first (``capture_source.py``), creates its slot
+(``cdc.ChangeCapture.create_slot``) and loads every table in the slot's snapshot.
 The run reports through ``RunProgress`` (implemented by the backend, which owns the task's state),
 so the engine knows nothing about the API.
 
@@ -37,7 +38,6 @@ from localdms.engine.capture_source import (
     drop_capture,
     emit_marker,
 )
-from localdms.engine.catalog import read_catalog
 from localdms.engine.cdc import CaptureProgress, ChangeCapture
 from localdms.engine.columns import without_lobs
 from localdms.engine.failures import (
@@ -47,14 +47,14 @@ from localdms.engine.failures import (
     fatal_message,
     source_error,
 )
-from localdms.engine.rendering import SESSION_SETUP
+from localdms.engine.session import SESSION_SETUP
+from localdms.engine.source_tables import read_catalog
 from localdms.engine.table_load import TableLoad, TableProgress, TruncationStop
 from localdms.table_mappings import MappingError, TablePlan, plan_tables
 
 log = logging.getLogger(__name__)
 
 UPLOAD_SLOTS = 4
-CONNECT_TIMEOUT_SECONDS = 10
 
 
 class RunProgress(CaptureProgress, TableProgress, Protocol):
@@ -112,7 +112,7 @@ class RunSpec:
     """False (``TargetMetadata.SupportLobs``): LOB columns are left out of every file."""
 
 
-class TaskRun:
+class ReplicationRun:
     """Runs one replication task (full load, then change capture for CDC tasks) in a background
     thread.
 
@@ -200,7 +200,7 @@ class TaskRun:
             self._loop = self._main_task = None
 
     def _connect_arguments(self) -> dict[str, Any]:
-        return self.spec.source.asyncpg_arguments(CONNECT_TIMEOUT_SECONDS)
+        return self.spec.source.asyncpg_arguments()
 
     @staticmethod
     async def _setup_session(connection: Any) -> None:

@@ -26,8 +26,8 @@ from dms_spec.lob import (
 from dms_spec.source_types import label, verdict
 from dms_spec.table_mappings import Rule
 from localdms.endpoint_settings import PostgresSource
-from localdms.engine.catalog import read_catalog
 from localdms.engine.columns import lob_size
+from localdms.engine.source_tables import read_catalog
 from localdms.engine.table_load import arrays_without_primary_key
 from localdms.table_mappings import MappingError, SourceColumn, TablePlan, plan_tables
 

@@ -162,7 +162,7 @@ def endpoint_settings(engine: str) -> list[dict[str, Any]]:
     return settings
 
 
-class CatalogueBackend(BackendBase):
+class OfferingsBackend(BackendBase):
     """The catalogue operations: what can be ordered, what engines there are, the quotas."""
 
     def describe_orderable_replication_instances(

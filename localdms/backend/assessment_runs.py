@@ -3,7 +3,7 @@ DescribeReplicationTaskAssessmentRuns, DescribeReplicationTaskIndividualAssessme
 DescribeApplicableIndividualAssessments, CancelReplicationTaskAssessmentRun,
 DeleteReplicationTaskAssessmentRun.
 
-A run checks the source for real (``localdms.engine.assessments``) on a thread: the run is
+A run checks the source for real (``localdms.engine.assessment_checks``) on a thread: the run is
 ``starting``, then ``running`` (its task shows ``testing``, as DMS's does), each individual
 assessment ``pending`` → ``running`` → ``passed``/``warning``/``failed``/``error``; then
 ``passed`` or ``failed`` (``dms_spec.assessments.run_status``). Results go to
@@ -24,15 +24,14 @@ from typing import Any
 
 import botocore.exceptions
 
-from dms_spec import assessments as catalogue
+from dms_spec import assessments as assessment_catalogue
 from dms_spec.lifecycle import STARTABLE
-from dms_spec.status import TaskStatus
 from localdms.backend.base import BackendBase
 from localdms.backend.queries import filtered, page_body
 from localdms.backend.records import AssessmentRun, IndividualAssessment
 from localdms.backend.shapes import Filter, Tag
 from localdms.endpoint_settings import POSTGRES_ENGINES
-from localdms.engine.assessments import Finding, run_assessments
+from localdms.engine.assessment_checks import Finding, run_assessments
 from localdms.exceptions import (
     DmsFault,
     InvalidParameterCombinationException,
@@ -51,7 +50,7 @@ def _iso(epoch: float | None) -> str | None:
     return datetime.fromtimestamp(epoch, UTC).isoformat() if epoch is not None else None
 
 
-class AssessmentBackend(BackendBase):
+class AssessmentRunBackend(BackendBase):
     """The premigration assessment operations."""
 
     def _run(self, arn: str) -> AssessmentRun:
@@ -126,8 +125,7 @@ class AssessmentBackend(BackendBase):
             )
             self.state.assessment_runs[run.arn] = run
             self._set_tags(run.arn, tags)
-            previous = run.task_status = task.status
-            task.status = TaskStatus.TESTING
+            previous = run.task_status = task.begin_testing()
             self._save()
             threading.Thread(
                 target=self._assess, args=(run, previous), name=f"assess-{run.name}", daemon=True
@@ -142,30 +140,24 @@ class AssessmentBackend(BackendBase):
             if task is None or run.cancel_requested:
                 self._finish(run, previous_status)
                 return
-            run.status = "running"
+            run.start()
             rules = validate_table_mappings(task.table_mappings)
             migration_type, settings = str(task.migration_type), dict(task.settings)
             try:
                 source = self._source(self._endpoint(task.source_arn))
             except DmsFault as fault:
-                run.status, run.last_failure_message = "error-executing", fault.message
+                run.error(fault.message)
                 self._finish(run, previous_status)
                 return
             self._save()
 
         def record(finding: Finding) -> None:
             with self.lock:
-                individual = next(a for a in run.assessments if a.name == finding.name)
-                individual.status, individual.message = finding.status, finding.message
-                individual.objects = finding.objects
-                following = next((a for a in run.assessments if a.status == "pending"), None)
-                if following is not None and not run.cancel_requested:
-                    following.status, following.started = "running", time.time()
+                run.record(finding.name, finding.status, finding.message, finding.objects)
                 self._save()
 
         with self.lock:
-            if run.assessments:
-                run.assessments[0].status, run.assessments[0].started = "running", time.time()
+            run.next_assessment(time.time())
         names = [a.name for a in run.assessments]
         try:
             run_assessments(source, rules, migration_type, settings, names, record,
@@ -173,37 +165,29 @@ class AssessmentBackend(BackendBase):
         except Exception as exc:  # the thread's top frame: record, never die silently
             log.exception("assessment run %s failed", run.name)
             with self.lock:
-                run.status, run.last_failure_message = "error-executing", repr(exc)
+                run.error(repr(exc))
         with self.lock:
             if run.is_cancelled():
-                for individual in run.assessments:
-                    if individual.status in ("pending", "running"):
-                        individual.status = "cancelled"
+                run.cancelled()
             elif run.status == "running":
-                run.status = catalogue.run_status([a.status for a in run.assessments])
+                run.conclude(assessment_catalogue.run_status([a.status for a in run.assessments]))
             try:
                 self._write_results(run)
             except botocore.exceptions.ClientError as exc:
                 error = exc.response.get("Error", {})
-                run.status = "error-executing"
-                run.last_failure_message = (
+                run.error(
                     f"Writing the results to s3://{run.bucket}/{run.result_prefix} failed: "
                     f"{error.get('Code')}: {error.get('Message')}. Check ResultLocationBucket."
                 )
-            failed = [a.name for a in run.assessments if a.status == "failed"]
-            if failed and not run.last_failure_message:
-                run.last_failure_message = "Failed: " + ", ".join(failed)
+            run.note_failures()
             self._finish(run, previous_status)
 
     def _finish(self, run: AssessmentRun, previous_status: str) -> None:
         task = self.tasks.get(run.task_arn)
-        if task is not None and task.status == TaskStatus.TESTING:
-            task.status = previous_status
+        if task is not None:
+            task.end_testing(previous_status)
         if run.cancel_requested:
-            run.status = "cancelling"  # DMS's word for a cancelled run
-            for individual in run.assessments:
-                if individual.status in ("pending", "running"):
-                    individual.status = "cancelled"
+            run.cancelled()
         log.info("assessment run %s of %s: %s", run.name, run.task_arn, run.status)
         self._save()
 
@@ -217,7 +201,7 @@ class AssessmentBackend(BackendBase):
         for individual in run.assessments:
             document = {
                 "name": individual.name,
-                "description": catalogue.BY_NAME[individual.name].description,
+                "description": assessment_catalogue.BY_NAME[individual.name].description,
                 "status": individual.status,
                 "message": individual.message,
                 "objects": individual.objects,
@@ -322,7 +306,7 @@ class AssessmentBackend(BackendBase):
                 kind = migration_type
                 if source_engine_name not in POSTGRES_ENGINES or target_engine_name != "s3":
                     return {"IndividualAssessmentNames": []}
-            names = [a.name for a in catalogue.applicable(kind)]
+            names = [a.name for a in assessment_catalogue.applicable(kind)]
             return page_body("IndividualAssessmentNames", names, lambda n: n, max_records, marker)
 
     def cancel_replication_task_assessment_run(
@@ -337,8 +321,7 @@ class AssessmentBackend(BackendBase):
                     f"Assessment run {run.name} is {run.status}; only a starting or running run "
                     "can be cancelled."
                 )
-            run.cancel_requested = True
-            run.status = "cancelling"
+            run.request_cancel()
             self._save()
             return {"ReplicationTaskAssessmentRun": self._run_api(run)}
 
@@ -381,7 +364,7 @@ def _selected(
     """The assessments a run does: the applicable ones, narrowed by IncludeOnly / Exclude."""
     if include_only and exclude:
         raise InvalidParameterCombinationException("Give IncludeOnly or Exclude, not both.")
-    names = [a.name for a in catalogue.applicable(migration_type)]
+    names = [a.name for a in assessment_catalogue.applicable(migration_type)]
     asked = [*(include_only or ()), *(exclude or ())]
     unknown = [n for n in asked if n not in names]
     if unknown:
