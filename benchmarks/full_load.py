@@ -157,11 +157,8 @@ def measure_localdms(
 
 def reconcile(s3: Any, table: str, rows: int, data_format: str) -> float:
     """Seconds the flow's reconciliation takes over ``measure_localdms``'s output of ``table``."""
-    target = TargetEndpoint(
-        endpoint_arn="bench",
-        bucket="bench",
-        folder=f"localdms-{data_format}",
-        data_format=data_format,
+    target = TargetEndpoint.of(
+        "bench", BucketName="bench", BucketFolder=f"localdms-{data_format}", DataFormat=data_format
     )
     started = time.perf_counter()
     found = table_objects(s3, target, "public", table)

@@ -22,22 +22,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dms_spec.endpoint_settings import merged_settings, setting_flag
-from dms_spec.s3_layout import decode_delimiter, load_extension, table_prefix
+from dms_spec.endpoint_settings import merged_settings
+from dms_spec.s3_target import S3SettingsError, S3Target
 
 
 @dataclass(frozen=True)
 class TargetEndpoint:
-    """Where and how DMS writes a target endpoint's files."""
+    """Where and how DMS writes a target endpoint's files: its S3Settings as ``dms_spec.s3_target``
+    reads them (the parser localdms writes by)."""
 
     endpoint_arn: str
-    bucket: str
-    folder: str = ""
-    data_format: str = "csv"
-    compression: str = "none"
-    add_column_name: bool = False
-    csv_delimiter: str = ","
-    csv_row_delimiter: str = "\n"
+    settings: S3Target
     service_access_role_arn: str | None = None
     """The role DMS uses to write to the bucket (the preflight's default assessment role)."""
 
@@ -46,7 +41,8 @@ class TargetEndpoint:
         """Build from a DescribeEndpoints item.
 
         Raises:
-            ValueError: the endpoint is not an S3 endpoint, or has no BucketName.
+            ValueError: the endpoint is not an S3 endpoint, has no BucketName, or holds a value
+                DMS does not take.
         """
         arn = str(endpoint.get("EndpointArn", ""))
         engine = str(endpoint.get("EngineName", "")).lower()
@@ -56,33 +52,69 @@ class TargetEndpoint:
                 "loads into S3: give the ARN of an S3 target endpoint (EngineName s3)."
             )
         settings = merged_settings(endpoint, "S3Settings")
-        bucket = str(settings.get("BucketName") or "")
-        if not bucket:
-            raise ValueError(
-                f"The target endpoint {arn} has no S3Settings.BucketName: set it (aws dms "
-                f"modify-endpoint --endpoint-arn {arn} --s3-settings BucketName=<bucket>) or "
-                "point target_endpoint_arn at an S3 endpoint that has one."
-            )
+        try:
+            target = S3Target.from_settings(settings)
+        except S3SettingsError as exc:
+            if exc.setting == "BucketName":
+                raise ValueError(
+                    f"The target endpoint {arn} has no S3Settings.BucketName: set it (aws dms "
+                    f"modify-endpoint --endpoint-arn {arn} --s3-settings BucketName=<bucket>) or "
+                    "point target_endpoint_arn at an S3 endpoint that has one."
+                ) from None
+            raise ValueError(f"The target endpoint {arn}: {exc}") from None
         return cls(
             endpoint_arn=arn,
-            bucket=bucket,
-            folder=str(settings.get("BucketFolder") or "").strip("/"),
-            data_format=str(settings.get("DataFormat") or "csv").lower(),
-            compression=str(settings.get("CompressionType") or "none").lower(),
-            add_column_name=setting_flag(settings.get("AddColumnName")),
-            csv_delimiter=decode_delimiter(str(settings.get("CsvDelimiter") or ",")),
-            csv_row_delimiter=decode_delimiter(str(settings.get("CsvRowDelimiter") or "\n")),
+            settings=target,
             service_access_role_arn=settings.get("ServiceAccessRoleArn")
             or endpoint.get("ServiceAccessRoleArn"),
         )
 
+    @classmethod
+    def of(cls, endpoint_arn: str, **s3_settings: Any) -> TargetEndpoint:
+        """An endpoint from S3Settings members (for benchmarks and tests).
+
+        Example:
+            >>> TargetEndpoint.of("arn", BucketName="b", BucketFolder="raw").url()
+            's3://b/raw/'
+        """
+        return cls(endpoint_arn, S3Target.from_settings(s3_settings))
+
+    @property
+    def bucket(self) -> str:
+        return self.settings.bucket_name
+
+    @property
+    def folder(self) -> str:
+        """BucketFolder, slashes trimmed ("" for none)."""
+        return self.settings.folder
+
+    @property
+    def data_format(self) -> str:
+        return self.settings.data_format
+
+    @property
+    def compression(self) -> str:
+        return self.settings.compression
+
+    @property
+    def add_column_name(self) -> bool:
+        return self.settings.add_column_name
+
+    @property
+    def csv_delimiter(self) -> str:
+        return self.settings.csv_delimiter
+
+    @property
+    def csv_row_delimiter(self) -> str:
+        return self.settings.csv_row_delimiter
+
     @property
     def extension(self) -> str:
-        return load_extension(self.data_format, self.compression)
+        return self.settings.extension
 
     def table_prefix(self, schema: str, table: str) -> str:
         """``[BucketFolder/]schema/table/``, as DMS writes it (``dms_spec.s3_layout``)."""
-        return table_prefix(self.folder, schema, table)
+        return self.settings.table_prefix(schema, table)
 
     def url(self, schema: str | None = None, table: str | None = None) -> str:
         """``s3://bucket/[folder/]`` or, with a table, that table's folder."""

@@ -16,13 +16,12 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dms_spec.endpoint_settings import parse_extra_connection_attributes, setting_flag
-from dms_spec.s3_layout import decode_delimiter, load_extension, table_prefix
+from dms_spec.s3_target import S3SettingsError, S3Target
 from localdms.exceptions import InvalidParameterValueException
 
-__all__ = ["PostgresSource", "S3Target", "parse_extra_connection_attributes"]
+__all__ = ["PostgresSource", "S3Target", "parse_extra_connection_attributes", "s3_target"]
 
 POSTGRES_ENGINES = ("postgres", "postgresql", "aurora-postgresql")
 S3_ENGINES = ("s3",)
@@ -72,175 +71,33 @@ S3_KEYS = [
 ]
 
 
-def _bad(setting: str, value: Any, valid: str) -> InvalidParameterValueException:
+def _not_emulated(setting: str, value: Any, valid: str) -> InvalidParameterValueException:
     return InvalidParameterValueException(
         f"S3Settings {setting}={value!r} is not valid for localdms: {valid}."
     )
 
 
-@dataclass(frozen=True)
-class S3Target:
-    """What localdms does with an S3 target endpoint (AWS DMS User Guide: CHAP_Target.S3)."""
+def s3_target(settings: dict[str, Any]) -> S3Target:
+    """The S3 target of merged S3Settings, as DMS reads them (``dms_spec.s3_target``), and as far
+    as localdms emulates it.
 
-    bucket_name: str
-    bucket_folder: str = ""
-    data_format: str = "csv"
-    compression: str = "none"
-    csv_delimiter: str = ","
-    csv_row_delimiter: str = "\n"
-    csv_null_value: str = ""
-    add_column_name: bool = False
-    include_op_for_full_load: bool = False
-    timestamp_column_name: str = ""
-    max_file_size_kb: int = 1_048_576
-    cdc_inserts_only: bool = False
-    cdc_inserts_and_updates: bool = False
-    cdc_max_batch_interval: int = 60
-    """Seconds; a CDC file is written at least this often while changes arrive."""
-    cdc_min_file_size_kb: int = 32_000
-    """A CDC file is written as soon as a table's pending changes reach this size."""
-    date_partition_enabled: bool = False
-    date_partition_sequence: str = "YYYYMMDD"
-    date_partition_delimiter: str = "SLASH"
-    date_partition_timezone: str = "UTC"
-    parquet_version: str = "parquet-1-0"
-    parquet_encoding: str = "rle-dictionary"
-    parquet_row_group_length: int = 10_000
-    parquet_data_page_size: int = 1_048_576
-    parquet_dict_page_size_limit: int = 1_048_576
-    parquet_enable_statistics: bool = True
-    parquet_timestamp_in_millisecond: bool = False
-
-    @property
-    def extension(self) -> str:
-        """The LOAD and CDC files' extension (``dms_spec.s3_layout``)."""
-        return load_extension(self.data_format, self.compression)
-
-    def table_prefix(self, schema: str, table: str) -> str:
-        """``[BucketFolder/]schema/table/`` (``dms_spec.s3_layout``)."""
-        return table_prefix(self.bucket_folder, schema, table)
-
-    @classmethod
-    def from_settings(cls, settings: dict[str, Any]) -> S3Target:
-        """Build from merged S3Settings; raise InvalidParameterValueException on bad values."""
-        bucket = settings.get("BucketName")
-        if not bucket or not isinstance(bucket, str):
-            raise InvalidParameterValueException(
-                "The S3 target endpoint needs S3Settings.BucketName (the bucket DMS writes to)."
-            )
-        data_format = str(settings.get("DataFormat", "csv")).lower()
-        if data_format not in ("csv", "parquet"):
-            raise _bad("DataFormat", data_format, "valid values are csv and parquet")
-        compression = str(settings.get("CompressionType", "none")).lower()
-        if compression not in ("none", "gzip"):
-            raise _bad("CompressionType", compression, "valid values are none and gzip")
-        delimiter = decode_delimiter(str(settings.get("CsvDelimiter", ",")))
-        if len(delimiter) != 1 or delimiter in '\r\n"':
-            raise _bad("CsvDelimiter", delimiter, "one character other than a quote or newline")
-        row_delimiter = decode_delimiter(str(settings.get("CsvRowDelimiter", "\n")))
-        if not row_delimiter or '"' in row_delimiter or delimiter in row_delimiter:
-            raise _bad(
-                "CsvRowDelimiter", row_delimiter, "a non-empty string with no quote or delimiter"
-            )
-        if not setting_flag(settings.get("Rfc4180"), True):
-            raise _bad("Rfc4180", settings.get("Rfc4180"), "localdms always quotes per RFC 4180")
-        try:
-            max_file_size = int(settings.get("MaxFileSize", 1_048_576))
-        except (TypeError, ValueError) as exc:
-            raise _bad("MaxFileSize", settings.get("MaxFileSize"), "1 to 1048576 (KB)") from exc
-        if not 1 <= max_file_size <= 1_048_576:
-            raise _bad("MaxFileSize", max_file_size, "1 to 1048576 (KB)")
-        return cls(
-            bucket_name=bucket,
-            bucket_folder=str(settings.get("BucketFolder", "")),
-            data_format=data_format,
-            compression=compression,
-            csv_delimiter=delimiter,
-            csv_row_delimiter=row_delimiter,
-            csv_null_value=str(settings.get("CsvNullValue", "")),
-            add_column_name=setting_flag(settings.get("AddColumnName"), False),
-            include_op_for_full_load=setting_flag(settings.get("IncludeOpForFullLoad"), False),
-            timestamp_column_name=str(settings.get("TimestampColumnName", "")),
-            max_file_size_kb=max_file_size,
-            **_cdc_settings(settings),
-            **_parquet_settings(settings),
-        )
-
-
-def _int_setting(settings: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
-    value = settings.get(name, default)
-    try:
-        number = int(value)
-    except (TypeError, ValueError) as exc:
-        raise _bad(name, value, f"an integer from {low} to {high}") from exc
-    if not low <= number <= high:
-        raise _bad(name, value, f"an integer from {low} to {high}")
-    return number
-
-
-def _parquet_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """The S3Settings of Parquet files, validated as DMS does."""
-    version = str(settings.get("ParquetVersion", "parquet-1-0")).lower().replace("_", "-")
-    if version not in ("parquet-1-0", "parquet-2-0"):
-        raise _bad("ParquetVersion", version, "parquet-1-0 or parquet-2-0")
-    encoding = str(settings.get("EncodingType", "rle-dictionary")).lower().replace("_", "-")
-    if encoding not in ("rle-dictionary", "plain", "plain-dictionary"):
-        raise _bad("EncodingType", encoding, "rle-dictionary, plain or plain-dictionary")
-    return {
-        "parquet_version": version,
-        "parquet_encoding": encoding,
-        "parquet_row_group_length": _int_setting(
-            settings, "RowGroupLength", 10_000, 1, 100_000_000
-        ),
-        "parquet_data_page_size": _int_setting(
-            settings, "DataPageSize", 1_048_576, 1024, 1_073_741_824
-        ),
-        "parquet_dict_page_size_limit": _int_setting(
-            settings, "DictPageSizeLimit", 1_048_576, 1024, 1_073_741_824
-        ),
-        "parquet_enable_statistics": setting_flag(settings.get("EnableStatistics"), True),
-        "parquet_timestamp_in_millisecond": setting_flag(
-            settings.get("ParquetTimestampInMillisecond"), False
-        ),
-    }
-
-
-def _cdc_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """The S3Settings that shape CDC files, validated as DMS does."""
-    inserts_only = setting_flag(settings.get("CdcInsertsOnly"), False)
-    inserts_and_updates = setting_flag(settings.get("CdcInsertsAndUpdates"), False)
-    if inserts_only and inserts_and_updates:
-        raise InvalidParameterValueException(
-            "S3Settings CdcInsertsOnly and CdcInsertsAndUpdates cannot both be true."
+    Raises:
+        InvalidParameterValueException: a value DMS refuses, or one that asks for what localdms
+            does not emulate (``Rfc4180=false``, ``PreserveTransactions``), saying which.
+    """
+    if not setting_flag(settings.get("Rfc4180"), True):
+        raise _not_emulated(
+            "Rfc4180", settings.get("Rfc4180"), "localdms always quotes per RFC 4180"
         )
     if setting_flag(settings.get("PreserveTransactions"), False):
-        raise _bad(
+        raise _not_emulated(
             "PreserveTransactions", settings.get("PreserveTransactions"),
             "transaction-order files (CdcPath) are not emulated; CDC files are written per table",
         )  # fmt: skip
-    sequence = str(settings.get("DatePartitionSequence", "YYYYMMDD")).upper()
-    if sequence not in ("YYYYMMDD", "YYYYMMDDHH", "YYYYMM", "MMYYYYDD", "DDMMYYYY"):
-        raise _bad(
-            "DatePartitionSequence", sequence, "YYYYMMDD, YYYYMMDDHH, YYYYMM, MMYYYYDD or DDMMYYYY"
-        )
-    delimiter = str(settings.get("DatePartitionDelimiter", "SLASH")).upper()
-    if delimiter not in ("SLASH", "DASH", "UNDERSCORE", "NONE"):
-        raise _bad("DatePartitionDelimiter", delimiter, "SLASH, DASH, UNDERSCORE or NONE")
-    timezone = str(settings.get("DatePartitionTimezone") or "UTC")
     try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise _bad("DatePartitionTimezone", timezone, "an Area/Location name") from exc
-    return {
-        "cdc_inserts_only": inserts_only,
-        "cdc_inserts_and_updates": inserts_and_updates,
-        "cdc_max_batch_interval": _int_setting(settings, "CdcMaxBatchInterval", 60, 1, 3600),
-        "cdc_min_file_size_kb": _int_setting(settings, "CdcMinFileSize", 32_000, 1, 1_048_576),
-        "date_partition_enabled": setting_flag(settings.get("DatePartitionEnabled"), False),
-        "date_partition_sequence": sequence,
-        "date_partition_delimiter": delimiter,
-        "date_partition_timezone": timezone,
-    }
+        return S3Target.from_settings(settings)
+    except S3SettingsError as exc:
+        raise InvalidParameterValueException(str(exc)) from None
 
 
 CONNECT_TIMEOUT_SECONDS = 10

@@ -34,7 +34,7 @@ from dms_spec.status import (
 )
 from localdms import endpoint_description as described
 from localdms.backend.table_statistics import TableStatistics
-from localdms.endpoint_settings import PostgresSource, S3Target
+from localdms.endpoint_settings import PostgresSource, S3Target, s3_target
 
 DEFAULT_ENGINE_VERSION = "3.5.3"
 """The replication engine version of an instance created without one."""
@@ -122,7 +122,7 @@ class Endpoint(Resource):
         return str(self.settings.get("SlotName") or "")
 
     def target(self) -> S3Target:
-        return S3Target.from_settings(self.settings)
+        return s3_target(self.settings)
 
     def check(self) -> None:
         """Refuse settings localdms cannot act on, as CreateEndpoint and ModifyEndpoint do."""

@@ -2,8 +2,14 @@ from pathlib import Path
 
 import pytest
 
+from dms_spec.s3_target import S3SettingsError
 from localdms.backend.queries import merge_settings
-from localdms.endpoint_settings import PostgresSource, S3Target, parse_extra_connection_attributes
+from localdms.endpoint_settings import (
+    PostgresSource,
+    S3Target,
+    parse_extra_connection_attributes,
+    s3_target,
+)
 from localdms.engine.rendering import RowDelimiterTranslator
 from localdms.engine.s3_writer import load_file_name, row_end_after
 from localdms.exceptions import InvalidParameterValueException
@@ -76,8 +82,13 @@ def test_s3_settings_accept_any_case_and_extra_connection_attributes():
     ],
 )
 def test_bad_s3_settings_are_refused(settings, message):
+    """As CreateEndpoint checks them (``s3_target``): DMS's rules, then what localdms emulates;
+    the flow reads endpoints with the same parser (``dms_spec.s3_target``)."""
     with pytest.raises(InvalidParameterValueException, match=message):
-        S3Target.from_settings(settings)
+        s3_target(settings)
+    if "Rfc4180" not in settings:  # DMS takes Rfc4180=false; localdms does not write it
+        with pytest.raises(S3SettingsError, match=message):
+            S3Target.from_settings(settings)
 
 
 def test_postgres_source_needs_every_connection_value_and_hides_the_password():
