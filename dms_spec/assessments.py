@@ -9,27 +9,53 @@ Example:
     >>> [a.name for a in applicable("full-load")][:2]
     ['postgres-check-dbversion', 'postgres-check-select-object-privileges']
     >>> run_status(["passed", "warning"]), run_status(["passed", "failed"])
-    ('passed', 'failed')
+    (<RunStatus.PASSED: 'passed'>, <RunStatus.FAILED: 'failed'>)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 CDC_TYPES = ("cdc", "full-load-and-cdc")
 LOAD_TYPES = ("full-load", "full-load-and-cdc")
 ALL_TYPES = ("full-load", "cdc", "full-load-and-cdc")
 
-RUN_STATUSES = (
-    "starting", "provisioning", "running", "passed", "failed", "error-provisioning",
-    "error-executing", "cancelling", "deleting", "invalid state",
-)  # fmt: skip
-"""ReplicationTaskAssessmentRun.Status values (the guide's list)."""
-INDIVIDUAL_STATUSES = (
-    "pending", "running", "passed", "warning", "failed", "error", "cancelled", "skipped",
-)  # fmt: skip
-"""ReplicationTaskIndividualAssessment.Status values."""
+
+class RunStatus(StrEnum):
+    """ReplicationTaskAssessmentRun.Status (the guide's list)."""
+
+    STARTING = "starting"
+    PROVISIONING = "provisioning"
+    RUNNING = "running"
+    PASSED = "passed"
+    FAILED = "failed"
+    ERROR_PROVISIONING = "error-provisioning"
+    ERROR_EXECUTING = "error-executing"
+    CANCELLING = "cancelling"
+    """DMS's word for a cancelled run, during and after."""
+    DELETING = "deleting"
+    INVALID_STATE = "invalid state"
+
+
+class AssessmentStatus(StrEnum):
+    """ReplicationTaskIndividualAssessment.Status."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    PASSED = "passed"
+    WARNING = "warning"
+    FAILED = "failed"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+
+RUN_STATUSES = tuple(RunStatus)
+INDIVIDUAL_STATUSES = tuple(AssessmentStatus)
+NOT_DONE = frozenset({AssessmentStatus.PENDING, AssessmentStatus.RUNNING})
+"""An individual assessment in these has not ended."""
 
 
 @dataclass(frozen=True)
@@ -90,10 +116,10 @@ def applicable(migration_type: str) -> list[Assessment]:
     return [a for a in CATALOGUE if migration_type in a.migration_types]
 
 
-def run_status(individual: Sequence[str]) -> str:
+def run_status(individual: Sequence[str]) -> RunStatus:
     """A finished run's status from its individual assessments' statuses."""
-    if "failed" in individual:
-        return "failed"
-    if "error" in individual:
-        return "error-executing"
-    return "passed"
+    if AssessmentStatus.FAILED in individual:
+        return RunStatus.FAILED
+    if AssessmentStatus.ERROR in individual:
+        return RunStatus.ERROR_EXECUTING
+    return RunStatus.PASSED

@@ -24,6 +24,7 @@ import botocore.exceptions
 from prefect import get_run_logger, task
 from prefect.artifacts import acreate_table_artifact
 
+from dms_spec.assessments import AssessmentStatus, RunStatus
 from flows.config import DmsIngestionConfig
 from flows.dms_hook import DmsHook
 from flows.exceptions import DmsApiError, PreflightFailedError
@@ -120,14 +121,14 @@ async def run_preflight(
         description=f"Premigration assessment {name} of {config.dms_task_name}: {run['Status']}",
     )
     for finding in findings:
-        if finding.status != "passed":
+        if finding.status != AssessmentStatus.PASSED:
             logger.warning("Preflight %s: %s%s%s", finding.status, finding.name,
                            f": {finding.message}" if finding.message else "",
                            finding.named(limit=20))  # fmt: skip
     logger.info("Preflight: %s (%s)", run["Status"], ", ".join(
         f"{count} {state.lower()}" for state, count in run.get("ResultStatistic", {}).items() if count
     ))  # fmt: skip
-    if config.preflight == "fail" and (run["Status"] != "passed" or preflight.failed):
+    if config.preflight == "fail" and (run["Status"] != RunStatus.PASSED or preflight.failed):
         failures = (
             "; ".join(
                 f"{f.name} {f.status}" + (f": {f.message}" if f.message else "") + f.named(limit=20)

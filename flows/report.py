@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from dms_spec.assessments import AssessmentStatus
 from dms_spec.status import TableState
 
 
@@ -142,7 +143,8 @@ class Preflight(BaseModel):
 
     @property
     def failed(self) -> list[PreflightFinding]:
-        return [f for f in self.findings if f.status in ("failed", "error")]
+        failing = (AssessmentStatus.FAILED, AssessmentStatus.ERROR)
+        return [f for f in self.findings if f.status in failing]
 
     def table_rows(self) -> list[dict[str, Any]]:
         """The findings as a Prefect table artifact's rows."""

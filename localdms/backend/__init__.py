@@ -22,7 +22,8 @@ Where things are (a family per module, composed here as moto composes its large 
 
 Short-lived statuses (``creating``, ``modifying``, ``deleting``, ``testing``) are kept for
 ``transition_seconds`` and advanced lazily whenever the backend is read, so boto3's waiters see
-them as on AWS.
+them as on AWS; a status that work starts behind (a run's ``starting``) is held by the work
+(``localdms/pacing.py`` says which is which).
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from typing import Any
 import botocore.exceptions
 
 from dms_spec import assessments as assessment_catalogue
+from dms_spec.assessments import RunStatus
 from dms_spec.lifecycle import STARTABLE
 from localdms.backend.base import BackendBase
 from localdms.backend.queries import filtered, page_body
@@ -41,6 +42,7 @@ from localdms.exceptions import (
     ResourceNotFoundFault,
 )
 from localdms.identifiers import make_arn, random_resource_id
+from localdms.pacing import hold
 from localdms.table_mappings import validate_table_mappings
 
 log = logging.getLogger(__name__)
@@ -103,7 +105,7 @@ class AssessmentRunBackend(BackendBase):
                 name=assessment_run_name,
                 task_arn=task.arn,
                 instance_arn=task.instance_arn,
-                status="starting",
+                status=RunStatus.STARTING,
                 created=time.time(),
                 role_arn=service_access_role_arn,
                 bucket=result_location_bucket,
@@ -128,13 +130,14 @@ class AssessmentRunBackend(BackendBase):
             previous = run.task_status = task.begin_testing()
             self._save()
             threading.Thread(
-                target=self._assess, args=(run, previous), name=f"assess-{run.name}", daemon=True
-            ).start()
+                target=self._assess, args=(run, previous, time.monotonic()),
+                name=f"assess-{run.name}", daemon=True,
+            ).start()  # fmt: skip
             return {"ReplicationTaskAssessmentRun": self._run_api(run)}
 
-    def _assess(self, run: AssessmentRun, previous_status: str) -> None:
+    def _assess(self, run: AssessmentRun, previous_status: str, since: float) -> None:
         """The run, on its own thread: check, record each finding, write the results."""
-        time.sleep(self.transition_seconds)  # starting, as DMS shows it first
+        hold(self.transition_seconds, since)  # `starting`, as DMS shows it first
         with self.lock:
             task = self.tasks.get(run.task_arn)
             if task is None or run.cancel_requested:
@@ -169,7 +172,7 @@ class AssessmentRunBackend(BackendBase):
         with self.lock:
             if run.is_cancelled():
                 run.cancelled()
-            elif run.status == "running":
+            elif run.status == RunStatus.RUNNING:
                 run.conclude(assessment_catalogue.run_status([a.status for a in run.assessments]))
             try:
                 self._write_results(run)
@@ -316,7 +319,7 @@ class AssessmentRunBackend(BackendBase):
         run ends ``cancelling`` (DMS's word for a cancelled run). Refused once it has ended."""
         with self.lock:
             run = self._run(replication_task_assessment_run_arn)
-            if run.status not in ("starting", "running"):
+            if run.status not in (RunStatus.STARTING, RunStatus.RUNNING):
                 raise InvalidResourceStateFault(
                     f"Assessment run {run.name} is {run.status}; only a starting or running run "
                     "can be cancelled."
@@ -332,7 +335,7 @@ class AssessmentRunBackend(BackendBase):
         refused while it runs."""
         with self.lock:
             run = self._run(replication_task_assessment_run_arn)
-            if run.status in ("starting", "running"):
+            if run.status in (RunStatus.STARTING, RunStatus.RUNNING):
                 raise InvalidResourceStateFault(
                     f"Assessment run {run.name} is {run.status}: cancel it first."
                 )

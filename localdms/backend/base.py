@@ -16,6 +16,7 @@ import boto3
 import botocore.exceptions
 
 from dms_spec import events
+from dms_spec.status import TaskStatus
 from localdms.backend.persistence import BackendState, Persistence
 from localdms.backend.records import MAX_EVENTS, Certificate, Event
 from localdms.backend.replication_config import ReplicationConfig
@@ -192,9 +193,9 @@ class BackendBase:
         task = self.tasks.get(arn)
         if task is None:
             return None
-        if status == "stopped":
+        if status == TaskStatus.STOPPED:
             return task.stop_reason
-        return task.last_failure_message if status == "failed" else None
+        return task.last_failure_message if status == TaskStatus.FAILED else None
 
     def _record_event(
         self, kind: events.EventKind, identifier: str, arn: str, detail: str | None = None

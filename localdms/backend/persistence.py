@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from dms_spec.assessments import AssessmentStatus, RunStatus
 from dms_spec.lifecycle import ACTIVE
 from dms_spec.status import StopReason, TaskStatus
 from localdms.backend.records import (
@@ -97,7 +98,7 @@ class Persistence:
         for raw in raw_state.get("assessment_runs", []):
             individual = [IndividualAssessment(**a) for a in raw.pop("assessments", [])]
             run = AssessmentRun(**raw, assessments=individual)
-            if run.status in ("starting", "running"):  # the server died while it ran
+            if run.status in (RunStatus.STARTING, RunStatus.RUNNING):  # it died while it ran
                 run.interrupt()
                 tested = state.tasks.get(run.task_arn)
                 if tested is not None:
@@ -105,7 +106,7 @@ class Persistence:
             state.assessment_runs[run.arn] = run
         for raw in raw_state.get("task_assessments", []):
             assessment = TaskAssessment(**raw)
-            if assessment.status == "running":  # the server died while it ran
+            if assessment.status == AssessmentStatus.RUNNING:  # the server died while it ran
                 assessment.interrupt()
                 tested = state.tasks.get(assessment.task_arn)
                 if tested is not None:

@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from dms_spec.assessments import NOT_DONE, AssessmentStatus, RunStatus
+
 MAX_EVENTS = 1000
 """Events kept (the oldest go first); DescribeEvents reads from these."""
 
@@ -81,7 +83,7 @@ class IndividualAssessment:
 
     arn: str
     name: str
-    status: str = "pending"
+    status: str = AssessmentStatus.PENDING
     started: float | None = None
     message: str = ""
     objects: list[str] = field(default_factory=list)
@@ -98,7 +100,7 @@ class IndividualAssessment:
         return body
 
     def start(self, now: float) -> None:
-        self.status, self.started = "running", now
+        self.status, self.started = AssessmentStatus.RUNNING, now
 
     def record(self, status: str, message: str, objects: list[str]) -> None:
         """The check's finding: its status, message and the objects it names."""
@@ -106,8 +108,8 @@ class IndividualAssessment:
 
     def cancel(self) -> None:
         """The run was cancelled: an assessment not done is ``cancelled``."""
-        if self.status in ("pending", "running"):
-            self.status = "cancelled"
+        if self.status in NOT_DONE:
+            self.status = AssessmentStatus.CANCELLED
 
 
 @dataclass
@@ -138,11 +140,13 @@ class AssessmentRun:
     # ------------------------------------------------------------- transitions of a run
     def start(self) -> None:
         """The run checks the source: ``running``."""
-        self.status = "running"
+        self.status = RunStatus.RUNNING
 
     def next_assessment(self, now: float) -> None:
         """The next pending assessment starts (none once the run is cancelled)."""
-        following = next((a for a in self.assessments if a.status == "pending"), None)
+        following = next(
+            (a for a in self.assessments if a.status == AssessmentStatus.PENDING), None
+        )
         if following is not None and not self.cancel_requested:
             following.start(now)
 
@@ -157,7 +161,7 @@ class AssessmentRun:
 
     def error(self, message: str) -> None:
         """The run could not go on (``error-executing``), saying why."""
-        self.status, self.last_failure_message = "error-executing", message
+        self.status, self.last_failure_message = RunStatus.ERROR_EXECUTING, message
 
     def interrupt(self) -> None:
         """localdms died while the run ran: ``error-executing``, to be started again."""
@@ -167,7 +171,7 @@ class AssessmentRun:
         """CancelReplicationTaskAssessmentRun accepted: ``cancelling`` (DMS's word for a
         cancelled run); the running check ends, the others do not start."""
         self.cancel_requested = True
-        self.status = "cancelling"
+        self.status = RunStatus.CANCELLING
 
     def cancelled(self) -> None:
         """The cancelled run ended: what had not run is ``cancelled``."""
@@ -177,7 +181,7 @@ class AssessmentRun:
 
     def note_failures(self) -> None:
         """LastFailureMessage names the failed assessments, unless it says what failed already."""
-        failed = [a.name for a in self.assessments if a.status == "failed"]
+        failed = [a.name for a in self.assessments if a.status == AssessmentStatus.FAILED]
         if failed and not self.last_failure_message:
             self.last_failure_message = "Failed: " + ", ".join(failed)
 
@@ -190,10 +194,12 @@ class AssessmentRun:
     def statistics(self) -> dict[str, int]:
         statuses = [a.status for a in self.assessments]
         return {key.capitalize(): statuses.count(key)
-                for key in ("passed", "failed", "error", "warning", "cancelled", "skipped")}  # fmt: skip
+                for key in (AssessmentStatus.PASSED, AssessmentStatus.FAILED, AssessmentStatus.ERROR,
+                            AssessmentStatus.WARNING, AssessmentStatus.CANCELLED,
+                            AssessmentStatus.SKIPPED)}  # fmt: skip
 
     def to_api(self, latest: bool) -> dict[str, Any]:
-        done = sum(a.status not in ("pending", "running") for a in self.assessments)
+        done = sum(a.status not in NOT_DONE for a in self.assessments)
         body: dict[str, Any] = {
             "ReplicationTaskAssessmentRunArn": self.arn,
             "ReplicationTaskArn": self.task_arn,
@@ -255,4 +261,4 @@ class TaskAssessment:
 
     def interrupt(self) -> None:
         """localdms died while it ran: ``error``."""
-        self.status = "error"
+        self.status = AssessmentStatus.ERROR

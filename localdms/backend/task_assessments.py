@@ -24,12 +24,14 @@ from typing import Any
 
 import botocore.exceptions
 
+from dms_spec.assessments import AssessmentStatus
 from dms_spec.status import ConnectionStatus, TaskStatus
 from localdms.backend.base import BackendBase
 from localdms.backend.queries import page_body
 from localdms.backend.records import TaskAssessment
 from localdms.engine.assessment_checks import Finding, run_assessments
 from localdms.exceptions import DmsFault, InvalidResourceStateFault
+from localdms.pacing import hold
 from localdms.table_mappings import validate_table_mappings
 
 log = logging.getLogger(__name__)
@@ -68,7 +70,7 @@ class TaskAssessmentBackend(BackendBase):
             started = time.time()
             stamp = datetime.fromtimestamp(started, UTC).strftime("%Y%m%dT%H%M%SZ")
             assessment = TaskAssessment(
-                task_arn=task.arn, task_identifier=task.identifier, status="running",
+                task_arn=task.arn, task_identifier=task.identifier, status=AssessmentStatus.RUNNING,
                 started=started, bucket=self._assessment_bucket,
                 key=f"{task.identifier}/{task.identifier}-{stamp}.json",
             )  # fmt: skip
@@ -77,14 +79,14 @@ class TaskAssessmentBackend(BackendBase):
             self._save()
             body = {"ReplicationTask": task.to_api(started)}
             threading.Thread(
-                target=self._assess_task, args=(assessment,), name=f"assess-{task.identifier}",
-                daemon=True,
+                target=self._assess_task, args=(assessment, time.monotonic()),
+                name=f"assess-{task.identifier}", daemon=True,
             ).start()  # fmt: skip
             return body
 
-    def _assess_task(self, assessment: TaskAssessment) -> None:
+    def _assess_task(self, assessment: TaskAssessment, since: float) -> None:
         """The assessment, on its own thread: check, write the file, give the task back."""
-        time.sleep(self.transition_seconds)
+        hold(self.transition_seconds, since)  # the task shows `testing` first
         with self.lock:
             task = self.tasks.get(assessment.task_arn)
             if task is None:
@@ -96,14 +98,16 @@ class TaskAssessmentBackend(BackendBase):
             except DmsFault as fault:
                 source, problem = None, fault.message
         if source is None:
-            finding = Finding(LEGACY_CHECK, "error", problem)
+            finding = Finding(LEGACY_CHECK, AssessmentStatus.ERROR, problem)
         else:
             try:
                 (finding,) = run_assessments(source, rules, migration_type, settings,
                                              [LEGACY_CHECK])  # fmt: skip
             except Exception as exc:  # the thread's top frame: record, never die silently
                 log.exception("task assessment of %s failed", assessment.task_identifier)
-                finding = Finding(LEGACY_CHECK, "error", f"The check could not run: {exc!r}")
+                finding = Finding(
+                    LEGACY_CHECK, AssessmentStatus.ERROR, f"The check could not run: {exc!r}"
+                )
         document = {
             "replication-task-identifier": assessment.task_identifier,
             "replication-task-arn": assessment.task_arn,
@@ -120,8 +124,10 @@ class TaskAssessmentBackend(BackendBase):
             s3.put_object(Bucket=assessment.bucket, Key=assessment.key, Body=results.encode())
         except botocore.exceptions.ClientError as exc:
             error = exc.response.get("Error", {})
-            finding = Finding(finding.name, "error", finding.message, finding.objects)
-            results = json.dumps({**document, "status": "error", "message": (
+            finding = Finding(
+                finding.name, AssessmentStatus.ERROR, finding.message, finding.objects
+            )
+            results = json.dumps({**document, "status": AssessmentStatus.ERROR, "message": (
                 f"Writing s3://{assessment.bucket}/{assessment.key} failed: {error.get('Code')}: "
                 f"{error.get('Message')}."
             )}, indent=2)  # fmt: skip

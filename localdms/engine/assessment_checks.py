@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 from psycopg import sql
 
+from dms_spec.assessments import AssessmentStatus
 from dms_spec.lob import (
     is_lob_type,
     limited_lob_size,
@@ -83,10 +84,12 @@ async def check_dbversion(connection: Any, scope: Scope) -> Finding:
     version = int(await connection.fetchval("SHOW server_version_num"))
     text = await connection.fetchval("SHOW server_version")
     if version < 100_000:
-        return Finding("postgres-check-dbversion", "failed",
+        return Finding("postgres-check-dbversion", AssessmentStatus.FAILED,
                        f"PostgreSQL {text} is older than 10, which DMS (and localdms's pgoutput "
                        "decoding) needs: upgrade the source.")  # fmt: skip
-    return Finding("postgres-check-dbversion", "passed", f"PostgreSQL {text} is supported.")
+    return Finding(
+        "postgres-check-dbversion", AssessmentStatus.PASSED, f"PostgreSQL {text} is supported."
+    )
 
 
 async def check_select_privileges(connection: Any, scope: Scope) -> Finding:
@@ -100,11 +103,11 @@ async def check_select_privileges(connection: Any, scope: Scope) -> Finding:
         if not allowed:
             missing.append(_name(plan))
     if missing:
-        return Finding("postgres-check-select-object-privileges", "failed",
+        return Finding("postgres-check-select-object-privileges", AssessmentStatus.FAILED,
                        f"The endpoint's user {scope.username} cannot SELECT from "
                        f"{len(missing)} table(s) in the task's scope: GRANT SELECT on them.",
                        missing)  # fmt: skip
-    return Finding("postgres-check-select-object-privileges", "passed",
+    return Finding("postgres-check-select-object-privileges", AssessmentStatus.PASSED,
                    f"{scope.username} can read every table in scope.")  # fmt: skip
 
 
@@ -113,10 +116,10 @@ async def check_limited_lob_size(connection: Any, scope: Scope) -> Finding:
     max_kb = (limit or 0) // 1024
     columns = scope.lob_columns()
     if not columns:
-        return Finding("postgres-check-limited-lob-size", "passed",
+        return Finding("postgres-check-limited-lob-size", AssessmentStatus.PASSED,
                        "No LOB columns (bytea, text, json, jsonb, xml, arrays...) in scope.")  # fmt: skip
     if not supports_lobs(scope.settings):
-        return Finding("postgres-check-limited-lob-size", "warning",
+        return Finding("postgres-check-limited-lob-size", AssessmentStatus.WARNING,
                        f"{len(columns)} LOB column(s) are not migrated: SupportLobs is false.",
                        [_name(plan, column.name) for plan, column in columns])  # fmt: skip
     assert limit is not None  # None only when SupportLobs is false, answered above
@@ -141,12 +144,12 @@ async def check_limited_lob_size(connection: Any, scope: Scope) -> Finding:
                     f"{_name(plan, column.name)} ({lob_type(column.base_type)}, {size:,} bytes)"
                 )
     if over:
-        return Finding("postgres-check-limited-lob-size", "warning",
+        return Finding("postgres-check-limited-lob-size", AssessmentStatus.WARNING,
                        f"{len(over)} LOB column(s) hold values longer than LobMaxSize "
                        f"({max_kb} KB) and would be truncated in limited LOB mode"
                        + (f" ({mode})" if mode else "") + ": raise TargetMetadata.LobMaxSize to "
                        f"at least {-(-largest // 1024)} KB.", over)  # fmt: skip
-    return Finding("postgres-check-limited-lob-size", "passed",
+    return Finding("postgres-check-limited-lob-size", AssessmentStatus.PASSED,
                    f"Every LOB value fits LobMaxSize ({max_kb} KB); the longest is "
                    f"{largest:,} bytes.")  # fmt: skip
 
@@ -161,20 +164,22 @@ async def check_pk(connection: Any, scope: Scope) -> Finding:
     missing = [name for name, plan in _tables(scope).items()
                if not plan.source.primary_key and plan.source.replica_identity != "f"]  # fmt: skip
     if missing:
-        return Finding("postgres-check-pk", "failed",
+        return Finding("postgres-check-pk", AssessmentStatus.FAILED,
                        f"{len(missing)} table(s) have no primary key and REPLICA IDENTITY is not "
                        "FULL: their updates and deletes are not captured. Add a primary key, or "
                        "ALTER TABLE ... REPLICA IDENTITY FULL.", missing)  # fmt: skip
-    return Finding("postgres-check-pk", "passed", "Every table in scope has a primary key.")
+    return Finding(
+        "postgres-check-pk", AssessmentStatus.PASSED, "Every table in scope has a primary key."
+    )
 
 
 async def check_no_pk_or_unique(connection: Any, scope: Scope) -> Finding:
     missing = [name for name, plan in _tables(scope).items() if not plan.source.has_unique_index]
     if missing:
-        return Finding("table-with-no-primary-key-or-unique-constraint", "warning",
+        return Finding("table-with-no-primary-key-or-unique-constraint", AssessmentStatus.WARNING,
                        f"{len(missing)} table(s) have neither a primary key nor a unique "
                        "constraint, which slows change capture.", missing)  # fmt: skip
-    return Finding("table-with-no-primary-key-or-unique-constraint", "passed",
+    return Finding("table-with-no-primary-key-or-unique-constraint", AssessmentStatus.PASSED,
                    "Every table in scope has a primary key or unique constraint.")  # fmt: skip
 
 
@@ -185,10 +190,12 @@ async def check_pk_lob(connection: Any, scope: Scope) -> Finding:
         bad.extend(f"{name}.{c}" for c in plan.source.primary_key
                    if c in types and is_lob(types[c]))  # fmt: skip
     if bad:
-        return Finding("postgres-check-pk-lob", "failed",
+        return Finding("postgres-check-pk-lob", AssessmentStatus.FAILED,
                        "Primary key columns of a LOB type (DMS cannot replicate them): change "
                        "the key or its type.", bad)  # fmt: skip
-    return Finding("postgres-check-pk-lob", "passed", "No primary key column is a LOB.")
+    return Finding(
+        "postgres-check-pk-lob", AssessmentStatus.PASSED, "No primary key column is a LOB."
+    )
 
 
 async def check_unsupported_types(connection: Any, scope: Scope) -> Finding:
@@ -202,7 +209,7 @@ async def check_unsupported_types(connection: Any, scope: Scope) -> Finding:
                 )
     missing, partial = found["not migrated"], found["partially migrated"]
     if not missing and not partial:
-        return Finding("unsupported-data-types-in-source", "passed",
+        return Finding("unsupported-data-types-in-source", AssessmentStatus.PASSED,
                        "Every column's type migrates successfully.")  # fmt: skip
     parts = []
     if missing:
@@ -212,7 +219,7 @@ async def check_unsupported_types(connection: Any, scope: Scope) -> Finding:
     if partial:
         parts.append(f"{len(partial)} column(s) of types that migrate partly (time zones, "
                      "intervals, XML, unconstrained or wider than 38-digit numerics)")  # fmt: skip
-    return Finding("unsupported-data-types-in-source", "warning",
+    return Finding("unsupported-data-types-in-source", AssessmentStatus.WARNING,
                    "; ".join(parts) + ": check their values on the target, or cast them in a "
                    "view.", missing + partial)  # fmt: skip
 
@@ -223,52 +230,54 @@ async def check_lob_without_key(connection: Any, scope: Scope) -> Finding:
     missing = [n for n in tables if n in lob_tables and not tables[n].source.has_unique_index]
     suspended = [n for n, plan in tables.items() if arrays_without_primary_key(plan)]
     if suspended:
-        return Finding("table-with-lob-but-without-primary-key-or-unique-constraint", "failed",
+        return Finding("table-with-lob-but-without-primary-key-or-unique-constraint", AssessmentStatus.FAILED,
                        f"{len(suspended)} table(s) with ARRAY columns have no primary key, and DMS "
                        "suspends such a table during the full load: add a primary key.",
                        suspended)  # fmt: skip
     if missing:
-        return Finding("table-with-lob-but-without-primary-key-or-unique-constraint", "warning",
+        return Finding("table-with-lob-but-without-primary-key-or-unique-constraint", AssessmentStatus.WARNING,
                        f"{len(missing)} table(s) with LOB columns have neither a primary key nor "
                        "a unique constraint, which DMS needs to migrate LOBs.", missing)  # fmt: skip
-    return Finding("table-with-lob-but-without-primary-key-or-unique-constraint", "passed",
+    return Finding("table-with-lob-but-without-primary-key-or-unique-constraint", AssessmentStatus.PASSED,
                    "Every table with LOB columns has a primary key or unique constraint.")  # fmt: skip
 
 
 async def check_wallevel(connection: Any, scope: Scope) -> Finding:
     level = (await _settings(connection, "wal_level"))["wal_level"]
     if level != "logical":
-        return Finding("postgres-check-wallevel", "failed",
+        return Finding("postgres-check-wallevel", AssessmentStatus.FAILED,
                        f"wal_level is {level}: change data capture needs wal_level = logical "
                        "(postgresql.conf, or rds.logical_replication = 1 on RDS; then restart).")  # fmt: skip
-    return Finding("postgres-check-wallevel", "passed", "wal_level is logical.")
+    return Finding("postgres-check-wallevel", AssessmentStatus.PASSED, "wal_level is logical.")
 
 
 async def check_maxwalsenders(connection: Any, scope: Scope) -> Finding:
     senders = int((await _settings(connection, "max_wal_senders"))["max_wal_senders"])
     if senders <= 1:
-        return Finding("postgres-check-maxwalsenders", "failed",
+        return Finding("postgres-check-maxwalsenders", AssessmentStatus.FAILED,
                        f"max_wal_senders is {senders}; DMS needs more than 1 for change capture.")  # fmt: skip
-    return Finding("postgres-check-maxwalsenders", "passed", f"max_wal_senders is {senders}.")
+    return Finding(
+        "postgres-check-maxwalsenders", AssessmentStatus.PASSED, f"max_wal_senders is {senders}."
+    )
 
 
 async def check_slots(connection: Any, scope: Scope) -> Finding:
     limit = int((await _settings(connection, "max_replication_slots"))["max_replication_slots"])
     used = int(await connection.fetchval("SELECT count(*) FROM pg_catalog.pg_replication_slots"))
     if used >= limit:
-        return Finding("postgres-check-replication-slots-count", "failed",
+        return Finding("postgres-check-replication-slots-count", AssessmentStatus.FAILED,
                        f"All {limit} replication slots (max_replication_slots) are in use: drop "
                        "unused slots or raise max_replication_slots.")  # fmt: skip
-    return Finding("postgres-check-replication-slots-count", "passed",
+    return Finding("postgres-check-replication-slots-count", AssessmentStatus.PASSED,
                    f"{limit - used} of {limit} replication slots are free.")  # fmt: skip
 
 
 async def check_walsenderstimeout(connection: Any, scope: Scope) -> Finding:
     timeout = int((await _settings(connection, "wal_sender_timeout"))["wal_sender_timeout"])
     if 0 < timeout < 10_000:
-        return Finding("postgres-check-walsenderstimeout", "failed",
+        return Finding("postgres-check-walsenderstimeout", AssessmentStatus.FAILED,
                        f"wal_sender_timeout is {timeout} ms; DMS CDC needs at least 10000 ms.")  # fmt: skip
-    return Finding("postgres-check-walsenderstimeout", "passed",
+    return Finding("postgres-check-walsenderstimeout", AssessmentStatus.PASSED,
                    f"wal_sender_timeout is {timeout} ms.")  # fmt: skip
 
 
@@ -279,22 +288,26 @@ async def check_longrunningtxn(connection: Any, scope: Scope) -> Finding:
         float(LONG_TRANSACTION_SECONDS),
     )
     if rows:
-        return Finding("postgres-check-longrunningtxn", "warning",
+        return Finding("postgres-check-longrunningtxn", AssessmentStatus.WARNING,
                        f"{len(rows)} transaction(s) have been open for more than "
                        f"{LONG_TRANSACTION_SECONDS // 60} minutes; a task start waits for open "
                        "transactions.", [f"pid {r['pid']} ({r['usename']}, {r['age']})"
                                           for r in rows])  # fmt: skip
-    return Finding("postgres-check-longrunningtxn", "passed", "No long-running transactions.")
+    return Finding(
+        "postgres-check-longrunningtxn", AssessmentStatus.PASSED, "No long-running transactions."
+    )
 
 
 async def check_preparedtxn(connection: Any, scope: Scope) -> Finding:
     rows = await connection.fetch("SELECT gid FROM pg_catalog.pg_prepared_xacts")
     if rows:
-        return Finding("postgres-check-preparedtxn", "warning",
+        return Finding("postgres-check-preparedtxn", AssessmentStatus.WARNING,
                        f"{len(rows)} prepared transaction(s) are open; creating the replication "
                        "slot may wait for them (COMMIT PREPARED or ROLLBACK PREPARED them).",
                        [str(r["gid"]) for r in rows])  # fmt: skip
-    return Finding("postgres-check-preparedtxn", "passed", "No prepared transactions.")
+    return Finding(
+        "postgres-check-preparedtxn", AssessmentStatus.PASSED, "No prepared transactions."
+    )
 
 
 CHECKS: dict[str, Check] = {
@@ -336,12 +349,15 @@ def run_assessments(
         try:
             connection = await asyncpg.connect(**source.asyncpg_arguments(timeout=30))
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            return [Finding(n, "error", f"Could not connect to the source: {exc}") for n in names]
+            return [
+                Finding(n, AssessmentStatus.ERROR, f"Could not connect to the source: {exc}")
+                for n in names
+            ]
         try:
             try:
                 plans = plan_tables(rules, await read_catalog(connection))
             except MappingError as exc:
-                return [Finding(n, "error", f"The table mappings cannot be applied: {exc}")
+                return [Finding(n, AssessmentStatus.ERROR, f"The table mappings cannot be applied: {exc}")
                         for n in names]  # fmt: skip
             scope = Scope(plans, migration_type, settings, source.username)
             for name in names:
@@ -350,7 +366,9 @@ def run_assessments(
                 try:
                     finding = await CHECKS[name](connection, scope)
                 except (asyncpg.PostgresError, ValueError, KeyError) as exc:
-                    finding = Finding(name, "error", f"The check could not run: {exc}")
+                    finding = Finding(
+                        name, AssessmentStatus.ERROR, f"The check could not run: {exc}"
+                    )
                 findings.append(finding)
                 if on_finding is not None:
                     on_finding(finding)

@@ -50,6 +50,7 @@ from localdms.engine.failures import (
 from localdms.engine.session import SESSION_SETUP
 from localdms.engine.source_tables import read_catalog
 from localdms.engine.table_load import TableLoad, TableProgress, TruncationStop
+from localdms.pacing import ahold
 from localdms.table_mappings import MappingError, TablePlan, plan_tables
 
 log = logging.getLogger(__name__)
@@ -246,9 +247,7 @@ class ReplicationRun:
         if cdc is not None:
             capture = await self._prepare_capture(cdc, pool, s3, plans)
         try:
-            await asyncio.sleep(
-                max(0.0, self.spec.min_starting_seconds - (time.monotonic() - started))
-            )
+            await ahold(self.spec.min_starting_seconds, since=started)  # `starting` shows first
             self.progress.running(plans)
             running_since = time.monotonic()
             if cdc is None or cdc.full_load:
@@ -256,9 +255,7 @@ class ReplicationRun:
             if capture is not None and cdc is not None:
                 await self._capture(capture, cdc, pool)
             else:
-                await asyncio.sleep(
-                    max(0.0, self.spec.min_running_seconds - (time.monotonic() - running_since))
-                )
+                await ahold(self.spec.min_running_seconds, since=running_since)
                 self.progress.finished()
         finally:
             if capture is not None:
