@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from localdms.engine.pgoutput import parse_lsn
+from localdms.store import STATE_FILE
 from sandbox.localdms_process import LocalDmsProcess
 from sandbox.postgres import ThrowawayPostgres
 from tests.conftest import PostgresServer, SourceDatabase
@@ -268,6 +269,52 @@ def test_localdms_killed_during_cdc_resumes_from_its_checkpoint(s3, s3_server, s
         wait_for_status(dms, arn, {"running"})
         source_db.execute("INSERT INTO app.accounts VALUES (999996, 's', 0, now(), true, '{}')")
         wait_for_sentinel(s3, pipeline.bucket, 999_996)
+        assert replay(s3, pipeline.bucket) == source_state(source_db)
+        dms.stop_replication_task(ReplicationTaskArn=arn)
+        wait_for_status(dms, arn, {"stopped"})
+    finally:
+        server.stop()
+
+
+def saved_status(server: LocalDmsProcess, arn: str) -> str:
+    """The task's status in the state file localdms left on disk."""
+    state = json.loads((server.state_dir / STATE_FILE).read_text())
+    return str(next(t["status"] for t in state["tasks"] if t["arn"] == arn))
+
+
+def test_localdms_killed_while_a_capturing_task_stops_finishes_the_stop(s3, s3_server, source_db):
+    """StopReplicationTask was accepted, then localdms died before the run had stopped: after a
+    restart the task is stopped (Stop Reason NORMAL) and stays so; it used to resume capture."""
+    make_accounts(source_db, 1_000)
+    server = LocalDmsProcess(s3_server.url, transition_seconds=0.2).start()
+    try:
+        dms = boto3.client("dms", endpoint_url=server.url)
+        pipeline, arn = capturing_task(dms, s3, source_db)
+        for _attempt in range(5):  # the kill must land before the run has written `stopped`
+            change_accounts(source_db, 100_001 + 1_000 * _attempt, 200)  # pending changes
+            dms.stop_replication_task(ReplicationTaskArn=arn)
+            server.kill()
+            if saved_status(server, arn) == "stopping":
+                break
+            server.start()  # it had stopped in time: capture again and retry
+            start(dms, arn, "resume-processing")
+            wait_capturing(dms, arn)
+        else:
+            pytest.fail("the run stopped before every kill; the stopping state was never caught")
+
+        server.start()
+        task = describe_task(dms, arn)
+        assert (task["Status"], task["StopReason"]) == ("stopped", "Stop Reason NORMAL")
+        time.sleep(1.0)  # nothing resumes it meanwhile
+        assert describe_task(dms, arn)["Status"] == "stopped"
+        active = source_db.fetchall(
+            "SELECT active FROM pg_replication_slots WHERE database = current_database()"
+        )
+        assert active == [(False,)]  # its slot is kept, and nothing reads it
+        start(dms, arn, "resume-processing")  # what it had not written is still in the slot
+        wait_capturing(dms, arn)
+        source_db.execute("INSERT INTO app.accounts VALUES (999994, 's', 0, now(), true, '{}')")
+        wait_for_sentinel(s3, pipeline.bucket, 999_994)
         assert replay(s3, pipeline.bucket) == source_state(source_db)
         dms.stop_replication_task(ReplicationTaskArn=arn)
         wait_for_status(dms, arn, {"stopped"})
