@@ -208,6 +208,19 @@ class BackendBase:
         )  # fmt: skip
         del self.state.events[:-MAX_EVENTS]
 
+    def task_restarted(self, arn: str, attempt: int, error: str) -> None:
+        """A run restarted itself after a recoverable error (``dms_spec.recovery``): the task
+        stays running, and its events and log get DMS's start event, saying why."""
+        with self.lock:
+            task = self.tasks.get(arn)
+            if task is None:
+                return  # a serverless replication: its events are not recorded yet
+            self._record_event(
+                events.TASK_STARTED, task.identifier, task.arn,
+                f"Restart {attempt} after a recoverable error: {error}",
+            )  # fmt: skip
+            self._save()
+
     def update_task(
         self, arn: str, change: Callable[[ReplicationTask], None], save: str = "now"
     ) -> None:

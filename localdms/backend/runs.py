@@ -13,6 +13,7 @@ from dms_spec.lob import (
     truncation_policy,
     unsupported_lob_mode,
 )
+from dms_spec.recovery import RecoveryPolicy
 from dms_spec.status import MigrationType, StartType, StopReason, TableState
 from localdms.backend.base import BackendBase
 from localdms.backend.progress import TaskRunProgress
@@ -80,6 +81,7 @@ class RunBackend(BackendBase):
             lob_limit=limited_lob_size(task.settings),
             truncation_policy=truncation_policy(task.settings, source.fail_tasks_on_lob_truncation),
             support_lobs=supports_lobs(task.settings),
+            recovery=RecoveryPolicy.from_settings(errors),
         )
         lob_mode_problem = unsupported_lob_mode(task.settings)
         if lob_mode_problem:

@@ -109,6 +109,7 @@ class ChangeCapture:
         self.slot = slot
         self.s3 = s3
         self.progress = progress
+        self._lob_limit, self._truncation_policy = lob_limit, truncation_policy
         self.plans = {(p.source.schema, p.source.name): p for p in plans}
         self.outputs = {
             key: TableOutput(plan, target, lob_limit=lob_limit, truncation_policy=truncation_policy)
@@ -124,6 +125,23 @@ class ChangeCapture:
         self._captured_reported = time.monotonic()
         self._toast_warned: set[tuple[str, str]] = set()
         self._truncation_warned: set[tuple[str, str]] = set()
+
+    @property
+    def checkpoint(self) -> int:
+        """The position up to which every change is in S3 (what a restart continues from)."""
+        return self._confirmed
+
+    def restart(self) -> ChangeCapture:
+        """A new capture of the same tables and slot for a restart after a recoverable error:
+        its buffers are empty, so what was read and not written is read again from
+        ``checkpoint`` (the slot kept it), once; tables suspended stay suspended."""
+        capture = ChangeCapture(
+            self.source, self.target, list(self.plans.values()), self.slot, self.s3,
+            self.progress, self._lob_limit, self._truncation_policy,
+        )  # fmt: skip
+        for key, output in self.outputs.items():
+            capture.outputs[key].suspended = output.suspended
+        return capture
 
     def create_slot(self) -> str:
         """Create the slot, holding its exported snapshot until ``stream`` starts.

@@ -20,12 +20,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import asyncpg
 
+from dms_spec.recovery import RecoveryPolicy
 from dms_spec.status import StopReason
 from dms_spec.table_mappings import Rule
 from localdms.endpoint_settings import PostgresSource, S3Target
@@ -66,6 +67,8 @@ class RunProgress(CaptureProgress, TableProgress, Protocol):
     def finished(self) -> None: ...
     def stopped(self, reason: str = StopReason.NORMAL) -> None: ...
     def failed(self, message: str) -> None: ...
+    def recovering(self, message: str, attempt: int, delay: float) -> None: ...
+    def restarted(self, attempt: int) -> None: ...
     def capture_created(self, slot: str) -> None: ...
     def capturing(self) -> None: ...
 
@@ -111,6 +114,8 @@ class RunSpec:
     """What a cut LOB does (``dms_spec.lob.truncation_policy``)."""
     support_lobs: bool = True
     """False (``TargetMetadata.SupportLobs``): LOB columns are left out of every file."""
+    recovery: RecoveryPolicy = field(default_factory=RecoveryPolicy)
+    """How change capture restarts after a recoverable error (``ErrorBehavior``)."""
 
 
 class ReplicationRun:
@@ -302,9 +307,33 @@ class ReplicationRun:
             async with pool.acquire() as connection:
                 await emit_marker(connection, cdc.slot)
         self._capturing = True
-        reason = await asyncio.to_thread(
-            capture.stream, self._stop_requested, cdc.start_lsn, cdc.stop_at, until_marker
-        )
+        start, attempt = cdc.start_lsn, 0
+        while True:
+            try:
+                reason = await asyncio.to_thread(
+                    capture.stream, self._stop_requested, start, cdc.stop_at, until_marker
+                )
+                break
+            except CdcError as exc:
+                attempt += 1
+                delay = self.spec.recovery.delay(attempt) if exc.recoverable else None
+                if delay is None and attempt > 1:
+                    raise CdcError(
+                        f"{exc} It failed again after {attempt - 1} restarts, as many as "
+                        "ErrorBehavior's RecoverableError settings allow.",
+                        recoverable=True,
+                    ) from exc
+                if delay is None:
+                    raise
+                # As DMS restarts a task after an environmental error: the task stays running,
+                # and capture continues from its checkpoint once the wait is over.
+                self.progress.recovering(str(exc), attempt, delay)
+                if await asyncio.to_thread(self._stop_requested.wait, delay):
+                    reason = None  # stopped while it waited: nothing is pending
+                    break
+                start = capture.checkpoint or start
+                capture = capture.restart()
+                self.progress.restarted(attempt)
         self.progress.stopped(reason or StopReason.NORMAL)
 
     async def _load_tables(self, plans: Sequence[TablePlan], pool: Any, s3: Any) -> None:

@@ -591,3 +591,76 @@ def test_deleting_a_cdc_task_whose_source_is_a_secret_drops_its_slot(
     assert delete_and_wait_for_the_slot_to_go(dms, arn, source_db) == []
     publications = source_db.fetchall("SELECT pubname FROM pg_publication")
     assert publications == []
+
+
+def recovering_task(
+    dms: Any, s3: Any, source: SourceDatabase, **error_behavior: Any
+) -> tuple[Pipeline, str]:
+    """A capturing full-load-and-cdc task whose recoverable errors restart it after 1 s."""
+    make_accounts(source, 500)
+    pipeline = provision(dms, s3, source, s3_settings=CDC_S3)
+    settings = {"ErrorBehavior": {"RecoverableErrorInterval": 1, **error_behavior}}
+    arn = create_task(
+        dms, pipeline, select_rules(("app", "accounts")), migration_type="full-load-and-cdc",
+        ReplicationTaskSettings=json.dumps(settings),
+    )  # fmt: skip
+    start(dms, arn)
+    wait_capturing(dms, arn)
+    return pipeline, arn
+
+
+def write_through_restarts(source: SourceDatabase, first_id: int, stop: threading.Event) -> None:
+    """A steady writer, one insert per transaction, that keeps going through a restart."""
+    key = first_id
+    while not stop.is_set():
+        try:
+            source.execute(
+                "INSERT INTO app.accounts VALUES (%s, 'w', 1, now(), true, '{}')", (key,)
+            )
+            key += 1
+        except psycopg.OperationalError:
+            time.sleep(0.1)  # the server is restarting
+
+
+def test_a_postgres_restart_during_cdc_is_retried_as_dms_retries_it(dms, s3):
+    """ErrorBehavior's defaults (RecoverableErrorCount -1): the task stays running through the
+    restart, says so in its events, and loses nothing: LOAD then CDC files replay to the source."""
+    with ThrowawayPostgres() as postgres:
+        server = PostgresServer(postgres.host, postgres.port, postgres.user, postgres.password)
+        source = SourceDatabase(server, "postgres")
+        pipeline, arn = recovering_task(dms, s3, source)
+        stop = threading.Event()
+        writer = threading.Thread(target=write_through_restarts, args=(source, 200_001, stop))
+        writer.start()
+        try:
+            time.sleep(1.0)
+            postgres.restart()  # the capture's replication connection is cut
+            time.sleep(2.5)  # the restart waits RecoverableErrorInterval, then captures again
+        finally:
+            stop.set()
+            writer.join()
+        source.execute("INSERT INTO app.accounts VALUES (999990, 's', 0, now(), true, '{}')")
+        wait_for_sentinel(s3, pipeline.bucket, 999_990)
+
+        assert describe_task(dms, arn)["Status"] == "running"
+        events = dms.describe_events(SourceIdentifier="test-task", SourceType="replication-task")
+        restarts = [e["Message"] for e in events["Events"] if "recoverable error" in e["Message"]]
+        assert restarts, events["Events"]
+        assert restarts[0].startswith("The replication task has started. Restart 1 after a "
+                                      "recoverable error: Change capture lost the PostgreSQL source")  # fmt: skip
+        assert replay(s3, pipeline.bucket) == source_state(source)
+        dms.stop_replication_task(ReplicationTaskArn=arn)
+        wait_for_status(dms, arn, {"stopped"})
+
+
+def test_recoverable_error_count_0_stops_the_task_at_the_first_error(dms, s3):
+    with ThrowawayPostgres() as postgres:
+        server = PostgresServer(postgres.host, postgres.port, postgres.user, postgres.password)
+        source = SourceDatabase(server, "postgres")
+        _, arn = recovering_task(dms, s3, source, RecoverableErrorCount=0)
+        postgres.restart()
+        task = wait_for_status(dms, arn, {"failed"}, timeout=30)
+        assert task["StopReason"].endswith("Stop Reason RECOVERABLE_ERROR Error Level RECOVERABLE")
+        assert "Change capture lost the PostgreSQL source" in task["LastFailureMessage"]
+        events = dms.describe_events(SourceIdentifier="test-task", SourceType="replication-task")
+        assert not [e for e in events["Events"] if "recoverable error" in e["Message"]]
