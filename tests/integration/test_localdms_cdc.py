@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from localdms.engine.pgoutput import parse_lsn
+from localdms.server import ThreadedLocalDms
 from localdms.store import STATE_FILE
 from sandbox.localdms_process import LocalDmsProcess
 from sandbox.postgres import ThrowawayPostgres
@@ -36,6 +37,7 @@ from tests.pipeline import (
     table_statistics,
     wait_for_status,
 )
+from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
@@ -664,3 +666,38 @@ def test_recoverable_error_count_0_stops_the_task_at_the_first_error(dms, s3):
         assert "Change capture lost the PostgreSQL source" in task["LastFailureMessage"]
         events = dms.describe_events(SourceIdentifier="test-task", SourceType="replication-task")
         assert not [e for e in events["Events"] if "recoverable error" in e["Message"]]
+
+
+def restart_events(dms: Any) -> list[str]:
+    events = dms.describe_events(SourceIdentifier="test-task", SourceType="replication-task")
+    return [e["Message"] for e in events["Events"] if "recoverable error" in e["Message"]]
+
+
+def test_an_s3_outage_during_cdc_is_retried_and_loses_nothing(
+    s3, s3_server, source_db, tmp_path, monkeypatch
+):
+    """localdms reaches S3 through a forwarder that refuses connections while changes arrive,
+    for longer than boto3's own retries last: the CDC files cannot be written, the task stays
+    running and restarts capture from its checkpoint until S3 answers again; nothing is lost."""
+    port = int(s3_server.url.rsplit(":", 1)[1])
+    with TcpProxy(port) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)  # localdms's S3, not the test's
+        with ThreadedLocalDms(state_dir=tmp_path / "localdms", transition_seconds=0.2) as server:
+            dms = boto3.client("dms", endpoint_url=server.url)
+            pipeline, arn = recovering_task(dms, s3, source_db)
+            proxy.refuse()
+            change_accounts(source_db, 100_001, 30)  # captured; their CDC files cannot be written
+            deadline = time.monotonic() + 90
+            while not restart_events(dms):  # boto3 retries first (5 attempts), then DMS's restart
+                assert describe_task(dms, arn)["Status"] == "running"
+                assert time.monotonic() < deadline, "no restart after the S3 outage"
+                time.sleep(0.5)
+            proxy.accept()
+            source_db.execute("INSERT INTO app.accounts VALUES (999989, 's', 0, now(), true, '{}')")
+            wait_for_sentinel(s3, pipeline.bucket, 999_989)
+
+            assert describe_task(dms, arn)["Status"] == "running"
+            assert "Failed to write CDC files to S3" in restart_events(dms)[0]
+            assert replay(s3, pipeline.bucket) == source_state(source_db)
+            dms.stop_replication_task(ReplicationTaskArn=arn)
+            wait_for_status(dms, arn, {"stopped"})
