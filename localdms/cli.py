@@ -10,6 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
+from localdms.metrics import DEFAULT_PERIOD_SECONDS
 from localdms.server import make_server
 
 
@@ -60,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("LOCALDMS_FAULTS", ""),
         help="inject API faults for testing: throttle=R,error=R[,seed=N] (default off)",
     )
+    serve.add_argument(
+        "--metrics-period", type=float, default=DEFAULT_PERIOD_SECONDS,
+        help="seconds between CloudWatch publications (AWS/DMS metrics), when "
+        "AWS_ENDPOINT_URL_CLOUDWATCH is set (default 60; none are published without it)",
+    )  # fmt: skip
     serve.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
 
@@ -81,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             args.region,
             args.faults,
             min_running_seconds=args.min_running_seconds,
+            metrics_period=args.metrics_period,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +23,9 @@ import botocore.config
 from localdms.backend import DmsBackend
 from localdms.exceptions import DmsFault, SerializationException
 from localdms.faults import FaultInjector
+from localdms.metrics import DEFAULT_PERIOD_SECONDS, MetricsPublisher
+from localdms.metrics import ENDPOINT_VARIABLE as METRICS_ENDPOINT_VARIABLE
+from localdms.metrics import NAMESPACE as METRICS_NAMESPACE
 from localdms.responses import dispatch
 from localdms.store import Store
 
@@ -106,11 +110,27 @@ class LocalDmsServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self, address: tuple[str, int], backend: DmsBackend, faults: FaultInjector | None = None
+        self,
+        address: tuple[str, int],
+        backend: DmsBackend,
+        faults: FaultInjector | None = None,
+        metrics: MetricsPublisher | None = None,
     ) -> None:
         super().__init__(address, _Handler)
         self.backend = backend
         self.faults = faults or FaultInjector()
+        self.metrics = metrics
+        """Publishes CloudWatch metrics while the server serves (``localdms/metrics.py``)."""
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        if self.metrics is not None:
+            self.metrics.start()
+        super().serve_forever(poll_interval)
+
+    def server_close(self) -> None:
+        if self.metrics is not None:
+            self.metrics.stop()
+        super().server_close()
 
     @property
     def url(self) -> str:
@@ -126,6 +146,7 @@ def make_server(
     region: str = "us-east-1",
     faults: str | None = None,
     min_running_seconds: float | None = None,
+    metrics_period: float = DEFAULT_PERIOD_SECONDS,
 ) -> LocalDmsServer:
     """Build a server with its backend (state restored from ``state_dir`` if present).
 
@@ -133,12 +154,24 @@ def make_server(
         faults: a fault-injection spec (see ``localdms.faults``); off when None or empty.
         min_running_seconds: how long a task shows ``running`` at least (``transition_seconds``
             when None).
+        metrics_period: seconds between two CloudWatch publications, when
+            ``AWS_ENDPOINT_URL_CLOUDWATCH`` names a CloudWatch (else none are published).
     """
     backend = DmsBackend(
         Store(state_dir), default_s3_client, region=region, transition_seconds=transition_seconds,
         min_running_seconds=min_running_seconds,
     )  # fmt: skip
-    return LocalDmsServer((host, port), backend, FaultInjector.parse(faults))
+    metrics = None
+    if os.environ.get(METRICS_ENDPOINT_VARIABLE):
+        log.info("publishing CloudWatch metrics (%s) to %s every %s s", METRICS_NAMESPACE,
+                 os.environ[METRICS_ENDPOINT_VARIABLE], metrics_period)  # fmt: skip
+        metrics = MetricsPublisher(
+            backend, lambda: boto3.session.Session().client("cloudwatch", region_name=region),
+            metrics_period, state_dir,
+        )  # fmt: skip
+    else:
+        log.info("%s is not set: no CloudWatch metrics are published", METRICS_ENDPOINT_VARIABLE)
+    return LocalDmsServer((host, port), backend, FaultInjector.parse(faults), metrics)
 
 
 class ThreadedLocalDms:

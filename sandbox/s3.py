@@ -39,9 +39,13 @@ POLICY = {
     "Statement": [
         {"Effect": "Allow", "Action": "s3:*", "Resource": "*"},
         {"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"},
+        # moto checks CloudWatch's actions under its endpoint prefix, monitoring:, where IAM
+        # names them cloudwatch:
+        {"Effect": "Allow", "Action": ["cloudwatch:*", "monitoring:*"], "Resource": "*"},
     ],
 }
-"""What the user may do: S3 and Secrets Manager (endpoints whose credentials are a secret)."""
+"""What the user may do: S3, Secrets Manager (endpoints whose credentials are a secret) and
+CloudWatch (the metrics localdms publishes): moto's server answers all three."""
 
 
 def ensure_bucket(s3: Any, bucket: str) -> None:

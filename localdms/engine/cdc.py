@@ -53,6 +53,7 @@ from localdms.engine.capture_source import (
     source_text,
 )
 from localdms.engine.cdc_output import LobOverLimit, TableOutput, cdc_file_name, partition_folder
+from localdms.engine.gauges import CaptureGauges
 from localdms.engine.s3_writer import delete_prefix
 from localdms.table_mappings import TablePlan
 
@@ -103,8 +104,10 @@ class ChangeCapture:
         progress: CaptureProgress,
         lob_limit: int | None = None,
         truncation_policy: str = "LOG_ERROR",
+        gauges: CaptureGauges | None = None,
     ) -> None:
         self.source = source
+        self.gauges = gauges or CaptureGauges()
         self.target = target
         self.slot = slot
         self.s3 = s3
@@ -137,8 +140,9 @@ class ChangeCapture:
         ``checkpoint`` (the slot kept it), once; tables suspended stay suspended."""
         capture = ChangeCapture(
             self.source, self.target, list(self.plans.values()), self.slot, self.s3,
-            self.progress, self._lob_limit, self._truncation_policy,
+            self.progress, self._lob_limit, self._truncation_policy, self.gauges,
         )  # fmt: skip
+        self.gauges.restarted()
         for key, output in self.outputs.items():
             capture.outputs[key].suspended = output.suspended
         return capture
@@ -271,6 +275,8 @@ class ChangeCapture:
                     self._flush(cursor)
                     return stop_at.reason
                 touched = self._apply(transaction) if decoded.end_lsn > self._confirmed else ()
+                if touched:
+                    self.gauges.read(transaction.commit_time, len(transaction.changes))
                 self._processed = max(self._processed, decoded.end_lsn)
                 transaction = None
                 # Checked per commit too: with a backlog there is always a message waiting, and
@@ -424,6 +430,7 @@ class ChangeCapture:
         if self._processed > self._confirmed or applied:
             self._confirmed = max(self._confirmed, self._processed)
             self.progress.changes_applied(applied, pgoutput.format_lsn(self._confirmed))
+        self.gauges.written()
         cursor.send_feedback(flush_lsn=self._confirmed, reply=False)
 
     def _file_time(self, key: tuple[str, str]) -> datetime:

@@ -48,6 +48,7 @@ from localdms.engine.failures import (
     fatal_message,
     source_error,
 )
+from localdms.engine.gauges import CaptureGauges
 from localdms.engine.session import SESSION_SETUP
 from localdms.engine.source_tables import read_catalog
 from localdms.engine.table_load import TableLoad, TableProgress, TruncationStop
@@ -140,6 +141,8 @@ class ReplicationRun:
         self._accepting_reloads = True
         self._capturing = False
         self._snapshot: str | None = None
+        self.gauges = CaptureGauges()
+        """What the capture measures, for the metrics (``localdms/metrics.py``)."""
         self._thread = threading.Thread(
             target=self._thread_main, name=f"localdms-{spec.task_identifier}", daemon=True
         )
@@ -282,7 +285,7 @@ class ReplicationRun:
                 await create_publications(connection, cdc.slot, plans)
         capture = ChangeCapture(
             source, self.spec.target, plans, cdc.slot, s3, self.progress,
-            self.spec.lob_limit, self.spec.truncation_policy,
+            self.spec.lob_limit, self.spec.truncation_policy, self.gauges,
         )  # fmt: skip
         if cdc.own_slot and cdc.fresh:
             try:

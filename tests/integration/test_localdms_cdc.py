@@ -668,6 +668,20 @@ def test_recoverable_error_count_0_stops_the_task_at_the_first_error(dms, s3):
         assert not [e for e in events["Events"] if "recoverable error" in e["Message"]]
 
 
+def statistics(
+    cloudwatch: Any, name: str, dimensions: dict[str, str], minutes: float = 10
+) -> list[dict[str, Any]]:
+    """A metric's datapoints of the last ``minutes``, as an alarm or a dashboard reads them."""
+    now = datetime.now(UTC)
+    points: list[dict[str, Any]] = cloudwatch.get_metric_statistics(
+        Namespace="AWS/DMS", MetricName=name,
+        Dimensions=[{"Name": key, "Value": value} for key, value in dimensions.items()],
+        StartTime=now - timedelta(minutes=minutes), EndTime=now + timedelta(minutes=1),
+        Period=60, Statistics=["Minimum", "Maximum", "SampleCount"],
+    )["Datapoints"]  # fmt: skip
+    return points
+
+
 def restart_events(dms: Any) -> list[str]:
     events = dms.describe_events(SourceIdentifier="test-task", SourceType="replication-task")
     return [e["Message"] for e in events["Events"] if "recoverable error" in e["Message"]]
@@ -680,11 +694,17 @@ def test_an_s3_outage_during_cdc_is_retried_and_loses_nothing(
     for longer than boto3's own retries last: the CDC files cannot be written, the task stays
     running and restarts capture from its checkpoint until S3 answers again; nothing is lost."""
     port = int(s3_server.url.rsplit(":", 1)[1])
+    monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH", s3_server.url)  # moto's, not refused
+    cloudwatch = boto3.client("cloudwatch", **s3_server.client_arguments())
     with TcpProxy(port) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)  # localdms's S3, not the test's
-        with ThreadedLocalDms(state_dir=tmp_path / "localdms", transition_seconds=0.2) as server:
+        with ThreadedLocalDms(
+            state_dir=tmp_path / "localdms", transition_seconds=0.2, metrics_period=1
+        ) as server:
             dms = boto3.client("dms", endpoint_url=server.url)
             pipeline, arn = recovering_task(dms, s3, source_db)
+            task = {"ReplicationInstanceIdentifier": "test-instance",
+                    "ReplicationTaskIdentifier": arn.rsplit(":", 1)[-1]}  # fmt: skip
             proxy.refuse()
             change_accounts(source_db, 100_001, 30)  # captured; their CDC files cannot be written
             deadline = time.monotonic() + 90
@@ -692,9 +712,18 @@ def test_an_s3_outage_during_cdc_is_retried_and_loses_nothing(
                 assert describe_task(dms, arn)["Status"] == "running"
                 assert time.monotonic() < deadline, "no restart after the S3 outage"
                 time.sleep(0.5)
+            # While S3 refuses, the changes wait and CDCLatencyTarget rises (as an alarm sees it).
+            outage = statistics(cloudwatch, "CDCLatencyTarget", task)
+            assert max(p["Maximum"] for p in outage) >= 2, outage
+            waiting = statistics(cloudwatch, "CDCIncomingChanges", task)
+            assert max(p["Maximum"] for p in waiting) > 0
             proxy.accept()
             source_db.execute("INSERT INTO app.accounts VALUES (999989, 's', 0, now(), true, '{}')")
             wait_for_sentinel(s3, pipeline.bucket, 999_989)
+            time.sleep(2.5)  # periods after the backlog is written: the latency falls back
+            recent = statistics(cloudwatch, "CDCLatencyTarget", task, minutes=0.05)
+            assert recent, "no datapoint since S3 came back"
+            assert min(p["Minimum"] for p in recent) == 0
 
             assert describe_task(dms, arn)["Status"] == "running"
             assert "Failed to write CDC files to S3" in restart_events(dms)[0]
