@@ -21,6 +21,8 @@ import boto3
 import botocore.config
 
 from localdms.backend import DmsBackend
+from localdms.eventbridge import ENDPOINT_VARIABLE as EVENTS_ENDPOINT_VARIABLE
+from localdms.eventbridge import EventBridgeSender
 from localdms.exceptions import DmsFault, SerializationException
 from localdms.faults import FaultInjector
 from localdms.metrics import DEFAULT_PERIOD_SECONDS, MetricsPublisher
@@ -130,6 +132,8 @@ class LocalDmsServer(ThreadingHTTPServer):
     def server_close(self) -> None:
         if self.metrics is not None:
             self.metrics.stop()
+        if self.backend.event_sink is not None:
+            self.backend.event_sink.close()
         super().server_close()
 
     @property
@@ -157,9 +161,15 @@ def make_server(
         metrics_period: seconds between two CloudWatch publications, when
             ``AWS_ENDPOINT_URL_CLOUDWATCH`` names a CloudWatch (else none are published).
     """
+    sink = None
+    if os.environ.get(EVENTS_ENDPOINT_VARIABLE):
+        log.info("sending DMS events to EventBridge at %s", os.environ[EVENTS_ENDPOINT_VARIABLE])
+        sink = EventBridgeSender(
+            lambda: boto3.session.Session().client("events", region_name=region)
+        )
     backend = DmsBackend(
         Store(state_dir), default_s3_client, region=region, transition_seconds=transition_seconds,
-        min_running_seconds=min_running_seconds,
+        min_running_seconds=min_running_seconds, event_sink=sink,
     )  # fmt: skip
     metrics = None
     if os.environ.get(METRICS_ENDPOINT_VARIABLE):

@@ -32,6 +32,7 @@ from localdms.backend.shapes import Tag
 from localdms.endpoint_settings import PostgresSource
 from localdms.engine.capture_source import drop_capture, on_thread
 from localdms.engine.replication_run import ReplicationRun
+from localdms.eventbridge import EventBridgeSender
 from localdms.exceptions import (
     InvalidParameterValueException,
     ResourceAlreadyExistsFault,
@@ -81,6 +82,8 @@ class BackendBase:
             late (``transition_seconds`` when None).
         secrets_factory: returns a boto3 Secrets Manager client, for endpoints whose
             credentials are a secret (the standard AWS configuration by default).
+        event_sink: sends each recorded event on to EventBridge (``localdms/eventbridge.py``),
+            or None.
     """
 
     def __init__(
@@ -92,8 +95,10 @@ class BackendBase:
         transition_seconds: float = 1.0,
         min_running_seconds: float | None = None,
         secrets_factory: Callable[[], Any] | None = None,
+        event_sink: EventBridgeSender | None = None,
     ) -> None:
         self.s3_factory = s3_factory
+        self.event_sink = event_sink
         self.secrets_factory = secrets_factory or _default_secrets_client
         self.region = region
         self.account_id = account_id
@@ -202,6 +207,10 @@ class BackendBase:
     ) -> None:
         message = f"{kind.message} {detail}" if detail else kind.message
         log.info("%s %s %s: %s", kind.event_id, kind.source_type, identifier, message)
+        if self.event_sink is not None:
+            self.event_sink.send(
+                events.eventbridge_event(kind, arn, identifier, detail or kind.message, self.region)
+            )
         self.state.events.append(
             Event(identifier, arn, kind.source_type, kind.event_id, kind.category, message,
                   time.time())
