@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from demo import DEMO_BUCKET_FOLDER
-from sandbox.errors import StackStartError
+from sandbox.errors import exit_code_of
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "dms_config.json"
@@ -105,11 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     # Ctrl-C stops everything, even when started from a shell that had SIGINT ignored (a
     # background job), which Python would otherwise inherit.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        return run(args)
-    except StackStartError as exc:  # a server that could not start: what happened, what to do
-        print(f"\nerror: {exc}", file=sys.stderr)
-        return 2
+    return exit_code_of(lambda: run(args))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import IO
 
-from sandbox.errors import StackStartError
+from sandbox.errors import StackStartError, exit_code_of
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFECT = str(Path(sys.executable).parent / "prefect")
@@ -109,11 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     os.environ.update(AWS_DEFAULT_REGION="us-east-1")
-    try:
-        return serve(args)
-    except StackStartError as exc:  # a server that could not start: what happened, what to do
-        print(f"\nerror: {exc}", file=sys.stderr)
-        return 2
+    return exit_code_of(lambda: serve(args))
 
 
 def serve(args: argparse.Namespace) -> int:

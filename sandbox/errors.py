@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import errno
 import socket
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -41,6 +43,47 @@ def port_taken(host: str, port: int) -> bool:
         except OSError as exc:
             return exc.errno == errno.EADDRINUSE
     return False
+
+
+def refuse_taken_port(server: str, port: int, host: str = "127.0.0.1", instead: str = "") -> None:
+    """Raise ``StackStartError`` naming the port when something already holds it.
+
+    Args:
+        server: what was to start there (``"moto's S3 server"``).
+        instead: what else the user can do (default: give another port).
+
+    Example:
+        >>> with socket.socket() as held:
+        ...     held.bind(("127.0.0.1", 0)); held.listen()
+        ...     refuse_taken_port("The Prefect server", held.getsockname()[1])
+        Traceback (most recent call last):
+        sandbox.errors.StackStartError: The Prefect server did not start: port ... is taken. ...
+    """
+    if port_taken(host, port):
+        raise StackStartError(
+            f"{server} did not start: port {port} on {host} is taken. Stop what listens there "
+            f"(`ss -ltnp | grep :{port}`) {instead or 'or give another port'}."
+        )
+
+
+def exit_code_of(run: Callable[[], int]) -> int:
+    """``run()``'s exit code, or 2 with its message alone on standard error (no traceback) when
+    a server it starts cannot start: how ``make demo`` and ``make serve`` end.
+
+    Example:
+        >>> import contextlib, io
+        >>> def fails() -> int:
+        ...     raise StackStartError("moto's S3 server did not start: ... Try again.")
+        >>> with contextlib.redirect_stderr(io.StringIO()) as said:
+        ...     code = exit_code_of(fails)
+        >>> code, said.getvalue().strip()
+        (2, "error: moto's S3 server did not start: ... Try again.")
+    """
+    try:
+        return run()
+    except StackStartError as exc:  # what happened, and what to do; the servers are stopped
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return 2
 
 
 def last_lines(text: str, lines: int = 8) -> str:

@@ -29,7 +29,7 @@ import tempfile
 import urllib.parse
 from pathlib import Path
 
-from sandbox.errors import StackStartError, log_tail, port_taken
+from sandbox.errors import StackStartError, log_tail, port_taken, refuse_taken_port
 from sandbox.ports import free_port
 
 
@@ -174,12 +174,17 @@ class ThrowawayPostgres:
     ) -> None:
         if result.returncode != 0:
             output = (result.stderr.strip() or result.stdout.strip())[-2000:]
+            todo = (
+                "If the message names a file or folder, the server's user must be able to read "
+                "it; otherwise try DMS_POSTGRES_BINARIES=embedded (or system), or point "
+                "--source-dsn (demo) / DMS_TEST_POSTGRES_DSN (tests) at a running server."
+                if outcome == "did not start"
+                else f"Its server log is {self.root / 'server.log'}; stop it with "
+                f"`pg_ctl -D {self.data} stop -m immediate` if it still runs."
+            )
             raise StackStartError(
                 f"PostgreSQL {outcome}: {what} failed ({result.returncode}) with "
-                f"{describe_bindir(self.bindir)}:\n    {output}\nIf the message names a file or "
-                "folder, the server's user must be able to read it; otherwise try "
-                f"DMS_POSTGRES_BINARIES=embedded (or system), or point --source-dsn (demo) / "
-                "DMS_TEST_POSTGRES_DSN (tests) at a running server."
+                f"{describe_bindir(self.bindir)}:\n    {output}\n{todo}"
             )
 
     def _server_user(self) -> pwd.struct_passwd:
@@ -242,6 +247,8 @@ class ThrowawayPostgres:
             raise
 
     def _start(self) -> ThrowawayPostgres:
+        if self._port_given:  # before initdb's seconds are spent
+            refuse_taken_port("PostgreSQL", self.port, self.host, "or give no port (a free one)")
         password_file = self.root / "pwfile"
         password_file.write_text(self.password + "\n")
         if self._as_postgres:
@@ -268,14 +275,8 @@ class ThrowawayPostgres:
 
     def _start_server(self) -> bool:
         """Start the server on ``self.port``; False when that port turned out to be taken."""
-        if port_taken(self.host, self.port):
-            if self._port_given:
-                raise StackStartError(
-                    f"PostgreSQL did not start: port {self.port} on {self.host} is taken. Stop "
-                    f"what listens there (`ss -ltnp | grep :{self.port}`), or let it pick a free "
-                    "port (give none)."
-                )
-            return False
+        if port_taken(self.host, self.port) and not self._port_given:
+            return False  # taken since it was chosen
         log = self.root / "server.log"
         settings = {
             "listen_addresses": self.host,

@@ -23,7 +23,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from sandbox.errors import StackStartError, log_tail, port_taken
+from sandbox.errors import StackStartError, log_tail, refuse_taken_port
 from sandbox.ports import free_port, stop_process
 
 
@@ -69,11 +69,7 @@ class PrefectServer:
     def launch(self) -> PrefectServer:
         """Start the server process and return at once (it takes seconds to become healthy, which
         a caller can spend on other work before ``wait_until_healthy``)."""
-        if port_taken("127.0.0.1", self.port):
-            raise StackStartError(
-                f"The Prefect server did not start: port {self.port} on 127.0.0.1 is taken. Stop "
-                f"what listens there (`ss -ltnp | grep :{self.port}`) or give another port."
-            )
+        refuse_taken_port("The Prefect server", self.port)
         prefect = shutil.which("prefect") or str(Path(sys.executable).parent / "prefect")
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(

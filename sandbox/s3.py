@@ -30,7 +30,7 @@ from typing import IO, Any
 
 import boto3
 
-from sandbox.errors import StackStartError, last_lines, port_taken
+from sandbox.errors import StackStartError, last_lines, refuse_taken_port
 from sandbox.ports import free_port, stop_process
 
 USER_NAME = "dms-ingestion-tests"
@@ -106,11 +106,7 @@ class MotoS3Server:
         Raises:
             StackStartError: the port is taken, the server exited, or it did not answer in time.
         """
-        if port_taken("127.0.0.1", self.port):
-            raise StackStartError(
-                f"moto's S3 server did not start: port {self.port} on 127.0.0.1 is taken. Stop "
-                f"what listens there (`ss -ltnp | grep :{self.port}`) or give another port."
-            )
+        refuse_taken_port("moto's S3 server", self.port)
         # Its request log goes to a file (a pipe nobody reads would fill and stop the server);
         # its last lines explain a start that failed.
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()

@@ -41,7 +41,7 @@ def run_module(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
     )  # fmt: skip
 
 
-def test_the_demo_says_an_s3_endpoint_does_not_answer(taken_port):
+def test_the_demo_says_an_s3_endpoint_does_not_answer():
     closed = free_port()  # nothing listens there
     result = run_module(
         "demo", "--s3-endpoint", f"http://127.0.0.1:{closed}",
@@ -72,14 +72,11 @@ def test_make_serve_says_the_prefect_server_did_not_come_up():
 
 
 def test_a_port_already_taken_is_named(taken_port):
-    for server in (
-        ThrowawayPostgres(port=taken_port),
-        MotoS3Server(port=taken_port),
-        PrefectServer(port=taken_port),
-    ):
+    postgres = ThrowawayPostgres(port=taken_port)
+    for server in (postgres, MotoS3Server(port=taken_port), PrefectServer(port=taken_port)):
         with pytest.raises(StackStartError, match=rf"port {taken_port} on 127\.0\.0\.1 is taken"):
             server.start()
-    assert not ThrowawayPostgres(port=taken_port).root.joinpath("data").exists()
+    assert not postgres.root.exists()  # the cluster initdb made is removed with its folder
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="as root only: the server runs as postgres then")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
@@ -102,6 +101,6 @@ def test_every_bad_input_case_names_a_test_that_exists():
         assert not missing, f"{missing} named in docs/bad-input.md do not exist"
 
 
-def test_blocks_are_found_where_they_are(tmp_path: Path):
+def test_blocks_are_found_where_they_are():
     assert block("iam-policy").path == ROOT / "docs" / "aws" / "index.md"
     assert block("localdms-cli-session").language == "bash"
