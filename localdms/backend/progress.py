@@ -27,7 +27,6 @@ class TaskRunProgress:
     def __init__(self, backend: BackendBase, task_arn: str) -> None:
         self.backend = backend
         self.task_arn = task_arn
-        self._recoverable_error = ""
 
     def _update(self, change: Callable[[ReplicationTask], None], save: str = "now") -> None:
         """Apply ``change``; persist now (task transitions), soon (table ones) or not (row counts)."""
@@ -76,11 +75,10 @@ class TaskRunProgress:
             "task %s: %s; restarting change capture in %.0f s (restart %d)",
             self.task_arn, message, delay, attempt,
         )  # fmt: skip
-        self._recoverable_error = message
 
-    def restarted(self, attempt: int) -> None:
+    def restarted(self, attempt: int, error: str) -> None:
         """Capture restarted from the checkpoint: the task's start event, as DMS restarts it."""
-        self.backend.task_restarted(self.task_arn, attempt, self._recoverable_error)
+        self.backend.task_restarted(self.task_arn, attempt, error)
 
     def capture_created(self, slot: str) -> None:
         self._update(lambda task: task.capture_created(slot))

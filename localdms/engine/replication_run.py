@@ -69,7 +69,7 @@ class RunProgress(CaptureProgress, TableProgress, Protocol):
     def stopped(self, reason: str = StopReason.NORMAL) -> None: ...
     def failed(self, message: str) -> None: ...
     def recovering(self, message: str, attempt: int, delay: float) -> None: ...
-    def restarted(self, attempt: int) -> None: ...
+    def restarted(self, attempt: int, error: str) -> None: ...
     def capture_created(self, slot: str) -> None: ...
     def capturing(self) -> None: ...
 
@@ -318,16 +318,18 @@ class ReplicationRun:
                 )
                 break
             except CdcError as exc:
+                if not exc.recoverable:
+                    raise
                 attempt += 1
-                delay = self.spec.recovery.delay(attempt) if exc.recoverable else None
-                if delay is None and attempt > 1:
+                delay = self.spec.recovery.delay(attempt)
+                if delay is None:
+                    if attempt == 1:
+                        raise
                     raise CdcError(
                         f"{exc} It failed again after {attempt - 1} restarts, as many as "
                         "ErrorBehavior's RecoverableError settings allow.",
                         recoverable=True,
                     ) from exc
-                if delay is None:
-                    raise
                 # As DMS restarts a task after an environmental error: the task stays running,
                 # and capture continues from its checkpoint once the wait is over.
                 self.progress.recovering(str(exc), attempt, delay)
@@ -336,7 +338,7 @@ class ReplicationRun:
                     break
                 start = capture.checkpoint or start
                 capture = capture.restart()
-                self.progress.restarted(attempt)
+                self.progress.restarted(attempt, str(exc))
         self.progress.stopped(reason or StopReason.NORMAL)
 
     async def _load_tables(self, plans: Sequence[TablePlan], pool: Any, s3: Any) -> None:

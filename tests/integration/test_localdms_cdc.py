@@ -4,6 +4,7 @@ resume, a SIGKILL of localdms)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import threading
@@ -730,3 +731,25 @@ def test_an_s3_outage_during_cdc_is_retried_and_loses_nothing(
             assert replay(s3, pipeline.bucket) == source_state(source_db)
             dms.stop_replication_task(ReplicationTaskArn=arn)
             wait_for_status(dms, arn, {"stopped"})
+
+
+def test_a_fatal_error_after_a_restart_stays_fatal(dms, s3):
+    """The source restarts (recoverable: capture waits to restart), and meanwhile its slot is
+    dropped: the restart then fails for good, with DMS's fatal words, not as one more
+    recoverable error."""
+    with ThrowawayPostgres() as postgres:
+        server = PostgresServer(postgres.host, postgres.port, postgres.user, postgres.password)
+        source = SourceDatabase(server, "postgres")
+        _, arn = recovering_task(dms, s3, source, RecoverableErrorInterval=3)
+        postgres.restart()
+        deadline = time.monotonic() + 10
+        while slots(source) and time.monotonic() < deadline:  # idle once capture let go
+            with contextlib.suppress(psycopg.errors.ObjectInUse):
+                source.execute(
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+                )
+            time.sleep(0.2)
+        assert slots(source) == []
+        task = wait_for_status(dms, arn, {"failed"}, timeout=30)
+        assert task["StopReason"].endswith("Stop Reason FATAL_ERROR Error Level FATAL"), task
+        assert "does not exist on the PostgreSQL source" in task["LastFailureMessage"]
