@@ -44,6 +44,8 @@ from dms_spec.status import InstanceStatus, TaskStatus
 
 if TYPE_CHECKING:
     from localdms.backend import DmsBackend
+    from localdms.backend.resources import ReplicationTask
+    from localdms.engine.gauges import CaptureGauges
 
 log = logging.getLogger(__name__)
 
@@ -123,44 +125,39 @@ class MetricsPublisher:
         """This period's metric data (also what the publisher sends)."""
         now = time.time()
         at = datetime.fromtimestamp(now, UTC)
-        data: list[dict[str, Any]] = []
         backend = self.backend
-        with backend.lock:
-            runs = dict(backend.runs)
-            tasks = {
-                arn: task
-                for arn, task in backend.tasks.items()
-                if task.status == TaskStatus.RUNNING and arn in runs
-            }
-            instances = {
-                arn: instance.identifier
-                for arn, instance in backend.instances.items()
+        with backend.lock:  # the runs' threads change the tasks and their tables
+            instances = [
+                instance.identifier
+                for instance in backend.instances.values()
                 if instance.status == InstanceStatus.AVAILABLE
-            }
-            configs = {
-                arn: config.replication
-                for arn, config in backend.replication_configs.items()
-                if config.replication.status == TaskStatus.RUNNING and arn in runs
-            }
-        for arn, task in tasks.items():
-            dimensions = {
-                "ReplicationInstanceIdentifier": instances.get(task.instance_arn, ""),
-                "ReplicationTaskIdentifier": resource_id(arn),
-            }
-            data += self._run_data(arn, runs[arn].gauges, task, dimensions, now, at)
-        for arn, replication in configs.items():
-            dimensions = {"ReplicationConfigId": resource_id(arn)}
-            data += self._run_data(arn, runs[arn].gauges, replication, dimensions, now, at)
-        for identifier in instances.values():
-            data += self._instance_data({"ReplicationInstanceIdentifier": identifier}, at)
+            ]
+            runs = [
+                (arn, dimensions, backend.runs[arn].gauges, _rows_loaded(task))
+                for arn, dimensions, task in _runnables(backend)
+                if task.status == TaskStatus.RUNNING and arn in backend.runs
+            ]
+        self._loaded = {arn: self._loaded.get(arn, loaded) for arn, _, _, loaded in runs}
+        data: list[dict[str, Any]] = []
+        for arn, dimensions, gauges, loaded in runs:
+            data += self._run_data(arn, gauges, loaded, dimensions, now, at)
+        host = self._instance_values()  # one process serves every instance: measured once
+        for identifier in instances:
+            dimensions = {"ReplicationInstanceIdentifier": identifier}
+            data += [_datum(name, value, unit, dimensions, at) for name, value, unit in host]
         return data
 
     def _run_data(
-        self, arn: str, gauges: Any, task: Any, dimensions: dict[str, str], now: float, at: datetime
+        self,
+        arn: str,
+        gauges: CaptureGauges,
+        loaded: int,
+        dimensions: dict[str, str],
+        now: float,
+        at: datetime,
     ) -> list[dict[str, Any]]:
         sample = gauges.sample(now)
-        loaded = sum(t.full_load_rows for t in task.tables.values())
-        rows_per_second = max(0, loaded - self._loaded.get(arn, loaded)) / self.period
+        rows_per_second = max(0, loaded - self._loaded[arn]) / self.period
         self._loaded[arn] = loaded
         values = [
             ("CDCLatencySource", sample.latency_source, "Seconds"),
@@ -174,7 +171,9 @@ class MetricsPublisher:
         ]
         return [_datum(name, value, unit, dimensions, at) for name, value, unit in values]
 
-    def _instance_data(self, dimensions: dict[str, str], at: datetime) -> list[dict[str, Any]]:
+    def _instance_values(self) -> list[tuple[str, float, str]]:
+        """The host's and this process's figures, once per period (every instance of this
+        server runs in the same process)."""
         started, cpu = self._cpu
         now, cpu_now = time.monotonic(), self._cpu_seconds()
         self._cpu = (now, cpu_now)
@@ -182,18 +181,37 @@ class MetricsPublisher:
         percent = 100.0 * (cpu_now - cpu) / max(now - started, 1e-6) / cores
         memory = _meminfo()
         disk = os.statvfs(self.state_dir)
-        values = [
+        return [
             ("CPUUtilization", min(100.0, max(0.0, percent)), "Percent"),
             ("FreeableMemory", memory.get("MemAvailable", 0), "Bytes"),
             ("SwapUsage", memory.get("SwapTotal", 0) - memory.get("SwapFree", 0), "Bytes"),
             ("FreeStorageSpace", disk.f_bavail * disk.f_frsize, "Bytes"),
         ]
-        return [_datum(name, value, unit, dimensions, at) for name, value, unit in values]
 
     @staticmethod
     def _cpu_seconds() -> float:
         usage = process_resource.getrusage(process_resource.RUSAGE_SELF)
         return usage.ru_utime + usage.ru_stime
+
+
+def _runnables(backend: DmsBackend) -> list[tuple[str, dict[str, str], ReplicationTask]]:
+    """Every task and Serverless replication with the dimensions DMS puts on its metrics."""
+    instances = {arn: instance.identifier for arn, instance in backend.instances.items()}
+    tasks = [
+        (arn, {"ReplicationInstanceIdentifier": instances.get(task.instance_arn, ""),
+               "ReplicationTaskIdentifier": resource_id(arn)}, task)
+        for arn, task in backend.tasks.items()
+    ]  # fmt: skip
+    replications = [
+        (arn, {"ReplicationConfigId": resource_id(arn)}, config.replication)
+        for arn, config in backend.replication_configs.items()
+    ]
+    return tasks + replications
+
+
+def _rows_loaded(task: ReplicationTask) -> int:
+    """The full load's rows so far, over the task's tables."""
+    return sum(table.full_load_rows for table in task.tables.values())
 
 
 def _meminfo() -> dict[str, int]:

@@ -265,3 +265,27 @@ def test_a_refused_request_never_repeats_a_password_it_carried():
     assert "Invalid type for parameter Password" in message
     assert "12345678" not in message
     assert "hunter2-secret" not in message
+
+
+def test_every_instance_reports_the_same_process_figures_once_per_period(tmp_path):
+    """localdms's instances share one process: each gets the period's CPU and memory figures
+    (the second used to read the CPU time the first had just consumed, about 0 %)."""
+    from localdms.metrics import MetricsPublisher
+
+    dms = backend()
+    for identifier in ("first", "second"):
+        call(dms, "CreateReplicationInstance", {"ReplicationInstanceIdentifier": identifier,
+                                                "ReplicationInstanceClass": "dms.t3.micro"})  # fmt: skip
+    call(dms, "DescribeReplicationInstances", {})  # advances them to available
+    publisher = MetricsPublisher(dms, no_s3, period=1.0, state_dir=tmp_path)
+    deadline = time.process_time() + 0.05
+    while time.process_time() < deadline:  # some CPU to measure
+        pass
+    data = publisher.collect()
+    figures = {
+        (d["Dimensions"][0]["Value"], d["MetricName"]): d["Value"]
+        for d in data
+        if d["MetricName"] in ("CPUUtilization", "FreeableMemory")
+    }
+    assert figures[("first", "CPUUtilization")] == figures[("second", "CPUUtilization")] > 0
+    assert figures[("first", "FreeableMemory")] == figures[("second", "FreeableMemory")] > 0
