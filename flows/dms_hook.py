@@ -1,14 +1,15 @@
 """The only code that talks to DMS: a thin layer over a boto3 client.
 
-It serialises what DMS wants (JSON strings), waits with declarative botocore waiters (``waiters.json``, and botocore's own), and turns terminal
-API errors into ``DmsApiError`` while letting transient ones (throttling, 5xx, lost connections)
-propagate to the callers' retries. The flow makes one hook per run: it counts every call the run
+It serialises what DMS wants (JSON strings), waits with declarative botocore waiters
+(``waiters.json``, and botocore's own), and turns terminal API errors into ``DmsApiError``
+while letting transient ones (throttling, 5xx, lost connections) propagate to the callers'
+retries. The flow makes one hook per run: it counts every call the run
 makes, boto3's own retries and the transient errors that reached the flow, for the report.
 
 Waiting for a lifecycle transition (created → ready, started → running; the tasks of
 ``flows/tasks.py`` decide when to wait, ``_settle`` after a create or modify) polls on a short,
-growing delay (``lifecycle_delays``) up to the caller's interval: DMS often settles in a second or two, and
-a fixed 15 s delay would spend the rest asleep.
+growing delay (``lifecycle_delays``) up to the caller's interval: DMS often settles in a second
+or two, and a fixed 15 s delay would spend the rest asleep.
 
 Example:
     >>> import boto3

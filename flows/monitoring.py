@@ -1,6 +1,7 @@
 """The flow's monitoring task: one DescribeReplicationTasks and DescribeTableStatistics (one call
-per 500 tables: every page is read) per poll until the task finishes, feeding the per-table subflows, a progress artifact and the log,
-and reloading tables in error while the task runs (``reload_errored_tables``)."""
+per 500 tables: every page is read) per poll until the task finishes, feeding the per-table
+subflows, a progress artifact and the log, and reloading tables in error while the task runs
+(``reload_errored_tables``)."""
 
 from __future__ import annotations
 

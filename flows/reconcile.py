@@ -130,7 +130,7 @@ class _RangedObject(io.RawIOBase):
 
 def object_rows(s3: Any, target: TargetEndpoint, key: str, size: int) -> int:
     """The data rows of one LOAD object (blocking: run it in a worker thread)."""
-    if target.data_format == "parquet":
+    if target.settings.data_format == "parquet":
         import pyarrow.parquet as pq  # only Parquet targets pay for importing pyarrow
 
         return int(pq.ParquetFile(_RangedObject(s3, target.bucket, key, size)).metadata.num_rows)
@@ -138,8 +138,8 @@ def object_rows(s3: Any, target: TargetEndpoint, key: str, size: int) -> int:
     chunks: Iterable[bytes] = body.iter_chunks(CHUNK_BYTES)
     if key.endswith(".gz"):
         chunks = gunzip(chunks)
-    rows = count_csv_rows(chunks, target.csv_row_delimiter.encode())
-    return rows - 1 if target.add_column_name and rows else rows
+    rows = count_csv_rows(chunks, target.settings.csv_row_delimiter.encode())
+    return rows - 1 if target.settings.add_column_name and rows else rows
 
 
 def table_objects(s3: Any, target: TargetEndpoint, schema: str, table: str) -> TableObjects:

@@ -88,30 +88,6 @@ class TargetEndpoint:
         """BucketFolder, slashes trimmed ("" for none)."""
         return self.settings.folder
 
-    @property
-    def data_format(self) -> str:
-        return self.settings.data_format
-
-    @property
-    def compression(self) -> str:
-        return self.settings.compression
-
-    @property
-    def add_column_name(self) -> bool:
-        return self.settings.add_column_name
-
-    @property
-    def csv_delimiter(self) -> str:
-        return self.settings.csv_delimiter
-
-    @property
-    def csv_row_delimiter(self) -> str:
-        return self.settings.csv_row_delimiter
-
-    @property
-    def extension(self) -> str:
-        return self.settings.extension
-
     def table_prefix(self, schema: str, table: str) -> str:
         """``[BucketFolder/]schema/table/``, as DMS writes it (``dms_spec.s3_layout``)."""
         return self.settings.table_prefix(schema, table)

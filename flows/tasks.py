@@ -87,7 +87,7 @@ async def describe_target_endpoint(config: DmsIngestionConfig, hook: DmsHook) ->
             + "\n- ".join(problems)
         )
     get_run_logger().info(
-        "Target endpoint writes %s files to %s", target.extension.lstrip("."), target.url()
+        "Target endpoint writes %s files to %s", target.settings.extension.lstrip("."), target.url()
     )
     return target
 

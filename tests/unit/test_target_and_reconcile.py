@@ -36,8 +36,9 @@ def test_the_endpoint_gives_bucket_folder_formats_and_decoded_delimiters():
         endpoint(BucketFolder="/raw/", DataFormat="csv", CompressionType="GZIP",
                  AddColumnName=True, CsvDelimiter="\\t", CsvRowDelimiter="\\r\\n")
     )  # fmt: skip
-    assert (target.bucket, target.folder, target.extension) == ("lake", "raw", ".csv.gz")
-    assert (target.csv_delimiter, target.csv_row_delimiter, target.add_column_name) == (
+    assert (target.bucket, target.folder, target.settings.extension) == ("lake", "raw", ".csv.gz")
+    settings = target.settings
+    assert (settings.csv_delimiter, settings.csv_row_delimiter, settings.add_column_name) == (
         "\t", "\r\n", True,
     )  # fmt: skip
     assert target.url("public", "album") == "s3://lake/raw/public/album/"
@@ -48,7 +49,9 @@ def test_extra_connection_attributes_count_and_s3_settings_win():
         {**endpoint(BucketFolder="new"),
          "ExtraConnectionAttributes": "bucketFolder=old;dataFormat=parquet;addColumnName=y"}
     )  # fmt: skip
-    assert (target.folder, target.data_format, target.add_column_name) == ("new", "parquet", True)
+    assert (target.folder, target.settings.data_format, target.settings.add_column_name) == (
+        "new", "parquet", True,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -86,13 +89,13 @@ def test_localdms_writes_with_the_same_layout_and_delimiter_rule():
         endpoint(BucketFolder="raw/", CsvRowDelimiter="\\n", CsvDelimiter="\\t")
     )
     assert (written.csv_row_delimiter, written.csv_delimiter) == ("\n", "\t")
-    assert (read.csv_row_delimiter, read.csv_delimiter) == ("\n", "\t")
+    assert (read.settings.csv_row_delimiter, read.settings.csv_delimiter) == ("\n", "\t")
     assert (
         written.table_prefix("s", "t")
         == read.table_prefix("s", "t")
         == table_prefix("raw", "s", "t")
     )
-    assert written.extension == read.extension == ".csv"
+    assert written.extension == read.settings.extension == ".csv"
 
 
 def test_delimiters_as_dms_reads_them():
