@@ -16,17 +16,18 @@ Example:
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import secrets
 import subprocess
 import sys
-import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import boto3
 
@@ -98,7 +99,7 @@ class MotoS3Server:
         self.secret_access_key = "any"  # noqa: S105 - replaced by the IAM user's key at start
         self._seed = secrets.randbelow(2**31)
         self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+        self._output: collections.deque[bytes] = collections.deque()
 
     def start(self, timeout: float = 60.0) -> MotoS3Server:
         """Start the server and wait until it answers.
@@ -107,14 +108,16 @@ class MotoS3Server:
             StackStartError: the port is taken, the server exited, or it did not answer in time.
         """
         refuse_taken_port("moto's S3 server", self.port)
-        # Its request log goes to a file (a pipe nobody reads would fill and stop the server);
-        # its last lines explain a start that failed.
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
+        # Its output (a line per request) is read as it comes, keeping only the last lines,
+        # which explain a start that failed: a file would grow for as long as it serves, and a
+        # pipe nobody reads would fill and stop the server.
         self._process = subprocess.Popen(
             [moto_server_executable(), "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=self._log,
+            stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
+        output, self._output = self._process.stdout, collections.deque(maxlen=20)
+        threading.Thread(target=self._output.extend, args=(output,), daemon=True).start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -202,18 +205,13 @@ class MotoS3Server:
             pass
 
     def _log_tail(self, lines: int = 8) -> str:
-        if self._log is None:
-            return ""
-        self._log.seek(0)
-        return last_lines(self._log.read().decode(errors="replace"), lines)
+        text = b"".join(list(self._output)).decode(errors="replace")
+        return last_lines(text, lines)
 
     def stop(self) -> None:
         if self._process is not None:
             stop_process(self._process)
             self._process = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
 
     def __enter__(self) -> MotoS3Server:
         return self.start()
