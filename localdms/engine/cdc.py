@@ -60,10 +60,6 @@ from localdms.table_mappings import TablePlan
 log = logging.getLogger(__name__)
 
 CAPTURED_REPORT_SECONDS = 0.5
-RESUME_HINT = (
-    "Start the task with resume-processing once it is reachable again: the slot keeps every "
-    "change after the RecoveryCheckpoint, so nothing is lost."
-)
 
 
 class CaptureProgress(Protocol):
@@ -229,8 +225,7 @@ class ChangeCapture:
                     "start the task with reload-target to create it and load the tables again."
                 ) from exc
             raise CdcError(
-                f"Change capture lost the PostgreSQL source: {source_text(self.source, exc)}. "
-                f"{RESUME_HINT}",
+                f"Change capture lost the PostgreSQL source: {source_text(self.source, exc)}.",
                 recoverable=True,
             ) from exc
         finally:
@@ -424,9 +419,7 @@ class ChangeCapture:
                     applied[output.plan] = dict(output.counts)
                 output.reset()
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise CdcError(
-                f"Failed to write CDC files to S3: {exc}. {RESUME_HINT}", recoverable=True
-            ) from exc
+            raise CdcError(f"Failed to write CDC files to S3: {exc}.", recoverable=True) from exc
         if self._processed > self._confirmed or applied:
             self._confirmed = max(self._confirmed, self._processed)
             self.progress.changes_applied(applied, pgoutput.format_lsn(self._confirmed))

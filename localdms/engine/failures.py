@@ -39,10 +39,23 @@ def fatal_message(text: str) -> str:
     return last_error(text, StopReason.FATAL_ERROR)
 
 
+RESUME_HINT = (
+    "Start the task with resume-processing once it is reachable again: the slot keeps every "
+    "change after the RecoveryCheckpoint, so nothing is lost."
+)
+"""What a task failed by a recoverable error says to do. Only the failure says it: while
+localdms restarts capture by itself (``dms_spec.recovery``), its log and events say so instead."""
+
+
 def cdc_failure(exc: CdcError) -> str:
-    """A CDC failure in DMS's task failure format; recoverable ones can be resumed."""
+    """A CDC failure in DMS's task failure format; recoverable ones can be resumed.
+
+    Example:
+        >>> cdc_failure(CdcError("Failed to write CDC files to S3: refused.", recoverable=True))[:80]
+        'Last Error  Failed to write CDC files to S3: refused. Start the task with resume'
+    """
     if exc.recoverable:
-        return last_error(str(exc), StopReason.RECOVERABLE_ERROR)
+        return last_error(f"{exc} {RESUME_HINT}", StopReason.RECOVERABLE_ERROR)
     return fatal_message(str(exc))
 
 

@@ -651,6 +651,7 @@ def test_a_postgres_restart_during_cdc_is_retried_as_dms_retries_it(dms, s3):
         assert restarts, events["Events"]
         assert restarts[0].startswith("The replication task has started. Restart 1 after a "
                                       "recoverable error: Change capture lost the PostgreSQL source")  # fmt: skip
+        assert "resume-processing" not in restarts[0]  # localdms restarts it: nothing to do
         assert replay(s3, pipeline.bucket) == source_state(source)
         dms.stop_replication_task(ReplicationTaskArn=arn)
         wait_for_status(dms, arn, {"stopped"})
@@ -665,6 +666,7 @@ def test_recoverable_error_count_0_stops_the_task_at_the_first_error(dms, s3):
         task = wait_for_status(dms, arn, {"failed"}, timeout=30)
         assert task["StopReason"].endswith("Stop Reason RECOVERABLE_ERROR Error Level RECOVERABLE")
         assert "Change capture lost the PostgreSQL source" in task["LastFailureMessage"]
+        assert "Start the task with resume-processing" in task["LastFailureMessage"]
         events = dms.describe_events(SourceIdentifier="test-task", SourceType="replication-task")
         assert not [e for e in events["Events"] if "recoverable error" in e["Message"]]
 
