@@ -166,3 +166,145 @@ def eventbridge_event(
         "Resources": [arn],
         "Detail": json.dumps(detail),
     }
+
+
+# ------------------------------------------------------------------ SNS
+SNS_SUBJECT = "DMS Notification Message"
+"""The subject of every notification DMS publishes to an event subscription's topic."""
+
+_SNS_MESSAGES = {
+    "0069": "Replication task has started.",
+    "0079": "Replication task has stopped.",
+    "0078": "Replication task has failed.",
+}
+"""``Event Message`` where notifications in the wild show DMS's own words (they differ from the
+guide's table: "Replication task has stopped.", not "The replication task has stopped."); the
+other events use the guide's message."""
+
+_CONSOLE_PAGES = {REPLICATION_TASK: "tasks", REPLICATION_INSTANCE: "replication-instances"}
+
+
+def sns_notification(
+    kind: EventKind, identifier: str, detail: str | None, region: str, when: float
+) -> str:
+    """The message DMS publishes to an event subscription's SNS topic, as consumers parse it
+    (the terraform-aws-notify-slack module's fixtures are real notifications): a JSON object
+    of ``Event Source``, ``Event Time`` (UTC, milliseconds), ``Identifier Link`` (the console
+    link, then ``SourceId:``), ``Event ID`` (the guide's anchor, with DMS's trailing space) and
+    ``Event Message``, where a stop adds its StopReason (``Stop Reason <reason>.``) and a failure
+    ``Reason:`` and the task's last error on a line of its own.
+
+    Example:
+        >>> import json
+        >>> message = json.loads(sns_notification(TASK_STOPPED, "hello-world",
+        ...     "Stop Reason FULL_LOAD_ONLY_FINISHED", "eu-west-2", 1549986324.091))
+        >>> message["Event Source"], message["Event Time"], message["Event Message"]
+        ('replication-task', '2019-02-12 15:45:24.091', 'Replication task has stopped. Stop Reason FULL_LOAD_ONLY_FINISHED.')
+        >>> message["Event ID"]
+        'http://docs.aws.amazon.com/dms/latest/userguide/CHAP_Events.html#DMS-EVENT-0079 '
+        >>> message["Identifier Link"].splitlines()[1]
+        'SourceId: hello-world '
+    """
+    import json
+    from datetime import UTC, datetime
+
+    number = kind.event_id.rsplit("-", 1)[-1]
+    text = _SNS_MESSAGES.get(number, kind.message)
+    if detail and kind is TASK_STOPPED:
+        text = f"{text} {detail}."
+    elif detail and kind is TASK_FAILED:
+        text = f"{text}\nReason: {detail}"
+    elif detail:
+        text = f"{text} {detail}"
+    stamp = datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    page = _CONSOLE_PAGES[kind.source_type]
+    return json.dumps(
+        {
+            "Event Source": kind.source_type,
+            "Event Time": stamp,
+            "Identifier Link": f"https://console.aws.amazon.com/dms/home?region={region}#{page}:"
+            f"ids={identifier}\nSourceId: {identifier} ",
+            "Event ID": f"http://docs.aws.amazon.com/dms/latest/userguide/CHAP_Events.html#"
+            f"{kind.event_id} ",
+            "Event Message": text,
+        }
+    )
+
+
+def subscription_categories(source_type: str | None) -> tuple[str, ...]:
+    """The categories an event subscription may name for ``source_type`` (every one when no
+    source type is given)."""
+    if source_type is None:
+        return tuple(dict.fromkeys(c for group in CATEGORIES.values() for c in group))
+    return CATEGORIES[source_type]
+
+
+# ------------------------------------------------------------------ Serverless
+REPLICATION_CONFIG = "replication-config"
+"""A DMS Serverless replication's events: on EventBridge only (DescribeEvents and event
+subscriptions take replication instances and tasks)."""
+REPLICATION_DETAIL_TYPE = "DMS Replication State Change"
+
+_REPLICATION_SEQUENCE = (
+    "initializing", "preparing_metadata_resources", "testing_connection", "fetching_metadata",
+    "calculating_capacity", "provisioning_capacity", "replication_starting", "running",
+)  # fmt: skip
+
+
+def replication_statuses_passed(old: str | None, new: str) -> list[str]:
+    """The statuses a replication went through from ``old`` to ``new``, each one event: a start
+    seen late still reports each phase it passed, in order.
+
+    Example:
+        >>> replication_statuses_passed("created", "initializing")
+        ['initializing']
+        >>> replication_statuses_passed("fetching_metadata", "replication_starting")
+        ['calculating_capacity', 'provisioning_capacity', 'replication_starting']
+        >>> replication_statuses_passed("running", "stopped")
+        ['stopped']
+    """
+    sequence = _REPLICATION_SEQUENCE
+    if new in sequence:
+        begin = sequence.index(old) + 1 if old in sequence else 0
+        if begin <= sequence.index(new):
+            return list(sequence[begin : sequence.index(new) + 1])
+    return [new]
+
+
+def replication_eventbridge_event(
+    arn: str, status: str, detail: str | None
+) -> dict[str, str | list[str]]:
+    """The event a DMS Serverless replication sends to EventBridge when its status changes, as
+    observed on AWS (the guide shows none): ``detail-type`` ``DMS Replication State Change``, the
+    config's ARN in ``resources``, a ``detail`` of type ``REPLICATION_CONFIG``, category
+    ``StateChange``, ``eventType`` ``REPLICATION_`` and the status (``REPLICATION_INITIALIZING``,
+    ``REPLICATION_FAILED``), and ``detailMessage`` "Replication with resource id, '<id>', is
+    initializing." (a stop or failure adds its reason).
+
+    Example:
+        >>> import json
+        >>> entry = replication_eventbridge_event(
+        ...     "arn:aws:dms:us-east-1:1:replication-config:XYZ", "initializing", None)
+        >>> entry["DetailType"], json.loads(str(entry["Detail"]))["eventType"]
+        ('DMS Replication State Change', 'REPLICATION_INITIALIZING')
+        >>> json.loads(str(entry["Detail"]))["detailMessage"]
+        "Replication with resource id, 'XYZ', is initializing."
+    """
+    import json
+
+    resource_id = arn.rsplit(":", 1)[-1]
+    words = status.replace("_", " ")
+    verb = {"stopped": "has stopped.", "failed": "has failed."}.get(status, f"is {words}.")
+    message = f"Replication with resource id, '{resource_id}', {verb}"
+    detail_body = {
+        "type": "REPLICATION_CONFIG",
+        "category": "StateChange",
+        "eventType": f"REPLICATION_{status.upper()}",
+        "detailMessage": f"{message} {detail}" if detail else message,
+    }
+    return {
+        "Source": "aws.dms",
+        "DetailType": REPLICATION_DETAIL_TYPE,
+        "Resources": [arn],
+        "Detail": json.dumps(detail_body),
+    }

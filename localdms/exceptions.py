@@ -68,3 +68,11 @@ class InvalidAction(DmsFault):
 
 class SerializationException(DmsFault):
     """The request body is not valid JSON (AWS's generic code for the JSON protocols)."""
+
+
+class SNSInvalidTopicFault(DmsFault):
+    """The SNS topic is invalid (it does not exist)."""
+
+
+class SNSNoAuthorizationFault(DmsFault):
+    """You are not authorized for the SNS subscription."""

@@ -11,7 +11,7 @@ from localdms.exceptions import InvalidParameterValueException
 _IDENTIFIER = re.compile(r"^[A-Za-z](?!.*--)[A-Za-z0-9-]*(?<!-)$")
 _BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 _ARN = re.compile(
-    r"^arn:aws[a-z-]*:dms:[a-z0-9-]+:\d{12}:(task|endpoint|rep|subgrp|cert|replication-config|assessment-run):[A-Za-z0-9._ -]+$"
+    r"^arn:aws[a-z-]*:dms:[a-z0-9-]+:\d{12}:(task|endpoint|rep|subgrp|cert|replication-config|assessment-run|es):[A-Za-z0-9._ -]+$"
 )
 
 IDENTIFIER_RULE = (

@@ -12,8 +12,9 @@ Published (names, units and dimensions are a contract: alarms and dashboards mat
   (Count/Second), from the run's real state (``localdms/engine/gauges.py`` says how each is
   measured);
 - per running DMS Serverless replication, the same with the dimension ``ReplicationConfigId``
-  (the last segment of the config's ARN): the guide names no dimension for replications, and
-  practitioners' dashboards use this one;
+  as observed on AWS: ``<account id>:<the last segment of the config's ARN>`` (the guide names
+  no dimension for replications; a published post-mortem shows this value, and how alarms built
+  from the config's identifier instead broke when the config was recreated);
 - per available instance, dimension ``ReplicationInstanceIdentifier``: ``CPUUtilization``
   (Percent: localdms's own CPU time over the period, of all cores), ``FreeableMemory``,
   ``SwapUsage`` (Bytes, the host's) and ``FreeStorageSpace`` (Bytes, of the state directory's
@@ -203,7 +204,8 @@ def _runnables(backend: DmsBackend) -> list[tuple[str, dict[str, str], Replicati
         for arn, task in backend.tasks.items()
     ]  # fmt: skip
     replications = [
-        (arn, {"ReplicationConfigId": resource_id(arn)}, config.replication)
+        (arn, {"ReplicationConfigId": f"{backend.account_id}:{resource_id(arn)}"},
+         config.replication)
         for arn, config in backend.replication_configs.items()
     ]
     return tasks + replications

@@ -8,11 +8,13 @@ authentication; it binds to 127.0.0.1 unless told otherwise). ``GET /health`` an
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -21,13 +23,12 @@ import boto3
 import botocore.config
 
 from localdms.backend import DmsBackend
-from localdms.eventbridge import ENDPOINT_VARIABLE as EVENTS_ENDPOINT_VARIABLE
-from localdms.eventbridge import EventBridgeSender
 from localdms.exceptions import DmsFault, SerializationException
 from localdms.faults import FaultInjector
 from localdms.metrics import DEFAULT_PERIOD_SECONDS, MetricsPublisher
 from localdms.metrics import ENDPOINT_VARIABLE as METRICS_ENDPOINT_VARIABLE
 from localdms.metrics import NAMESPACE as METRICS_NAMESPACE
+from localdms.notifications import EVENTBRIDGE_VARIABLE, SNS_VARIABLE, NotificationSender
 from localdms.responses import dispatch
 from localdms.store import Store
 
@@ -132,8 +133,8 @@ class LocalDmsServer(ThreadingHTTPServer):
     def server_close(self) -> None:
         if self.metrics is not None:
             self.metrics.stop()
-        if self.backend.event_sink is not None:
-            self.backend.event_sink.close()
+        if self.backend.notifier is not None:
+            self.backend.notifier.close()
         super().server_close()
 
     @property
@@ -161,15 +162,10 @@ def make_server(
         metrics_period: seconds between two CloudWatch publications, when
             ``AWS_ENDPOINT_URL_CLOUDWATCH`` names a CloudWatch (else none are published).
     """
-    sink = None
-    if os.environ.get(EVENTS_ENDPOINT_VARIABLE):
-        log.info("sending DMS events to EventBridge at %s", os.environ[EVENTS_ENDPOINT_VARIABLE])
-        sink = EventBridgeSender(
-            lambda: boto3.session.Session().client("events", region_name=region)
-        )
+    notifier = _notifier(region)
     backend = DmsBackend(
         Store(state_dir), default_s3_client, region=region, transition_seconds=transition_seconds,
-        min_running_seconds=min_running_seconds, event_sink=sink,
+        min_running_seconds=min_running_seconds, notifier=notifier,
     )  # fmt: skip
     metrics = None
     if os.environ.get(METRICS_ENDPOINT_VARIABLE):
@@ -182,6 +178,26 @@ def make_server(
     else:
         log.info("%s is not set: no CloudWatch metrics are published", METRICS_ENDPOINT_VARIABLE)
     return LocalDmsServer((host, port), backend, FaultInjector.parse(faults), metrics)
+
+
+def _notifier(region: str) -> NotificationSender | None:
+    """Where events go besides DescribeEvents: EventBridge and SNS, each when its endpoint
+    variable is set (said once, at start)."""
+    channels: dict[str, Callable[[], Any] | None] = {}
+    for variable, service in ((EVENTBRIDGE_VARIABLE, "events"), (SNS_VARIABLE, "sns")):
+        if os.environ.get(variable):
+            log.info("sending DMS events to %s at %s", service, os.environ[variable])
+            channels[service] = functools.partial(_client, service, region)
+        else:
+            log.info("%s is not set: no DMS events are sent to %s", variable, service)
+            channels[service] = None
+    if not any(channels.values()):
+        return None
+    return NotificationSender(channels["events"], channels["sns"])
+
+
+def _client(service: str, region: str) -> Any:
+    return boto3.session.Session().client(service, region_name=region)  # type: ignore[call-overload]
 
 
 class ThreadedLocalDms:

@@ -43,12 +43,12 @@ POLICY = {
         # moto checks CloudWatch's actions under its endpoint prefix, monitoring:, where IAM
         # names them cloudwatch:
         {"Effect": "Allow", "Action": ["cloudwatch:*", "monitoring:*"], "Resource": "*"},
-        {"Effect": "Allow", "Action": ["events:*", "sqs:*"], "Resource": "*"},
+        {"Effect": "Allow", "Action": ["events:*", "sns:*", "sqs:*"], "Resource": "*"},
     ],
 }
 """What the user may do: S3, Secrets Manager (endpoints whose credentials are a secret),
-CloudWatch (the metrics localdms publishes), EventBridge and SQS (its events, and the queue a
-rule sends them to): moto's server answers them all."""
+CloudWatch (the metrics localdms publishes), EventBridge and SNS (its events and
+notifications) and SQS (the queues they are read from): moto's server answers them all."""
 
 
 def ensure_bucket(s3: Any, bucket: str) -> None:

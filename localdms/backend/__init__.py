@@ -7,7 +7,8 @@ Where things are (a family per module, composed here as moto composes its large 
 - ``persistence.py``: what is saved, when, and what a restart finds;
 - ``records.py``: what has no lifecycle (certificates, events);
 - ``endpoints.py``, ``instances.py``, ``subnet_groups.py``, ``tasks.py``, ``tables.py``,
-  ``tags.py``, ``certificates.py``, ``events.py`` (and task logs), ``offerings.py`` (orderable
+  ``tags.py``, ``certificates.py``, ``events.py`` (and task logs), ``event_subscriptions.py`` (SNS
+  notifications), ``offerings.py`` (orderable
   instances, engine versions, endpoint types and settings, account quotas), ``serverless.py``
   (replication configs; ``replication_config.py`` how a replication reports),
   ``assessment_runs.py`` (premigration assessment runs), ``task_assessments.py`` (the legacy task
@@ -31,6 +32,7 @@ from __future__ import annotations
 from localdms.backend.assessment_runs import AssessmentRunBackend
 from localdms.backend.certificates import CertificateBackend
 from localdms.backend.endpoints import EndpointBackend
+from localdms.backend.event_subscriptions import EventSubscriptionBackend
 from localdms.backend.events import EventBackend
 from localdms.backend.instances import InstanceBackend
 from localdms.backend.offerings import OfferingsBackend
@@ -52,6 +54,7 @@ class DmsBackend(
     TagBackend,
     CertificateBackend,
     EventBackend,
+    EventSubscriptionBackend,
     OfferingsBackend,
     AssessmentRunBackend,
     TaskAssessmentBackend,

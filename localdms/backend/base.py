@@ -24,6 +24,7 @@ from localdms.backend.resources import (
     GONE,
     Connection,
     Endpoint,
+    EventSubscription,
     ReplicationInstance,
     ReplicationSubnetGroup,
     ReplicationTask,
@@ -32,13 +33,13 @@ from localdms.backend.shapes import Tag
 from localdms.endpoint_settings import PostgresSource
 from localdms.engine.capture_source import drop_capture, on_thread
 from localdms.engine.replication_run import ReplicationRun
-from localdms.eventbridge import EventBridgeSender
 from localdms.exceptions import (
     InvalidParameterValueException,
     ResourceAlreadyExistsFault,
     ResourceNotFoundFault,
 )
 from localdms.identifiers import make_arn, random_resource_id, validate_identifier
+from localdms.notifications import NotificationSender
 from localdms.store import Store
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,8 @@ class BackendBase:
             late (``transition_seconds`` when None).
         secrets_factory: returns a boto3 Secrets Manager client, for endpoints whose
             credentials are a secret (the standard AWS configuration by default).
-        event_sink: sends each recorded event on to EventBridge (``localdms/eventbridge.py``),
-            or None.
+        notifier: sends each event on to EventBridge and to the SNS topics of the event
+            subscriptions that match it (``localdms/notifications.py``), or None.
     """
 
     def __init__(
@@ -95,10 +96,10 @@ class BackendBase:
         transition_seconds: float = 1.0,
         min_running_seconds: float | None = None,
         secrets_factory: Callable[[], Any] | None = None,
-        event_sink: EventBridgeSender | None = None,
+        notifier: NotificationSender | None = None,
     ) -> None:
         self.s3_factory = s3_factory
-        self.event_sink = event_sink
+        self.notifier = notifier
         self.secrets_factory = secrets_factory or _default_secrets_client
         self.region = region
         self.account_id = account_id
@@ -148,6 +149,10 @@ class BackendBase:
     def replication_configs(self) -> dict[str, ReplicationConfig]:
         return self.state.replication_configs
 
+    @property
+    def event_subscriptions(self) -> dict[str, EventSubscription]:
+        return self.state.event_subscriptions
+
     def _runnable(self, arn: str) -> ReplicationTask | None:
         """The task, or the serverless replication, of ``arn`` (None when gone)."""
         config = self.replication_configs.get(arn)
@@ -162,7 +167,8 @@ class BackendBase:
         self.persistence.save(self.state)
 
     def _current_statuses(self) -> dict[str, tuple[str, str, str]]:
-        """ARN → (source type, identifier, status) of every instance and task."""
+        """ARN → (source type, identifier, status) of every instance, task and serverless
+        replication (whose starting phases change with time)."""
         statuses = {
             arn: (events.REPLICATION_INSTANCE, instance.identifier, instance.status)
             for arn, instance in self.instances.items()
@@ -171,11 +177,17 @@ class BackendBase:
             (arn, (events.REPLICATION_TASK, task.identifier, task.status))
             for arn, task in self.tasks.items()
         )
+        now = time.time()
+        statuses.update(
+            (arn, (events.REPLICATION_CONFIG, config.identifier,
+                   config.replication_status(now, self.transition_seconds)))
+            for arn, config in self.replication_configs.items()
+        )  # fmt: skip
         return statuses
 
     def _note_changes(self) -> None:
         """Record the DMS events of the status changes since the last look (each is logged with
-        its DMS event id)."""
+        its DMS event id); a serverless replication's go to EventBridge only, as on AWS."""
         current = self._current_statuses()
         for arn in [*self._statuses, *(a for a in current if a not in self._statuses)]:
             before, after = self._statuses.get(arn), current.get(arn)
@@ -185,6 +197,10 @@ class BackendBase:
             if old == new or known is None:
                 continue
             source_type, identifier, _ = known
+            if source_type == events.REPLICATION_CONFIG:
+                if old is not None and new is not None:
+                    self._replication_changed(arn, identifier, old, new)
+                continue
             if source_type == events.REPLICATION_TASK:
                 kind, detail = events.task_event(old, new), self._task_detail(arn, new)
             else:
@@ -192,6 +208,20 @@ class BackendBase:
             if kind is not None:
                 self._record_event(kind, identifier, arn, detail)
         self._statuses = current
+
+    def _replication_changed(self, arn: str, identifier: str, old: str, new: str) -> None:
+        """A serverless replication's status changed: an EventBridge event per status passed."""
+        config = self.replication_configs.get(arn)
+        run = config.replication if config is not None else None
+        for status in events.replication_statuses_passed(old, new):
+            detail = None
+            if run is not None and status == TaskStatus.STOPPED:
+                detail = run.stop_reason  # "Stop Reason FULL_LOAD_ONLY_FINISHED"
+            elif run is not None and status == TaskStatus.FAILED:
+                detail = run.last_failure_message
+            log.info("replication %s: %s", identifier, status)
+            if self.notifier is not None:
+                self.notifier.put_event(events.replication_eventbridge_event(arn, status, detail))
 
     def _task_detail(self, arn: str, status: str | None) -> str | None:
         """What a task's stop or failure event adds: its StopReason or LastFailureMessage."""
@@ -205,16 +235,24 @@ class BackendBase:
     def _record_event(
         self, kind: events.EventKind, identifier: str, arn: str, detail: str | None = None
     ) -> None:
+        """Keep the event (DescribeEvents), and send it to EventBridge and to the SNS topic of
+        each event subscription that wants it."""
         message = f"{kind.message} {detail}" if detail else kind.message
+        now = time.time()
         log.info("%s %s %s: %s", kind.event_id, kind.source_type, identifier, message)
-        if self.event_sink is not None:
-            self.event_sink.send(
+        if self.notifier is not None:
+            self.notifier.put_event(
                 events.eventbridge_event(kind, arn, identifier, detail or kind.message, self.region)
             )
+            for subscription in self.event_subscriptions.values():
+                if subscription.wants(kind.source_type, identifier, kind.category):
+                    self.notifier.publish(
+                        subscription.sns_topic_arn, events.SNS_SUBJECT,
+                        events.sns_notification(kind, identifier, detail, self.region, now),
+                    )  # fmt: skip
         self.state.events.append(
-            Event(identifier, arn, kind.source_type, kind.event_id, kind.category, message,
-                  time.time())
-        )  # fmt: skip
+            Event(identifier, arn, kind.source_type, kind.event_id, kind.category, message, now)
+        )
         del self.state.events[:-MAX_EVENTS]
 
     def task_restarted(self, arn: str, attempt: int, error: str) -> None:
@@ -251,7 +289,7 @@ class BackendBase:
         changed = False
         collections: tuple[dict[str, Any], ...] = (
             self.endpoints, self.instances, self.tasks, self.subnet_groups,
-            self.replication_configs,
+            self.replication_configs, self.event_subscriptions,
         )  # fmt: skip
         for collection in collections:
             for arn, resource in list(collection.items()):
@@ -262,7 +300,7 @@ class BackendBase:
                         self.tags.pop(arn, None)
         for connection in self.connections.values():
             changed |= connection.advance(now)
-        if changed:
+        if changed or self.replication_configs:  # a replication's phases change with time
             self._note_changes()
         self.persistence.save_if_due(self.state, changed)
 

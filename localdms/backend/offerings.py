@@ -260,7 +260,7 @@ class OfferingsBackend(BackendBase):
                 "SubnetsPerReplicationSubnetGroup": max(
                     (len(g.subnets) for g in self.subnet_groups.values()), default=0
                 ),
-                "EventSubscriptions": 0,
+                "EventSubscriptions": len(self.event_subscriptions),
             }
             digest = hashlib.sha256(f"{self.account_id}:{self.region}".encode()).hexdigest()
             return {

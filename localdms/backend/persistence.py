@@ -29,6 +29,7 @@ from localdms.backend.replication_config import ReplicationConfig
 from localdms.backend.resources import (
     Connection,
     Endpoint,
+    EventSubscription,
     ReplicationInstance,
     ReplicationSubnetGroup,
     ReplicationTask,
@@ -58,6 +59,7 @@ class BackendState:
     """The latest legacy task assessment, by task ARN."""
     events: list[Event] = field(default_factory=list)
     """The newest ``MAX_EVENTS`` instance and task events, oldest first."""
+    event_subscriptions: dict[str, EventSubscription] = field(default_factory=dict)
 
 
 class Persistence:
@@ -95,6 +97,9 @@ class Persistence:
             certificate = Certificate(**raw)
             state.certificates[certificate.arn] = certificate
         state.events = [Event(**raw) for raw in raw_state.get("events", [])]
+        for raw in raw_state.get("event_subscriptions", []):
+            subscription = EventSubscription(**raw)
+            state.event_subscriptions[subscription.arn] = subscription
         for raw in raw_state.get("assessment_runs", []):
             individual = [IndividualAssessment(**a) for a in raw.pop("assessments", [])]
             run = AssessmentRun(**raw, assessments=individual)
@@ -129,6 +134,7 @@ class Persistence:
                 "tags": state.tags,
                 "certificates": [asdict(c) for c in state.certificates.values()],
                 "events": [asdict(e) for e in state.events],
+                "event_subscriptions": [asdict(s) for s in state.event_subscriptions.values()],
                 "replication_configs": [asdict(c) for c in state.replication_configs.values()],
                 "assessment_runs": [asdict(r) for r in state.assessment_runs.values()],
                 "task_assessments": [asdict(a) for a in state.task_assessments.values()],

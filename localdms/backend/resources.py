@@ -302,6 +302,56 @@ class Connection(Resource):
 
 
 @dataclass
+class EventSubscription(Resource):
+    """An event notification subscription: which events go to which SNS topic. Its identifier
+    is the SubscriptionName; its ARN ends ``es:<name>``, as the Terraform provider builds it."""
+
+    sns_topic_arn: str = ""
+    source_type: str | None = None
+    """``replication-instance``, ``replication-task``, or None: every source."""
+    source_ids: list[str] = field(default_factory=list)
+    """Identifiers of the sources (none: every source of the type)."""
+    categories: list[str] = field(default_factory=list)
+    """As given (none: every category); matched without regard to case."""
+    enabled: bool = True
+    customer_id: str = ""
+
+    def to_api(self) -> dict[str, Any]:
+        created = time.strftime("%Y-%m-%d %H:%M:%S.000", time.gmtime(self.created))
+        return {
+            "CustomerAwsId": self.customer_id,
+            "CustSubscriptionId": self.identifier,
+            "SnsTopicArn": self.sns_topic_arn,
+            "Status": self.status,
+            "SubscriptionCreationTime": created,
+            **({"SourceType": self.source_type} if self.source_type else {}),
+            "SourceIdsList": list(self.source_ids),
+            "EventCategoriesList": list(self.categories),
+            "Enabled": self.enabled,
+        }
+
+    def wants(self, source_type: str, identifier: str, category: str) -> bool:
+        """Whether an event of this source and category is notified to the topic."""
+        return (
+            self.enabled
+            and self.status in ("active", "modifying")
+            and self.source_type in (None, source_type)
+            and (not self.source_ids or identifier in self.source_ids)
+            and (not self.categories or category in {c.lower() for c in self.categories})
+        )
+
+    def modify(self, changes: Mapping[str, Any], shown_for: float) -> None:
+        """ModifyEventSubscription: ``modifying`` for ``shown_for`` seconds, then ``active``."""
+        for name, value in changes.items():
+            setattr(self, name, value)
+        self.schedule("modifying", "active", shown_for)
+
+    def delete(self, shown_for: float) -> None:
+        """DeleteEventSubscription: ``deleting`` for ``shown_for`` seconds, then gone."""
+        self.schedule("deleting", GONE, shown_for)
+
+
+@dataclass
 class ReplicationTask(Resource):
     source_arn: str = ""
     target_arn: str = ""

@@ -18,7 +18,7 @@ class TagBackend(BackendBase):
             raise InvalidParameterValueException(f"{arn!r} is not a valid DMS resource ARN.")
         if not any(arn in family for family in (self.tasks, self.endpoints, self.instances,
                                                  self.subnet_groups, self.certificates,
-                                                 self.replication_configs,
+                                                 self.replication_configs, self.event_subscriptions,
                                                  self.state.assessment_runs)):  # fmt: skip
             raise ResourceNotFoundFault(f"Resource {arn} not found.")
 

@@ -1,5 +1,6 @@
 """The real Terraform AWS provider against localdms: a PostgreSQL source endpoint, an S3 target
-endpoint with a BucketFolder, a replication instance and a started full-load task, applied;
+endpoint with a BucketFolder, a replication instance, a started full-load task and an event
+subscription to an SNS topic on moto, applied;
 a second plan finds no difference (localdms reads resources back as AWS does); the rows are in
 the key-checking S3 under the folder; destroy removes everything.
 
@@ -57,12 +58,12 @@ provider "aws" {
   access_key                  = "%(key)s"
   secret_key                  = "%(secret)s"
   skip_credentials_validation = true
-  skip_requesting_account_id  = true
   skip_metadata_api_check     = true
   s3_use_path_style           = true
   endpoints {
     dms = "%(dms)s"
     s3  = "%(s3)s"
+    sts = "%(s3)s"
   }
 }
 resource "aws_dms_replication_instance" "this" {
@@ -102,13 +103,26 @@ resource "aws_dms_replication_task" "this" {
     "rule-action" = "include"
   }] })
 }
+resource "aws_dms_event_subscription" "this" {
+  name             = "tf-task-events"
+  enabled          = true
+  sns_topic_arn    = "%(topic)s"
+  source_type      = "replication-task"
+  source_ids       = ["tf-task"]
+  event_categories = ["state change", "failure"]
+  tags             = { team = "data" }
+}
 """
 
 
 @pytest.fixture
-def terraform_dms(tmp_path: Path, s3_server: MotoS3Server) -> Iterator[ThreadedLocalDms]:
+def terraform_dms(
+    tmp_path: Path, s3_server: MotoS3Server, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ThreadedLocalDms]:
     """localdms as Terraform needs it: its start_replication_task looks for ``running`` 30 s
-    after the start, so a load shows running for 45 s at least (the advice of docs/localdms/index.md)."""
+    after the start, so a load shows running for 45 s at least (the advice of docs/localdms/index.md).
+    Its event subscriptions check their topics on moto's SNS."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SNS", s3_server.url)
     with ThreadedLocalDms(state_dir=tmp_path / "localdms", transition_seconds=0.5,
                           min_running_seconds=45) as server:  # fmt: skip
         yield server
@@ -134,12 +148,15 @@ def test_terraform_applies_plans_no_change_loads_and_destroys(
     source_db.execute("INSERT INTO app.t SELECT n, 'x' || n FROM generate_series(1, 1000) n")
     s3: Any = boto3.client("s3", **s3_server.client_arguments())
     s3.create_bucket(Bucket="tf-bucket")
+    sns: Any = boto3.client("sns", **s3_server.client_arguments())
+    topic = sns.create_topic(Name="tf-dms-events")["TopicArn"]
     server = source_db.server
     (tmp_path / "cli.tfrc").write_text(CLI_CONFIG)
     (tmp_path / "main.tf").write_text(STACK % {
         "provider": PROVIDER, "key": s3_server.access_key_id, "secret": s3_server.secret_access_key,
         "dms": terraform_dms.url, "s3": s3_server.url, "host": server.host, "port": server.port,
         "database": source_db.name, "user": server.user, "password": server.password,
+        "topic": topic,
     })  # fmt: skip
 
     for step in (("init",), ("apply", "-auto-approve")):
@@ -157,9 +174,15 @@ def test_terraform_applies_plans_no_change_loads_and_destroys(
     state = json.loads((tmp_path / "terraform.tfstate").read_text())
     task = next(r for r in state["resources"] if r["type"] == "aws_dms_replication_task")
     assert task["instances"][0]["attributes"]["status"] in ("running", "stopped")
+    subscription = next(
+        r for r in state["resources"] if r["type"] == "aws_dms_event_subscription"
+    )["instances"][0]["attributes"]
+    assert subscription["arn"] == "arn:aws:dms:us-east-1:123456789012:es:tf-task-events"
+    assert (subscription["source_ids"], subscription["tags_all"]) == (["tf-task"], {"team": "data"})
 
     destroyed = terraform(tmp_path, "destroy", "-auto-approve")
     assert destroyed.returncode == 0, destroyed.stdout[-3000:] + destroyed.stderr[-3000:]
     dms: Any = boto3.client("dms", endpoint_url=terraform_dms.url, region_name="us-east-1")
     assert dms.describe_replication_tasks()["ReplicationTasks"] == []
     assert dms.describe_endpoints()["Endpoints"] == []
+    assert dms.describe_event_subscriptions()["EventSubscriptionsList"] == []

@@ -27,7 +27,7 @@ TABLE_STATE = "state"
 backend's ``BackendState``)."""
 OWNERS = {
     "backend/resources.py": {"Resource", "Endpoint", "ReplicationInstance", "Connection",
-                             "ReplicationSubnetGroup", "ReplicationTask"},
+                             "ReplicationSubnetGroup", "ReplicationTask", "EventSubscription"},
     "backend/table_statistics.py": {"TableStatistics"},
     "backend/records.py": {"IndividualAssessment", "AssessmentRun", "TaskAssessment"},
     "backend/replication_config.py": {"ReplicationConfig"},
