@@ -204,8 +204,11 @@ def _runnables(backend: DmsBackend) -> list[tuple[str, dict[str, str], Replicati
         for arn, task in backend.tasks.items()
     ]  # fmt: skip
     replications = [
-        (arn, {"ReplicationConfigId": f"{backend.account_id}:{resource_id(arn)}"},
-         config.replication)
+        (
+            arn,
+            {"ReplicationConfigId": f"{backend.account_id}:{resource_id(arn)}"},
+            config.replication,
+        )
         for arn, config in backend.replication_configs.items()
     ]
     return tasks + replications

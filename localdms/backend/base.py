@@ -261,7 +261,7 @@ class BackendBase:
         with self.lock:
             task = self.tasks.get(arn)
             if task is None:
-                return  # a serverless replication: its events are not recorded yet
+                return  # a serverless replication: DescribeEvents has none (its log has the restart)
             self._record_event(
                 events.TASK_STARTED, task.identifier, task.arn,
                 f"Restart {attempt} after a recoverable error: {error}",

@@ -72,7 +72,7 @@ class TaskRunProgress:
     def recovering(self, message: str, attempt: int, delay: float) -> None:
         """A recoverable error stopped capture: logged, and restarted after ``delay`` seconds."""
         log.warning(
-            "task %s: %s; restarting change capture in %.0f s (restart %d)",
+            "task %s: %s; restarting the task in %.0f s (restart %d)",
             self.task_arn, message, delay, attempt,
         )  # fmt: skip
 

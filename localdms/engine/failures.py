@@ -59,6 +59,57 @@ def cdc_failure(exc: CdcError) -> str:
     return fatal_message(str(exc))
 
 
+class EnvironmentalError(Exception):
+    """What DMS calls an environmental error in a full load: the source or S3 went away for a
+    while. The run restarts the load of the tables not yet completed, as ``dms_spec.recovery``
+    says, instead of failing a table. ``str()`` is the reason; ``from_source`` says whether the
+    source was lost (its snapshot with it)."""
+
+    def __init__(self, message: str, from_source: bool) -> None:
+        super().__init__(message)
+        self.from_source = from_source
+
+
+_S3_BUSY = frozenset({"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout",
+                      "RequestTimeTooSkewed", "Throttling", "ThrottlingException"})  # fmt: skip
+
+
+def source_went_away(exc: BaseException) -> bool:
+    """Whether a source error is environmental: the connection was refused, reset or closed,
+    or the server is shutting down or starting (SQLSTATE classes 08 and 57), not a refusal of
+    what was asked (a permission, a bad query, a wrong password).
+
+    Example:
+        >>> source_went_away(ConnectionRefusedError()), source_went_away(asyncpg.AdminShutdownError())
+        (True, True)
+        >>> source_went_away(asyncpg.InsufficientPrivilegeError()), source_went_away(ssl.SSLError())
+        (False, False)
+    """
+    if isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.OperatorInterventionError):
+        return not isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError)
+    if isinstance(exc, ssl.SSLError):
+        return False
+    sqlstate = str(getattr(exc, "sqlstate", "") or "")  # ADBC's errors carry the SQLSTATE
+    return isinstance(exc, OSError | asyncio.TimeoutError) or sqlstate[:2] in ("08", "57")
+
+
+def s3_unavailable(exc: BaseException) -> bool:
+    """Whether an S3 error is environmental: no connection, a timeout, a 5xx or a throttle (what
+    botocore's retries gave up on), not a refusal (403, a missing bucket).
+
+    Example:
+        >>> s3_unavailable(botocore.exceptions.EndpointConnectionError(endpoint_url="http://x"))
+        True
+    """
+    if isinstance(exc, botocore.exceptions.ClientError):
+        error = exc.response.get("Error", {})
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        return status >= 500 or error.get("Code") in _S3_BUSY
+    return isinstance(
+        exc, botocore.exceptions.ConnectionError | botocore.exceptions.HTTPClientError
+    )
+
+
 def table_error(plan: TablePlan, text: str) -> str:
     """A table's failure, as its ``Table error`` statistics and the task's log give it."""
     return f"Failed to load table {plan.source.schema}.{plan.source.name}: {text}"

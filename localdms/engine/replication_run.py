@@ -9,7 +9,9 @@ so the engine knows nothing about the API.
 
 Failure messages follow DMS's format (``failures.py``): ``Last Error  <text> Stop Reason FATAL_ERROR
 Error Level FATAL`` for the task; a table that fails goes to ``Table error`` while the others go
-on.
+on. A source or S3 that goes away (an environmental error) restarts the task as DMS restarts it
+(``dms_spec.recovery``, ErrorBehavior's RecoverableError settings): the full load goes on with
+the tables not yet completed, change capture from its checkpoint.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from dms_spec.lifecycle import last_error
 from dms_spec.recovery import RecoveryPolicy
 from dms_spec.status import StopReason
 from dms_spec.table_mappings import Rule
@@ -43,6 +46,7 @@ from localdms.engine.cdc import CaptureProgress, ChangeCapture
 from localdms.engine.columns import without_lobs
 from localdms.engine.failures import (
     NO_TABLES_MESSAGE,
+    EnvironmentalError,
     cdc_failure,
     check_bucket,
     fatal_message,
@@ -203,6 +207,11 @@ class ReplicationRun:
             self.progress.stopped()
         except CdcError as exc:
             self.progress.failed(cdc_failure(exc))
+        except EnvironmentalError as exc:  # no restart left
+            self.progress.failed(last_error(
+                f"{exc} Start the task with resume-processing once it is reachable again: the "
+                "tables already loaded are kept.", StopReason.RECOVERABLE_ERROR,
+            ))  # fmt: skip
         except TruncationStop as exc:
             self.progress.failed(fatal_message(str(exc)))
         finally:
@@ -258,8 +267,9 @@ class ReplicationRun:
             await ahold(self.spec.min_starting_seconds, since=started)  # `starting` shows first
             self.progress.running(plans)
             running_since = time.monotonic()
-            if cdc is None or cdc.full_load:
-                await self._load_tables(plans, pool, s3)
+            if (cdc is None or cdc.full_load) and not await self._full_load(plans, pool, s3):
+                self.progress.stopped()  # stopped while it waited to restart
+                return
             if capture is not None and cdc is not None:
                 await self._capture(capture, cdc, pool)
             else:
@@ -321,8 +331,8 @@ class ReplicationRun:
                 if not exc.recoverable:
                     raise
                 attempt += 1
-                delay = self.spec.recovery.delay(attempt)
-                if delay is None:
+                restart = await self._restart_after(attempt, str(exc))
+                if restart is None:
                     if attempt == 1:
                         raise
                     raise CdcError(
@@ -330,18 +340,71 @@ class ReplicationRun:
                         "ErrorBehavior's RecoverableError settings allow.",
                         recoverable=True,
                     ) from exc
-                # As DMS restarts a task after an environmental error: the task stays running,
-                # and capture continues from its checkpoint once the wait is over.
-                self.progress.recovering(str(exc), attempt, delay)
-                if await asyncio.to_thread(self._stop_requested.wait, delay):
+                if not restart:
                     reason = None  # stopped while it waited: nothing is pending
                     break
                 start = capture.checkpoint or start
                 capture = capture.restart()
-                self.progress.restarted(attempt, str(exc))
         self.progress.stopped(reason or StopReason.NORMAL)
 
-    async def _load_tables(self, plans: Sequence[TablePlan], pool: Any, s3: Any) -> None:
+    async def _restart_after(self, attempt: int, error: str) -> bool | None:
+        """As DMS restarts a task after an environmental error: the task stays running, waits
+        as ErrorBehavior says, and restarts (True); False when it was stopped while it waited;
+        None when the settings allow no more restarts."""
+        delay = self.spec.recovery.delay(attempt)
+        if delay is None:
+            return None
+        self.progress.recovering(error, attempt, delay)
+        if await asyncio.to_thread(self._stop_requested.wait, delay):
+            return False
+        self.progress.restarted(attempt, error)
+        return True
+
+    async def _full_load(self, plans: Sequence[TablePlan], pool: Any, s3: Any) -> bool:
+        """Load the tables, restarting after environmental errors with the tables not yet
+        completed; False when the task was stopped while it waited to restart.
+
+        Raises:
+            EnvironmentalError: the settings allow no more restarts.
+        """
+        done: set[tuple[str, str]] = set()
+        attempt = 0
+        while True:
+            try:
+                await self._load_tables(plans, pool, s3, done)
+                return True
+            except EnvironmentalError as exc:
+                attempt += 1
+                restart = await self._restart_after(attempt, str(exc))
+                if restart is None:
+                    if attempt == 1:
+                        raise
+                    raise EnvironmentalError(
+                        f"{exc} It failed again after {attempt - 1} restarts, as many as "
+                        "ErrorBehavior's RecoverableError settings allow.",
+                        exc.from_source,
+                    ) from exc
+                if not restart:
+                    return False
+                await pool.expire_connections()  # those to a restarted server are dead
+                if exc.from_source and self._snapshot is not None:
+                    # The slot's snapshot ended with the connection that exported it: the tables
+                    # left are read as they are now, and their changes since the slot's start
+                    # are in CDC too (DMS's at-least-once: a replay gives the same rows).
+                    log.warning("task %s: the full load restarts without the slot's snapshot",
+                                self.spec.task_identifier)  # fmt: skip
+                    self._snapshot = None
+
+    async def _load_tables(
+        self, plans: Sequence[TablePlan], pool: Any, s3: Any, done: set[tuple[str, str]]
+    ) -> None:
+        """Load every table not skipped (resume-processing) nor in ``done`` (loaded before a
+        restart), ``MaxFullLoadSubTasks`` at a time, then the reloads asked for meanwhile; each
+        table that ends joins ``done``.
+
+        Raises:
+            EnvironmentalError: a table lost the source or S3; the other tables were cancelled.
+        """
         todo = [p for p in plans if (p.source.schema, p.source.name) not in self.spec.skip_tables]
         subtasks = asyncio.Semaphore(max(1, self.spec.max_subtasks))
         upload_slots = asyncio.Semaphore(UPLOAD_SLOTS)
@@ -356,8 +419,22 @@ class ReplicationRun:
         async def load(plan: TablePlan) -> None:
             async with subtasks:
                 await tables.load(plan, pool, upload_slots, load_timestamp)
+            done.add((plan.source.schema, plan.source.name))
 
-        await asyncio.gather(*(load(plan) for plan in todo))
+        async def load_all(chosen: Sequence[TablePlan]) -> None:
+            try:
+                async with asyncio.TaskGroup() as group:  # one table's error cancels the others
+                    for plan in chosen:
+                        group.create_task(load(plan))
+            except BaseExceptionGroup as group_error:
+                errors = group_error.exceptions
+                # The table's own error (with its own cause), not the group's.
+                raise next(  # noqa: B904
+                    (e for e in errors if isinstance(e, EnvironmentalError)), errors[0]
+                )
+
+        await load_all([p for p in todo if (p.source.schema, p.source.name) not in done])
         by_table = {(plan.source.schema, plan.source.name): plan for plan in plans}
         while requested := self._take_reloads():
-            await asyncio.gather(*(load(by_table[key]) for key in requested if key in by_table))
+            done.difference_update(requested)
+            await load_all([by_table[key] for key in requested if key in by_table])

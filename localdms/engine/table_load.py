@@ -3,8 +3,9 @@ streamed by asyncpg (which hands over whole rows in C-buffered chunks) into a ``
 or Arrow batches written as Parquet (``parquet_writer``). A CDC task's tables are read in the
 slot's exported snapshot.
 
-A table that fails reports ``table_failed`` and the other tables go on; a stop cancels the load,
-and the files of an unfinished table are removed.
+A table that fails reports ``table_failed`` and the other tables go on; a source or S3 that goes
+away for a while raises ``EnvironmentalError`` (the run restarts the load, as DMS restarts a task);
+a stop cancels the load. The files of an unfinished table are removed.
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ from psycopg import sql
 from dms_spec.lob import is_array_type, is_lob_type
 from localdms.endpoint_settings import PostgresSource, S3Target
 from localdms.engine.columns import load_select, lob_size
-from localdms.engine.failures import source_error, table_error
+from localdms.engine.failures import (
+    EnvironmentalError,
+    s3_unavailable,
+    source_error,
+    source_went_away,
+    table_error,
+)
 from localdms.engine.rendering import RowDelimiterTranslator, header_line
 from localdms.engine.s3_writer import LoadFileWriter, delete_prefix
 from localdms.table_mappings import TablePlan
@@ -204,7 +211,12 @@ class TableLoad:
         except Exception as exc:
             if not _parquet_load_error(exc):
                 raise
-            self.progress.table_failed(plan, table_error(plan, str(exc).strip().splitlines()[0]))
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if s3_unavailable(exc):
+                raise EnvironmentalError(f"Failed to write to S3: {text}", False) from exc
+            if source_went_away(exc):
+                raise EnvironmentalError(source_error(self.source, exc), True) from exc
+            self.progress.table_failed(plan, table_error(plan, text))
             return
         self.progress.table_completed(plan, rows)
 
@@ -275,14 +287,22 @@ class TableLoad:
             await asyncio.shield(writer.abort())
             raise
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            await writer.abort()
+            await _abort(writer)
+            if source_went_away(exc):
+                raise EnvironmentalError(source_error(self.source, exc), True) from exc
             self.progress.table_failed(plan, table_error(plan, source_error(self.source, exc)))
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            with contextlib.suppress(
-                botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError
-            ):
-                await writer.abort()
+            await _abort(writer)
+            if s3_unavailable(exc):
+                raise EnvironmentalError(f"Failed to write to S3: {exc}", False) from exc
             self.progress.table_failed(plan, table_error(plan, f"Failed to write to S3: {exc}"))
+
+
+async def _abort(writer: LoadFileWriter) -> None:
+    """Remove what an unfinished table wrote, as far as S3 lets us now (an S3 that went away
+    keeps the parts; the table's next load removes its earlier files first)."""
+    with contextlib.suppress(botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+        await writer.abort()
 
 
 def _parquet_load_error(exc: BaseException) -> bool:

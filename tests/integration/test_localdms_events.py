@@ -168,7 +168,8 @@ def test_the_event_subscription_lifecycle_as_terraform_drives_it(s3_server, tmp_
             "tf-events", topic, "replication-instance",
         )  # fmt: skip
         assert active["EventCategoriesList"] == ["creation", "Failure"]  # as given: no diff
-        assert active["SourceIdsList"] == [] and active["Enabled"] is True
+        assert active["SourceIdsList"] == []
+        assert active["Enabled"] is True
         arn = "arn:aws:dms:us-east-1:123456789012:es:tf-events"  # as the provider builds it
         assert dms.list_tags_for_resource(ResourceArn=arn)["TagList"][0]["Value"] == "data"
 
@@ -194,18 +195,20 @@ def test_the_event_subscription_lifecycle_as_terraform_drives_it(s3_server, tmp_
                     SourceType="replication-task",
                     EventCategories=["low storage"]) == "InvalidParameterValueException"  # fmt: skip
 
-        assert dms.delete_event_subscription(SubscriptionName="tf-events")["EventSubscription"][
-            "Status"
-        ] == "deleting"
-        for _ in range(50):  # the provider's waitEventSubscriptionDeleted: until not found
-            try:
-                read("tf-events")
-            except botocore.exceptions.ClientError as exc:
-                assert exc.response["Error"]["Code"] == "ResourceNotFoundFault"
-                break
+        assert (
+            dms.delete_event_subscription(SubscriptionName="tf-events")["EventSubscription"][
+                "Status"
+            ]
+            == "deleting"
+        )
+        deadline = time.monotonic() + 5  # the provider's waitEventSubscriptionDeleted
+        while (listed := dms.describe_event_subscriptions()["EventSubscriptionsList"]) != []:
+            assert listed[0]["Status"] == "deleting"
+            assert time.monotonic() < deadline, listed
             time.sleep(0.05)
-        else:
-            raise AssertionError("the subscription was never deleted")
+        assert code(dms.describe_event_subscriptions, SubscriptionName="tf-events") == (
+            "ResourceNotFoundFault"  # what the provider takes for "gone"
+        )
 
 
 def test_a_serverless_replication_sends_its_state_changes_to_eventbridge(

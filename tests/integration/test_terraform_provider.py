@@ -174,9 +174,9 @@ def test_terraform_applies_plans_no_change_loads_and_destroys(
     state = json.loads((tmp_path / "terraform.tfstate").read_text())
     task = next(r for r in state["resources"] if r["type"] == "aws_dms_replication_task")
     assert task["instances"][0]["attributes"]["status"] in ("running", "stopped")
-    subscription = next(
-        r for r in state["resources"] if r["type"] == "aws_dms_event_subscription"
-    )["instances"][0]["attributes"]
+    subscription = next(r for r in state["resources"] if r["type"] == "aws_dms_event_subscription")[
+        "instances"
+    ][0]["attributes"]
     assert subscription["arn"] == "arn:aws:dms:us-east-1:123456789012:es:tf-task-events"
     assert (subscription["source_ids"], subscription["tags_all"]) == (["tf-task"], {"team": "data"})
 
