@@ -7,9 +7,12 @@ Published (names, units and dimensions are a contract: alarms and dashboards mat
 - per running task, dimensions ``ReplicationInstanceIdentifier`` (the instance's identifier) and
   ``ReplicationTaskIdentifier`` (the last segment of the task's ARN, its resource id, as DMS sets
   it: not the identifier you gave): ``CDCLatencySource``, ``CDCLatencyTarget`` (Seconds),
-  ``CDCIncomingChanges``, ``CDCChangesMemoryTarget`` (Count), ``CDCThroughputRowsSource``,
+  ``CDCIncomingChanges``, ``CDCChangesMemorySource``, ``CDCChangesMemoryTarget``,
+  ``CDCChangesDiskSource``, ``CDCChangesDiskTarget`` (Count), ``CDCThroughputRowsSource``,
   ``CDCThroughputRowsTarget``, ``FullLoadThroughputRowsSource``, ``FullLoadThroughputRowsTarget``
-  (Count/Second), from the run's real state (``localdms/engine/gauges.py`` says how each is
+  (Count/Second), ``CDCThroughputBandwidthSource``, ``CDCThroughputBandwidthTarget``,
+  ``FullLoadThroughputBandwidthSource``, ``FullLoadThroughputBandwidthTarget``
+  (Kilobytes/Second), from the run's real state (``localdms/engine/gauges.py`` says how each is
   measured);
 - per running DMS Serverless replication, the same with the dimension ``ReplicationConfigId``
   as observed on AWS: ``<account id>:<the last segment of the config's ARN>`` (the guide names
@@ -158,18 +161,30 @@ class MetricsPublisher:
         at: datetime,
     ) -> list[dict[str, Any]]:
         sample = gauges.sample(now)
+
+        def kb(size: int) -> float:
+            return size / 1024 / self.period
+
         rows_per_second = max(0, loaded - self._loaded[arn]) / self.period
         self._loaded[arn] = loaded
         values = [
             ("CDCLatencySource", sample.latency_source, "Seconds"),
             ("CDCLatencyTarget", sample.latency_target, "Seconds"),
             ("CDCIncomingChanges", sample.incoming, "Count"),
+            ("CDCChangesMemorySource", 0, "Count"),
             ("CDCChangesMemoryTarget", sample.incoming, "Count"),
+            ("CDCChangesDiskSource", 0, "Count"),
+            ("CDCChangesDiskTarget", 0, "Count"),
             ("CDCThroughputRowsSource", sample.rows_read / self.period, "Count/Second"),
             ("CDCThroughputRowsTarget", sample.rows_written / self.period, "Count/Second"),
+            ("CDCThroughputBandwidthSource", kb(sample.bytes_read), "Kilobytes/Second"),
+            ("CDCThroughputBandwidthTarget", kb(sample.bytes_written), "Kilobytes/Second"),
             ("FullLoadThroughputRowsSource", rows_per_second, "Count/Second"),
             ("FullLoadThroughputRowsTarget", rows_per_second, "Count/Second"),
-        ]
+            ("FullLoadThroughputBandwidthSource", kb(sample.load_bytes_read), "Kilobytes/Second"),
+            ("FullLoadThroughputBandwidthTarget", kb(sample.load_bytes_written),
+             "Kilobytes/Second"),
+        ]  # fmt: skip
         return [_datum(name, value, unit, dimensions, at) for name, value, unit in values]
 
     def _instance_values(self) -> list[tuple[str, float, str]]:

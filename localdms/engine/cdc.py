@@ -76,6 +76,8 @@ class CaptureProgress(Protocol):
 class _Transaction:
     commit_time: datetime
     changes: list[pgoutput.Message] = field(default_factory=list)
+    size: int = 0
+    """Bytes of the pgoutput messages read for it (the metrics' source bandwidth)."""
 
 
 class ChangeCapture:
@@ -254,6 +256,8 @@ class ChangeCapture:
                 select.select([cursor], [], [], min(0.2, max(0.0, flush_due - time.monotonic())))
                 continue
             decoded = pgoutput.parse(message.payload)
+            if transaction is not None:
+                transaction.size += len(message.payload)
             if isinstance(decoded, pgoutput.Begin):
                 transaction = _Transaction(decoded.commit_time)
             elif isinstance(decoded, pgoutput.Relation):
@@ -271,7 +275,9 @@ class ChangeCapture:
                     return stop_at.reason
                 touched = self._apply(transaction) if decoded.end_lsn > self._confirmed else ()
                 if touched:
-                    self.gauges.read(transaction.commit_time, len(transaction.changes))
+                    self.gauges.read(
+                        transaction.commit_time, len(transaction.changes), transaction.size
+                    )
                 self._processed = max(self._processed, decoded.end_lsn)
                 transaction = None
                 # Checked per commit too: with a backlog there is always a message waiting, and
@@ -401,6 +407,7 @@ class ChangeCapture:
         """Write the pending CDC files, then store and confirm the checkpoint."""
         self._report_captured(force=True)
         applied: dict[TablePlan, dict[str, int]] = {}
+        written = 0
         try:
             for key, output in self.outputs.items():
                 prefix = self.target.table_prefix(
@@ -410,11 +417,13 @@ class ChangeCapture:
                     delete_prefix(self.s3, self.target.bucket_name, prefix)
                 if output.pending and output.first_commit is not None:
                     name = cdc_file_name(self._file_time(key), self.target.extension)
+                    body = output.file_body()
                     self.s3.put_object(
                         Bucket=self.target.bucket_name,
                         Key=prefix + partition_folder(self.target, output.first_commit) + name,
-                        Body=output.file_body(),
+                        Body=body,
                     )
+                    written += len(body)
                 if any(output.counts.values()):
                     applied[output.plan] = dict(output.counts)
                 output.reset()
@@ -423,7 +432,7 @@ class ChangeCapture:
         if self._processed > self._confirmed or applied:
             self._confirmed = max(self._confirmed, self._processed)
             self.progress.changes_applied(applied, pgoutput.format_lsn(self._confirmed))
-        self.gauges.written()
+        self.gauges.written(written)
         cursor.send_feedback(flush_lsn=self._confirmed, reply=False)
 
     def _file_time(self, key: tuple[str, str]) -> datetime:

@@ -227,6 +227,8 @@ class ParquetLoadWriter:
         self.pending_rows = 0
         self.sequence = 0
         self.written: list[str] = []
+        self.bytes_written = 0
+        """Bytes of Parquet written so far, over this table's files."""
         self._sink: _MultipartSink | None = None
         self._writer: pq.ParquetWriter | None = None
 
@@ -248,10 +250,12 @@ class ParquetLoadWriter:
         table = pa.Table.from_batches(self.pending, schema=self.schema)
         group, rest = table.slice(0, rows), table.slice(rows)
         writer = self._writer or self._open()
+        assert self._sink is not None
+        before = self._sink.tell()
         writer.write_table(group, row_group_size=rows)
+        self.bytes_written += self._sink.tell() - before
         self.pending = rest.to_batches()
         self.pending_rows = rest.num_rows
-        assert self._sink is not None
         if self._sink.tell() >= self.target.max_file_size_kb * 1024:
             self._close_file()
 
@@ -284,7 +288,7 @@ def load_table_parquet(
     schema: pa.Schema,
     writer: ParquetLoadWriter,
     stop: threading.Event,
-    on_rows: Callable[[int], None],
+    on_rows: Callable[[int, int], None],
     snapshot: str | None = None,
 ) -> int:
     """Stream one table into ``writer``; return the rows written. Runs in a worker thread.
@@ -312,7 +316,7 @@ def load_table_parquet(
                     raise LoadStopped
                 writer.write(_conform(batch, schema))
                 rows += batch.num_rows
-                on_rows(rows)
+                on_rows(rows, batch.nbytes)
             if snapshot is not None:
                 cursor.execute("COMMIT")
         writer.close()

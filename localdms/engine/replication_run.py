@@ -146,7 +146,7 @@ class ReplicationRun:
         self._capturing = False
         self._snapshot: str | None = None
         self.gauges = CaptureGauges()
-        """What the capture measures, for the metrics (``localdms/metrics.py``)."""
+        """What the load and the capture measure, for the metrics (``localdms/metrics.py``)."""
         self._thread = threading.Thread(
             target=self._thread_main, name=f"localdms-{spec.task_identifier}", daemon=True
         )
@@ -414,6 +414,7 @@ class ReplicationRun:
             self.spec.source, self.spec.target, self.progress, s3, self._stop_requested,
             self._snapshot, remove_cdc_files=self.spec.cdc is not None,
             lob_limit=self.spec.lob_limit, truncation_policy=self.spec.truncation_policy,
+            gauges=self.gauges,
         )  # fmt: skip
 
         async def load(plan: TablePlan) -> None:

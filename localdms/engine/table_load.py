@@ -32,6 +32,7 @@ from localdms.engine.failures import (
     source_went_away,
     table_error,
 )
+from localdms.engine.gauges import CaptureGauges
 from localdms.engine.rendering import RowDelimiterTranslator, header_line
 from localdms.engine.s3_writer import LoadFileWriter, delete_prefix
 from localdms.table_mappings import TablePlan
@@ -97,6 +98,7 @@ class TableLoad:
             DataTruncationErrorPolicy): LOG_ERROR cuts them and logs it (without counting, which
             would read the table twice); IGNORE_RECORD leaves those rows out; SUSPEND_TABLE puts
             the table in error and loads nothing of it; STOP_TASK fails the task.
+        gauges: counts the bytes read and written, for the metrics (or None).
     """
 
     source: PostgresSource
@@ -108,6 +110,8 @@ class TableLoad:
     remove_cdc_files: bool
     lob_limit: int | None = None
     truncation_policy: str = "LOG_ERROR"
+    gauges: CaptureGauges | None = None
+    """Where the bytes read and written are counted (the full load's bandwidth metrics)."""
 
     async def load(
         self, plan: TablePlan, pool: Any, upload_slots: asyncio.Semaphore, load_timestamp: str
@@ -193,9 +197,13 @@ class TableLoad:
         await self._delete_previous_files(prefix)
         writer = ParquetLoadWriter(self.s3, target, prefix, schema)
         next_report = time.monotonic()
+        reported = 0
 
-        def on_rows(rows: int) -> None:
-            nonlocal next_report
+        def on_rows(rows: int, batch_bytes: int) -> None:
+            nonlocal next_report, reported
+            if self.gauges is not None:
+                self.gauges.loaded(batch_bytes, writer.bytes_written - reported)
+                reported = writer.bytes_written
             if time.monotonic() >= next_report:
                 self.progress.table_rows(plan, rows)
                 next_report = time.monotonic() + PROGRESS_INTERVAL_SECONDS
@@ -248,7 +256,10 @@ class TableLoad:
             if time.monotonic() >= next_report:
                 self.progress.table_rows(plan, rows_seen)
                 next_report = time.monotonic() + PROGRESS_INTERVAL_SECONDS
-            await writer.write(translator.translate(chunk) if translator else chunk)
+            data = translator.translate(chunk) if translator else chunk
+            if self.gauges is not None:
+                self.gauges.loaded(len(chunk), len(data))
+            await writer.write(data)
 
         try:
             await self._delete_previous_files(writer.prefix)

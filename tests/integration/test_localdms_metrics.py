@@ -16,7 +16,8 @@ from tests.integration.test_localdms_cdc import (
     statistics,
     wait_for_sentinel,
 )
-from tests.pipeline import wait_for_status
+from tests.integration.test_localdms_serverless import create_config, watch
+from tests.pipeline import provision, select_rules, wait_for_status
 
 pytestmark = pytest.mark.integration
 
@@ -46,9 +47,12 @@ def test_a_capturing_task_publishes_dms_metrics_and_a_stopped_one_none(
             if {d["Name"]: d["Value"] for d in m["Dimensions"]} == task
         }
         assert {
-            "CDCLatencySource", "CDCLatencyTarget", "CDCIncomingChanges", "CDCChangesMemoryTarget",
-            "CDCThroughputRowsSource", "CDCThroughputRowsTarget", "FullLoadThroughputRowsSource",
-            "FullLoadThroughputRowsTarget",
+            "CDCLatencySource", "CDCLatencyTarget", "CDCIncomingChanges", "CDCChangesMemorySource",
+            "CDCChangesMemoryTarget", "CDCChangesDiskSource", "CDCChangesDiskTarget",
+            "CDCThroughputRowsSource", "CDCThroughputRowsTarget", "CDCThroughputBandwidthSource",
+            "CDCThroughputBandwidthTarget", "FullLoadThroughputRowsSource",
+            "FullLoadThroughputRowsTarget", "FullLoadThroughputBandwidthSource",
+            "FullLoadThroughputBandwidthTarget",
         } <= names  # fmt: skip
         latency = statistics(cloudwatch, "CDCLatencySource", task)
         assert latency
@@ -57,6 +61,15 @@ def test_a_capturing_task_publishes_dms_metrics_and_a_stopped_one_none(
         read = statistics(cloudwatch, "CDCThroughputRowsSource", task)
         assert max(p["Maximum"] for p in read) > 0
         assert {p["Unit"] for p in read} == {"Count/Second"}
+        for name in (
+            "CDCThroughputBandwidthSource",
+            "CDCThroughputBandwidthTarget",
+            "FullLoadThroughputBandwidthSource",
+            "FullLoadThroughputBandwidthTarget",
+        ):
+            points = statistics(cloudwatch, name, task)
+            assert {p["Unit"] for p in points} == {"Kilobytes/Second"}, name
+            assert max(p["Maximum"] for p in points) > 0, name  # the changes' and rows' bytes
         instance = {"ReplicationInstanceIdentifier": "test-instance"}
         for name, unit in (("CPUUtilization", "Percent"), ("FreeableMemory", "Bytes"),
                            ("FreeStorageSpace", "Bytes")):  # fmt: skip
@@ -71,3 +84,29 @@ def test_a_capturing_task_publishes_dms_metrics_and_a_stopped_one_none(
         time.sleep(3)  # three periods of a stopped task
         after = sum(p["SampleCount"] for p in statistics(cloudwatch, "CDCLatencySource", task))
         assert after == before  # a stopped task publishes nothing, as on AWS
+
+
+def test_a_serverless_replication_publishes_with_the_dimension_dms_serverless_uses(
+    s3, s3_server, source_db, tmp_path, monkeypatch
+):
+    """``ReplicationConfigId`` is ``<account>:<the config ARN's last segment>``, as observed on
+    AWS; no instance dimension (a replication has none)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH", s3_server.url)
+    cloudwatch = boto3.client("cloudwatch", **s3_server.client_arguments())
+    make_accounts(source_db, 50)
+    with ThreadedLocalDms(
+        state_dir=tmp_path / "localdms", transition_seconds=0.1, metrics_period=1
+    ) as server:
+        dms = boto3.client("dms", endpoint_url=server.url)
+        pipeline = provision(dms, s3, source_db)
+        arn = create_config(dms, pipeline, select_rules(("app", "accounts")),
+                            kind="full-load-and-cdc")  # fmt: skip
+        dms.start_replication(ReplicationConfigArn=arn, StartReplicationType="start-replication")
+        watch(dms, arn, {"running"})
+        time.sleep(2.5)
+        dimensions = {"ReplicationConfigId": f"123456789012:{arn.rsplit(':', 1)[-1]}"}
+        latency = statistics(cloudwatch, "CDCLatencySource", dimensions)
+        assert latency
+        assert {p["Unit"] for p in latency} == {"Seconds"}
+        dms.stop_replication(ReplicationConfigArn=arn)
+        watch(dms, arn, {"stopped"})
