@@ -30,6 +30,8 @@ from dms_spec.lifecycle import STARTABLE
 from localdms.backend.base import BackendBase
 from localdms.backend.queries import filtered, page_body
 from localdms.backend.records import AssessmentRun, IndividualAssessment
+from localdms.backend.replication_config import ReplicationConfig
+from localdms.backend.resources import ReplicationTask
 from localdms.backend.shapes import Filter, Tag
 from localdms.endpoint_settings import POSTGRES_ENGINES
 from localdms.engine.assessment_checks import Finding, run_assessments
@@ -98,48 +100,59 @@ class AssessmentRunBackend(BackendBase):
                     f"Task {task.identifier} already has an assessment run named "
                     f"{assessment_run_name}."
                 )
-            mode = _encryption(result_encryption_mode, result_kms_key_arn)
-            names = _selected(task.migration_type, include_only, exclude)
-            run = AssessmentRun(
-                arn=make_arn(self.region, self.account_id, "assessment-run", random_resource_id()),
-                name=assessment_run_name,
-                task_arn=task.arn,
-                instance_arn=task.instance_arn,
-                status=RunStatus.STARTING,
-                created=time.time(),
-                role_arn=service_access_role_arn,
-                bucket=result_location_bucket,
-                folder=result_location_folder or "",
-                encryption_mode=mode,
-                kms_key_arn=result_kms_key_arn,
-                assessments=[
-                    IndividualAssessment(
-                        make_arn(
-                            self.region,
-                            self.account_id,
-                            "individual-assessment",
-                            random_resource_id(),
-                        ),
-                        name,
-                    )
-                    for name in names
-                ],
-            )
-            self.state.assessment_runs[run.arn] = run
+            run = self._new_run(
+                task, assessment_run_name, service_access_role_arn, result_location_bucket,
+                result_location_folder, result_encryption_mode, result_kms_key_arn,
+                include_only, exclude,
+            )  # fmt: skip
             self._set_tags(run.arn, tags)
-            previous = run.task_status = task.begin_testing()
-            self._save()
-            threading.Thread(
-                target=self._assess, args=(run, previous, time.monotonic()),
-                name=f"assess-{run.name}", daemon=True,
-            ).start()  # fmt: skip
+            self._launch(run, task)
             return {"ReplicationTaskAssessmentRun": self._run_api(run)}
+
+    def _new_run(
+        self,
+        task: ReplicationTask,
+        name: str,
+        role_arn: str,
+        bucket: str,
+        folder: str | None,
+        encryption_mode: str | None,
+        kms_key_arn: str | None,
+        include_only: list[str] | None,
+        exclude: list[str] | None,
+    ) -> AssessmentRun:
+        """A run of the assessments that apply to ``task`` (a task, or a serverless
+        replication), kept; not started yet (``_launch``)."""
+        mode = _encryption(encryption_mode, kms_key_arn)
+        names = _selected(task.migration_type, include_only, exclude)
+
+        def arn(kind: str) -> str:
+            return make_arn(self.region, self.account_id, kind, random_resource_id())
+
+        run = AssessmentRun(
+            arn=arn("assessment-run"), name=name, task_arn=task.arn,
+            instance_arn=task.instance_arn, status=RunStatus.STARTING, created=time.time(),
+            role_arn=role_arn, bucket=bucket, folder=folder or "", encryption_mode=mode,
+            kms_key_arn=kms_key_arn,
+            assessments=[IndividualAssessment(arn("individual-assessment"), n) for n in names],
+        )  # fmt: skip
+        self.state.assessment_runs[run.arn] = run
+        return run
+
+    def _launch(self, run: AssessmentRun, task: ReplicationTask) -> None:
+        """The task shows ``testing`` while the run checks, on its own thread."""
+        previous = run.task_status = task.begin_testing()
+        self._save()
+        threading.Thread(
+            target=self._assess, args=(run, previous, time.monotonic()),
+            name=f"assess-{run.name}", daemon=True,
+        ).start()  # fmt: skip
 
     def _assess(self, run: AssessmentRun, previous_status: str, since: float) -> None:
         """The run, on its own thread: check, record each finding, write the results."""
         hold(self.transition_seconds, since)  # `starting`, as DMS shows it first
         with self.lock:
-            task = self.tasks.get(run.task_arn)
+            task = self._runnable(run.task_arn)
             if task is None or run.cancel_requested:
                 self._finish(run, previous_status)
                 return
@@ -176,26 +189,38 @@ class AssessmentRunBackend(BackendBase):
                 run.conclude(assessment_catalogue.run_status([a.status for a in run.assessments]))
             try:
                 self._write_results(run)
-            except botocore.exceptions.ClientError as exc:
-                error = exc.response.get("Error", {})
+            except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+                error = getattr(exc, "response", {}).get("Error", {})
+                why = f"{error.get('Code')}: {error.get('Message')}" if error else str(exc)
                 run.error(
                     f"Writing the results to s3://{run.bucket}/{run.result_prefix} failed: "
-                    f"{error.get('Code')}: {error.get('Message')}. Check ResultLocationBucket."
+                    f"{why}. Check ResultLocationBucket."
                 )
             run.note_failures()
             self._finish(run, previous_status)
 
     def _finish(self, run: AssessmentRun, previous_status: str) -> None:
-        task = self.tasks.get(run.task_arn)
+        task = self._runnable(run.task_arn)
         if task is not None:
             task.end_testing(previous_status)
         if run.cancel_requested:
             run.cancelled()
         log.info("assessment run %s of %s: %s", run.name, run.task_arn, run.status)
+        if run.task_arn in self.replication_configs:
+            self._replication_assessed(self.replication_configs[run.task_arn], run)
         self._save()
+
+    def _replication_assessed(self, config: ReplicationConfig, run: AssessmentRun) -> None:
+        """A serverless replication's premigration assessment ended (``serverless.py`` starts
+        the replication, or fails it)."""
 
     def _write_results(self, run: AssessmentRun) -> None:
         s3 = self.s3_factory()
+        if run.task_arn in self.replication_configs:  # DMS Serverless makes its results bucket
+            try:
+                s3.head_bucket(Bucket=run.bucket)
+            except botocore.exceptions.ClientError:
+                s3.create_bucket(Bucket=run.bucket)
         extra: dict[str, Any] = {}
         if run.encryption_mode == "SSE_KMS":
             extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": run.kms_key_arn}

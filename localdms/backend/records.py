@@ -132,6 +132,9 @@ class AssessmentRun:
     cancel_requested: bool = False
     task_status: str = ""
     """The task's status before the run (it shows ``testing`` meanwhile)."""
+    fail_on_failure: bool = True
+    """A DMS Serverless run's FailOnAssessmentFailure: a failed run keeps the replication from
+    starting."""
 
     def is_cancelled(self) -> bool:
         """Whether CancelReplicationTaskAssessmentRun was called (read as the run goes on)."""
@@ -223,6 +226,30 @@ class AssessmentRun:
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         return body
+
+    def status_api(self) -> dict[str, Any]:
+        """The run as a DMS Serverless replication's ``PremigrationAssessmentStatuses`` item."""
+        task = self.to_api(latest=True)
+        body: dict[str, Any] = {
+            "PremigrationAssessmentRunArn": self.arn,
+            "FailOnAssessmentFailure": self.fail_on_failure,
+            "Status": self.status,
+            "PremigrationAssessmentRunCreationDate": self.created,
+            "AssessmentProgress": task["AssessmentProgress"],
+            "ResultLocationBucket": self.bucket,
+            "ResultLocationFolder": self.folder,
+            "ResultStatistic": task["ResultStatistic"],
+        }
+        for name in ("LastFailureMessage", "ResultEncryptionMode", "ResultKmsKeyArn"):
+            if name in task:
+                body[name] = task[name]
+        return body
+
+    @property
+    def failed(self) -> bool:
+        """Whether the run ended as a failure (an assessment failed, or the run could not go
+        on)."""
+        return self.status in (RunStatus.FAILED, RunStatus.ERROR_EXECUTING)
 
 
 @dataclass

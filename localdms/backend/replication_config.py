@@ -49,6 +49,8 @@ class ReplicationConfig(Resource):
         run = self.replication
         if self.status == "deleting":
             return "deleting"
+        if run.status == TaskStatus.TESTING:  # its premigration assessment runs first
+            return STARTING_PHASES[0]
         elapsed = now - (run.start_date or now)
         phase = int(elapsed / phase_seconds) if phase_seconds > 0 else len(STARTING_PHASES)
         return replication_status(str(run.status), phase)

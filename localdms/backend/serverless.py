@@ -25,13 +25,14 @@ Airflow's ``waiters/dms.json``, which poll real DMS):
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
-from dms_spec.lifecycle import ACTIVE
+from dms_spec.lifecycle import ACTIVE, last_error
 from dms_spec.serverless import CAPACITY_UNITS, CREATED, SETTLED, STARTING_PHASES
-from dms_spec.status import MigrationType, StartType, TaskStatus
-from localdms.backend.base import ignores
+from dms_spec.status import MigrationType, StartType, StopReason, TaskStatus
+from localdms.backend.assessment_runs import AssessmentRunBackend
 from localdms.backend.queries import (
     default_task_settings,
     filtered,
@@ -39,6 +40,7 @@ from localdms.backend.queries import (
     page_body,
     parse_task_settings,
 )
+from localdms.backend.records import AssessmentRun
 from localdms.backend.replication_config import ReplicationConfig
 from localdms.backend.resources import GONE, ReplicationTask
 from localdms.backend.runs import RunBackend
@@ -87,7 +89,7 @@ def compute_config(given: dict[str, Any], default_kms_key: str) -> dict[str, Any
     }
 
 
-class ServerlessBackend(RunBackend, TableBackend, SubnetGroupBackend):
+class ServerlessBackend(RunBackend, TableBackend, SubnetGroupBackend, AssessmentRunBackend):
     """The DMS Serverless operations."""
 
     @property
@@ -100,7 +102,14 @@ class ServerlessBackend(RunBackend, TableBackend, SubnetGroupBackend):
         return config
 
     def _replication_api(self, config: ReplicationConfig) -> dict[str, Any]:
-        return config.replication_api(time.time(), self._phase_seconds)
+        body = config.replication_api(time.time(), self._phase_seconds)
+        runs = sorted(
+            (r for r in self.state.assessment_runs.values() if r.task_arn == config.arn),
+            key=lambda r: r.created, reverse=True,
+        )  # fmt: skip
+        if runs:
+            body["PremigrationAssessmentStatuses"] = [r.status_api() for r in runs]
+        return body
 
     def _compute_config(self, given: dict[str, Any]) -> dict[str, Any]:
         compute = compute_config(given, self._default_kms_key())
@@ -269,12 +278,12 @@ class ServerlessBackend(RunBackend, TableBackend, SubnetGroupBackend):
             self._save()
             return {"ReplicationConfig": body}
 
-    @ignores("PremigrationAssessmentSettings")
     def start_replication(
         self,
         *,
         replication_config_arn: str,
         start_replication_type: str,
+        premigration_assessment_settings: str | None = None,
         cdc_start_time: float | None = None,
         cdc_start_position: str | None = None,
         cdc_stop_position: str | None = None,
@@ -285,7 +294,11 @@ class ServerlessBackend(RunBackend, TableBackend, SubnetGroupBackend):
         new config that way (its status is ``created``, not ``ready``), against AWS.
 
         CdcStartTime is refused as for tasks (a PostgreSQL source starts change capture from a
-        WAL position); ignores PremigrationAssessmentSettings (assessments are not emulated).
+        WAL position). PremigrationAssessmentSettings run the premigration assessments first
+        (the replication shows ``initializing`` meanwhile, its PremigrationAssessmentStatuses the
+        run), with the results in a bucket DMS Serverless makes (``dms-serverless-<config's
+        resource id>``); a failed run with FailOnAssessmentFailure (the default) fails the
+        replication instead of starting it.
         """
         with self.lock:
             self._advance()
@@ -325,12 +338,48 @@ class ServerlessBackend(RunBackend, TableBackend, SubnetGroupBackend):
                 run.cdc_stop_position = cdc_stop_position
             check_cdc_positions(run)
             config.start_type = start_replication_type
-            self._start(
-                run,
-                StartType(start_replication_type),
-                starting_seconds=self._phase_seconds * len(STARTING_PHASES),
-            )
+            if premigration_assessment_settings is not None:
+                self._assess_first(config, premigration_assessment_settings)
+            else:
+                self._start_run(config)
             return {"Replication": self._replication_api(config)}
+
+    def _start_run(self, config: ReplicationConfig) -> None:
+        self._start(
+            config.replication,
+            StartType(config.start_type or StartType.START_REPLICATION),
+            starting_seconds=self._phase_seconds * len(STARTING_PHASES),
+        )
+
+    def _assess_first(self, config: ReplicationConfig, text: str) -> None:
+        """Start the premigration assessment StartReplication asked for; the replication
+        starts when it ends (``_replication_assessed``)."""
+        settings = _assessment_settings(text)
+        resource_id = config.arn.rsplit(":", 1)[-1].lower()
+        run = self._new_run(
+            config.replication, f"{config.identifier}-{int(time.time() * 1000)}",
+            "", f"dms-serverless-{resource_id}"[:63], settings.get("ResultLocationFolder"),
+            settings.get("ResultEncryptionMode"), settings.get("ResultKmsKeyArn"),
+            str(settings.get("IncludeOnly", "")).split() or None,
+            str(settings.get("Exclude", "")).split() or None,
+        )  # fmt: skip
+        run.fail_on_failure = settings.get("FailOnAssessmentFailure", True) is not False
+        self._launch(run, config.replication)
+
+    def _replication_assessed(self, config: ReplicationConfig, run: AssessmentRun) -> None:
+        """The premigration assessment ended: start the replication, unless it failed and
+        FailOnAssessmentFailure says not to (then the replication fails, saying why)."""
+        if run.cancel_requested:
+            return
+        if run.failed and run.fail_on_failure:
+            config.replication.fail(last_error(
+                f"Premigration assessment run {run.name} ended {run.status}"
+                + (f" ({run.last_failure_message})" if run.last_failure_message else "")
+                + f"; results in s3://{run.bucket}/{run.result_prefix}. FailOnAssessmentFailure "
+                "is true, so the replication was not started.", StopReason.FATAL_ERROR,
+            ), time.time())  # fmt: skip
+            return
+        self._start_run(config)
 
     def stop_replication(self, *, replication_config_arn: str) -> dict[str, Any]:
         """StopReplication (every request member is acted on): only while it starts or runs."""
@@ -397,6 +446,34 @@ class ServerlessBackend(RunBackend, TableBackend, SubnetGroupBackend):
                                 "replication")  # fmt: skip
             self._save()
             return {"ReplicationConfigArn": config.arn}
+
+
+_ASSESSMENT_SETTINGS = frozenset({
+    "ResultLocationFolder", "ResultEncryptionMode", "ResultKmsKeyArn", "IncludeOnly", "Exclude",
+    "FailOnAssessmentFailure",
+})  # fmt: skip
+
+
+def _assessment_settings(text: str) -> dict[str, Any]:
+    """StartReplication's PremigrationAssessmentSettings: a JSON object of the API reference's
+    members (IncludeOnly and Exclude space-separated names)."""
+    try:
+        settings = json.loads(text)
+    except ValueError as exc:
+        raise InvalidParameterValueException(
+            f"PremigrationAssessmentSettings is not valid JSON: {exc}."
+        ) from exc
+    if not isinstance(settings, dict):
+        raise InvalidParameterValueException(
+            "PremigrationAssessmentSettings must be a JSON object."
+        )
+    unknown = sorted(set(settings) - _ASSESSMENT_SETTINGS)
+    if unknown:
+        raise InvalidParameterValueException(
+            f"PremigrationAssessmentSettings has unknown member(s) {', '.join(unknown)}; valid: "
+            f"{', '.join(sorted(_ASSESSMENT_SETTINGS))}."
+        )
+    return settings
 
 
 def _replication_type(value: str) -> str:

@@ -4,6 +4,7 @@ Terraform provider and Airflow's waiters poll it, DMS's refusals, and the same e
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -300,3 +301,58 @@ def test_the_replication_config_resource_sequence_as_the_provider_runs_it(dms, s
         assert time.monotonic() < deadline
         time.sleep(0.05)
     dms.delete_replication_subnet_group(ReplicationSubnetGroupIdentifier="tf-subnets")
+
+
+def test_premigration_assessment_settings_assess_before_the_replication_starts(dms, s3, source_db):
+    """StartReplication with PremigrationAssessmentSettings: the assessments run first (the
+    replication ``initializing``), their run in PremigrationAssessmentStatuses and their results
+    in the bucket DMS Serverless makes; a failed run keeps the replication from starting unless
+    FailOnAssessmentFailure is false."""
+    source_db.execute("CREATE TABLE public.nopk AS SELECT g AS id FROM generate_series(1, 9) g")
+    pipeline = provision(dms, s3, source_db)
+    arn = create_config(dms, pipeline, select_rules(("public", "nopk")), kind="full-load-and-cdc")
+    settings = {"ResultLocationFolder": "preflight", "IncludeOnly": "postgres-check-pk"}
+    started = dms.start_replication(
+        ReplicationConfigArn=arn, StartReplicationType="start-replication",
+        PremigrationAssessmentSettings=json.dumps(settings),
+    )["Replication"]  # fmt: skip
+    assert started["Status"] == "initializing"
+    failed = watch(dms, arn, {"failed", "running"})[-1]
+
+    assert failed["Status"] == "failed", failed  # the table has no primary key: CDC cannot key it
+    assessment = failed["PremigrationAssessmentStatuses"][0]
+    assert (assessment["Status"], assessment["FailOnAssessmentFailure"]) == ("failed", True)
+    assert assessment["ResultStatistic"]["Failed"] == 1
+    assert "FailOnAssessmentFailure is true" in failed["FailureMessages"][0]
+    bucket = assessment["ResultLocationBucket"]
+    assert bucket == f"dms-serverless-{arn.rsplit(':', 1)[-1].lower()}"
+    files = read_objects(s3, bucket, "preflight/")
+    pk = next(
+        json.loads(body) for key, body in files.items() if key.endswith("postgres-check-pk.json")
+    )
+    assert pk["objects"] == ["public.nopk"]
+    individual = dms.describe_replication_task_individual_assessments(Filters=[
+        {"Name": "replication-task-assessment-run-arn",
+         "Values": [assessment["PremigrationAssessmentRunArn"]]},
+    ])["ReplicationTaskIndividualAssessments"]  # fmt: skip
+    assert [(a["IndividualAssessmentName"], a["Status"]) for a in individual] == [
+        ("postgres-check-pk", "failed")
+    ]
+
+    # The same findings, and the replication goes on: FailOnAssessmentFailure false.
+    dms.start_replication(
+        ReplicationConfigArn=arn, StartReplicationType="start-replication",
+        PremigrationAssessmentSettings=json.dumps({**settings, "FailOnAssessmentFailure": False}),
+    )  # fmt: skip
+    running = watch(dms, arn, {"running", "failed"})[-1]
+    assert running["Status"] == "running", running
+    statuses = running["PremigrationAssessmentStatuses"]
+    assert [(s["Status"], s["FailOnAssessmentFailure"]) for s in statuses] == [
+        ("failed", False), ("failed", True),
+    ]  # fmt: skip
+    dms.stop_replication(ReplicationConfigArn=arn)
+    watch(dms, arn, {"stopped"})
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        dms.start_replication(ReplicationConfigArn=arn, StartReplicationType="resume-processing",
+                              PremigrationAssessmentSettings='{"Include": "x"}')  # fmt: skip
+    assert code_of(excinfo) == "InvalidParameterValueException"
