@@ -199,14 +199,23 @@ class DmsHook:
         )["ReplicationTask"]
         return task
 
-    def start_task(self, arn: str, start_type: str) -> dict[str, Any]:
-        """StartReplicationTask, or StartReplication for a replication config's ARN."""
+    def start_task(
+        self, arn: str, start_type: str, premigration_settings: str | None = None
+    ) -> dict[str, Any]:
+        """StartReplicationTask, or StartReplication for a replication config's ARN (with its
+        PremigrationAssessmentSettings, when given)."""
         if is_serverless(arn):
+            extra = (
+                {"PremigrationAssessmentSettings": premigration_settings}
+                if premigration_settings
+                else {}
+            )
             return as_task(
                 self._call(
-                    "start_replication", ReplicationConfigArn=arn, StartReplicationType=start_type
+                    "start_replication", ReplicationConfigArn=arn, StartReplicationType=start_type,
+                    **extra,
                 )["Replication"]
-            )
+            )  # fmt: skip
         task: dict[str, Any] = self._call(
             "start_replication_task", ReplicationTaskArn=arn, StartReplicationTaskType=start_type
         )["ReplicationTask"]

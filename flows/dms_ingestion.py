@@ -24,9 +24,9 @@ from flows.aws import aws_clients
 from flows.config import DmsIngestionConfig, load_config
 from flows.decisions import Ensured, should_resume, task_succeeded
 from flows.dms_hook import DmsHook
-from flows.exceptions import PreflightFailedError, ReplicationTaskFailedError
+from flows.exceptions import ReplicationTaskFailedError
 from flows.monitoring import MonitorOutcome, monitor_replication_task
-from flows.preflight import run_preflight
+from flows.preflight import run_preflight, serverless_assessment_settings, serverless_preflight
 from flows.report import IngestionReport, Preflight, TableReport
 from flows.table_flows import TableTracker
 from flows.target import TargetEndpoint
@@ -140,7 +140,15 @@ async def dms_ingestion(
     preflight = await _preflight(ensured, config, target, hook, clients.s3)
     start_type: str | None = None
     if ensured.action != Ensured.ATTACHED:
-        start_type = await start_replication_task(ensured, config.rerun_start_type, hook)
+        # DMS Serverless assesses within StartReplication; a task was assessed above.
+        assessment = serverless_assessment_settings(config) if config.serverless else None
+        start_type = await start_replication_task(
+            ensured, config.rerun_start_type, hook, assessment[0] if assessment else None
+        )
+        if assessment is not None:
+            preflight = await serverless_preflight(
+                ensured.arn, assessment[1], config, hook, clients.s3
+            )
         await wait_for_full_load_start(ensured.arn, config, hook)
 
     outcome, reloads = await _monitor_with_resumes(ensured.arn, config, hook)
@@ -210,18 +218,10 @@ async def _preflight(
     hook: DmsHook,
     s3: Any,
 ) -> Preflight | None:
-    """The premigration assessment before a start (``preflight``); None when off or attached."""
-    if config.preflight == "off" or ensured.action == Ensured.ATTACHED:
+    """A task's premigration assessment before its start (``preflight``); None when off,
+    attached, or a DMS Serverless replication (assessed by its start)."""
+    if config.preflight == "off" or ensured.action == Ensured.ATTACHED or config.serverless:
         return None
-    if config.serverless:
-        why = (
-            "the preflight runs assessments of replication tasks; for DMS Serverless it is not "
-            "run yet (StartReplication's PremigrationAssessmentSettings are not used)"
-        )
-        if config.preflight == "fail":
-            raise PreflightFailedError(f"preflight is fail, but {why}: use preflight: warn or off.")
-        get_run_logger().info("Preflight skipped: %s", why)
-        return Preflight(mode=config.preflight, status="skipped", detail=why)
     return await run_preflight(ensured.arn, config, target, hook, s3)
 
 

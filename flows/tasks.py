@@ -280,11 +280,20 @@ async def _settle(hook: DmsHook, arn: str, delay: float) -> None:
 
 
 @task(name="start-replication-task", **RETRYABLE)
-async def start_replication_task(ensured: EnsuredTask, rerun_start_type: str, hook: DmsHook) -> str:
+async def start_replication_task(
+    ensured: EnsuredTask,
+    rerun_start_type: str,
+    hook: DmsHook,
+    premigration_settings: str | None = None,
+) -> str:
     """Start the task: ``start-replication`` on its first run, else ``rerun_start_type``.
 
-    DMS accepts ``start-replication`` only once per task; if the task turns out to have run
-    already, the start falls back to ``reload-target`` on DMS's exact refusal.
+    DMS accepts ``start-replication`` only once per task, and the other start types only after
+    one: when DMS refuses the start type chosen (InvalidParameterCombinationException), the start
+    falls back to the other (``reload-target``, or ``start-replication`` for a replication whose
+    only start was refused by its premigration assessment), and DMS's first refusal is raised if
+    it refuses that too. A DMS Serverless replication's start may carry its premigration
+    assessment (``premigration_settings``).
 
     Returns:
         The StartReplicationTaskType used.
@@ -292,16 +301,22 @@ async def start_replication_task(ensured: EnsuredTask, rerun_start_type: str, ho
     logger = get_run_logger()
     start_type = rerun_start_type if ensured.previously_run else StartType.START_REPLICATION
     try:
-        await asyncio.to_thread(hook.start_task, ensured.arn, str(start_type))
+        await asyncio.to_thread(
+            hook.start_task, ensured.arn, str(start_type), premigration_settings
+        )
     except DmsApiError as exc:
-        if (
-            exc.code != "InvalidParameterCombinationException"
-            or start_type != StartType.START_REPLICATION
-        ):
+        if exc.code != "InvalidParameterCombinationException":
             raise
-        logger.info("DMS refused start-replication (the task has run before); using reload-target")
-        start_type = StartType.RELOAD_TARGET
-        await asyncio.to_thread(hook.start_task, ensured.arn, str(start_type))
+        first = start_type == StartType.START_REPLICATION
+        start_type = StartType.RELOAD_TARGET if first else StartType.START_REPLICATION
+        logger.info("DMS refused %s (%s); using %s", "start-replication" if first
+                    else rerun_start_type, exc, start_type)  # fmt: skip
+        try:
+            await asyncio.to_thread(
+                hook.start_task, ensured.arn, str(start_type), premigration_settings
+            )
+        except DmsApiError:
+            raise exc from None
     kind = "DMS Serverless replication" if is_serverless(ensured.arn) else "replication task"
     logger.info("Started %s %s with %s", kind, ensured.identifier, start_type)
     return str(start_type)

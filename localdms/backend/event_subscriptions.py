@@ -98,7 +98,7 @@ class EventSubscriptionBackend(BackendBase):
         max_records: int | None = None,
         marker: str | None = None,
     ) -> dict[str, Any]:
-        """DescribeEventSubscriptions; a SubscriptionName that is not there is
+        """DescribeEventSubscriptions: a SubscriptionName that is not there is
         ResourceNotFoundFault. Filters: ``event-subscription-arn``, ``event-subscription-id``."""
         with self.lock:
             self._advance()

@@ -105,8 +105,8 @@ class Persistence:
             run = AssessmentRun(**raw, assessments=individual)
             if run.status in (RunStatus.STARTING, RunStatus.RUNNING):  # it died while it ran
                 run.interrupt()
-                config = state.replication_configs.get(run.task_arn)
-                tested = config.replication if config else state.tasks.get(run.task_arn)
+                assessed = state.replication_configs.get(run.task_arn)
+                tested = assessed.replication if assessed else state.tasks.get(run.task_arn)
                 if tested is not None:
                     tested.end_testing(run.task_status or TaskStatus.READY)
             state.assessment_runs[run.arn] = run

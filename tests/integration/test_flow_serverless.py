@@ -10,7 +10,11 @@ from typing import Any
 import pytest
 
 from flows import dms_ingestion
-from flows.exceptions import ReplicationTaskConflictError, ReplicationTaskFailedError
+from flows.exceptions import (
+    PreflightFailedError,
+    ReplicationTaskConflictError,
+    ReplicationTaskFailedError,
+)
 from tests.integration.conftest import write_config
 from tests.pipeline import read_objects
 
@@ -131,3 +135,34 @@ async def test_full_load_and_cdc_on_serverless_returns_once_loaded_and_keeps_cap
         await asyncio.sleep(0.2)
     assert read_objects(s3, "postgres-repo", cdc[0])[cdc[0]].decode() == "U,7,changed\n"
     dms.stop_replication(ReplicationConfigArn=report.replication_config_arn)
+
+
+async def test_the_preflight_of_a_serverless_replication_is_dms_serverless_own(
+    serverless_job, dms, s3
+):
+    """``preflight: fail``: StartReplication carries the assessment with FailOnAssessmentFailure,
+    DMS Serverless does not start the replication, and the flow says which check failed and on
+    what; ``warn`` (the default) reports the same findings and loads."""
+    write_config(serverless_job, [{"schema_name": "bookings", "table_name": "%"}],
+                 compute_config=COMPUTE, migration_type="full-load-and-cdc",
+                 preflight="fail")  # fmt: skip
+    with pytest.raises(PreflightFailedError) as excinfo:
+        await dms_ingestion(config_path=str(serverless_job), poll_interval_seconds=0.2)
+
+    message = str(excinfo.value)
+    assert "DMS Serverless did not start replication" in message
+    assert "postgres-check-pk failed" in message
+    assert "bookings.tickets" in message  # read from the result file DMS Serverless wrote
+    replication = dms.describe_replications()["Replications"][0]
+    assert replication["PremigrationAssessmentStatuses"][0]["FailOnAssessmentFailure"] is True
+    assert not [k for k in read_objects(s3, "postgres-repo") if "LOAD" in k]
+
+    report = await dms_ingestion(
+        config_path=str(serverless_job), poll_interval_seconds=0.2,
+        overrides={"preflight": "warn", "migration_type": "full-load", "stop_after_full_load": True},
+    )  # fmt: skip
+    assert report.succeeded, report.failure_message()
+    assert report.preflight is not None
+    assert report.preflight.status == "passed"  # a full load: no CDC checks
+    assert {f.name for f in report.preflight.findings} >= {"postgres-check-dbversion"}
+    assert report.preflight.result_location.startswith("s3://dms-serverless-")
