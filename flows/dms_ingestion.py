@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,8 +19,8 @@ from prefect import Flow, flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.client.schemas.objects import FlowRun, State
 
-from dms_spec.status import StartType, TaskStatus
-from flows import run_logging
+from dms_spec.status import StartType, TableState, TaskStatus
+from flows import events, run_logging
 from flows.aws import aws_clients
 from flows.config import DmsIngestionConfig, load_config
 from flows.decisions import Ensured, should_resume, task_succeeded
@@ -119,13 +120,44 @@ async def dms_ingestion(
     """
     started_at = datetime.now(UTC)
     started = time.monotonic()
-    logger = get_run_logger()
     config = load_config(
         config_path,
         poll_interval_seconds=poll_interval_seconds,
         timeout_seconds=timeout_seconds,
         **(overrides or {}),
     )
+    facts = _RunFacts()
+    try:
+        return await _ingest(config, aws_credentials_block, facts, started_at, started)
+    except Exception as exc:
+        if not facts.announced:  # failed before its report: the event says why
+            events.emit(
+                events.INGESTION_FAILED,
+                events.replication_resource(config.dms_task_name, config.serverless),
+                {"status": "unknown", "reason": str(exc), "tables": 0, "rows": 0,
+                 "elapsed_seconds": round(time.monotonic() - started, 3)},
+                events.related(facts.arn, config.serverless),
+            )  # fmt: skip
+        raise
+
+
+@dataclass
+class _RunFacts:
+    """What a run has learnt, for the event of a run that fails before its report."""
+
+    arn: str | None = None
+    announced: bool = False
+
+
+async def _ingest(
+    config: DmsIngestionConfig,
+    aws_credentials_block: str | None,
+    facts: _RunFacts,
+    started_at: datetime,
+    started: float,
+) -> IngestionReport:
+    """The flow's body (``dms_ingestion`` documents it)."""
+    logger = get_run_logger()
     clients = await aws_clients(aws_credentials_block)  # one block load, one hook for the run
     hook = clients.dms
     target = await describe_target_endpoint(config, hook)
@@ -137,6 +169,7 @@ async def dms_ingestion(
 
     ensure = ensure_replication_config if config.serverless else ensure_replication_task
     ensured = await ensure(config, hook)
+    facts.arn = ensured.arn
     preflight = await _preflight(ensured, config, target, hook, clients.s3)
     start_type: str | None = None
     if ensured.action != Ensured.ATTACHED:
@@ -200,6 +233,8 @@ async def dms_ingestion(
                     config.dms_task_name)  # fmt: skip
         report.dms_api_calls = dict(hook.calls)
     await _publish(report)
+    _announce(report, config, target)
+    facts.announced = True
     if not report.succeeded:
         raise ReplicationTaskFailedError(report.failure_message(), report)
     logger.info(
@@ -209,6 +244,31 @@ async def dms_ingestion(
         report.elapsed_seconds,
     )
     return report
+
+
+def _announce(report: IngestionReport, config: DmsIngestionConfig, target: TargetEndpoint) -> None:
+    """The run's Prefect events (``flows/events.py``): ``dms.table.loaded`` for each table whose
+    load completed (and whose S3 rows matched, when checked), then the run's outcome."""
+    arn = report.replication_config_arn or report.task_arn
+    for table in report.tables:
+        mismatch = table.s3_rows is not None and table.s3_rows != table.full_load_rows
+        if table.table_state == TableState.COMPLETED and not mismatch:
+            url = target.url(table.schema_name, table.table_name)
+            events.table_loaded(url, table.model_dump(), config.dms_task_name, arn,
+                                config.serverless)  # fmt: skip
+    payload: dict[str, Any] = {
+        "status": report.status, "stop_reason": report.stop_reason,
+        "tables": len(report.tables), "rows": report.total_rows,
+        "elapsed_seconds": report.elapsed_seconds,
+    }  # fmt: skip
+    if not report.succeeded:
+        payload["reason"] = report.failure_message()
+    events.emit(
+        events.INGESTION_SUCCEEDED if report.succeeded else events.INGESTION_FAILED,
+        events.replication_resource(config.dms_task_name, config.serverless),
+        payload,
+        events.related(arn, config.serverless),
+    )
 
 
 async def _preflight(
