@@ -118,6 +118,36 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def watch(args: argparse.Namespace) -> int:
+    """One look of the CDC watch; exit 0 when healthy, 1 otherwise (the reason on stderr)."""
+    apply_local_defaults()
+    if args.debug:
+        os.environ[DEBUG_VARIABLE] = "1"
+    from flows.cdc_watch import dms_cdc_watch
+    from flows.config import load_config
+    from flows.exceptions import ConfigError
+
+    try:
+        load_config(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    state: State[Any] = asyncio.run(
+        dms_cdc_watch(  # type: ignore[arg-type]
+            config_path=str(args.config), aws_credentials_block=args.aws_credentials_block,
+            return_state=True,
+        )
+    )  # fmt: skip
+    result = state.result(raise_on_failure=False)
+    report = getattr(result, "report", None) if isinstance(result, BaseException) else result
+    if report is not None:
+        print(report.summary_markdown())
+    if isinstance(result, BaseException):
+        print(f"error: {result}", file=sys.stderr)
+        return 2 if isinstance(result, ConfigError) else 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dms-ingestion`` command."""
     parser = argparse.ArgumentParser(
@@ -137,8 +167,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="log Python tracebacks of expected failures too (DMS_INGESTION_DEBUG=1)",
     )
+    watch_parser = commands.add_parser(
+        "watch", help="look at the CDC of the task once (exit 1 unless healthy)"
+    )
+    watch_parser.add_argument("--config", type=Path, required=True, help="the job's JSON config")
+    watch_parser.add_argument("--aws-credentials-block", help="an AwsCredentials block name")
+    watch_parser.add_argument("--debug", action="store_true", help="log tracebacks too")
     args = parser.parse_args(argv)
-    return run(args)
+    return watch(args) if args.command == "watch" else run(args)
 
 
 if __name__ == "__main__":

@@ -227,6 +227,29 @@ class DmsIngestionConfig(BaseSettings):
     preflight_timeout_seconds: float = Field(
         default=600, gt=0, description="How long to wait for the assessment run."
     )
+    max_cdc_latency_seconds: float = Field(
+        default=300,
+        gt=0,
+        description="The CDC watch: above this CDCLatencySource or CDCLatencyTarget the "
+        "replication is lagging (300 s: the threshold public DMS alarm modules use).",
+    )
+    cdc_watch_window_seconds: float = Field(
+        default=600,
+        gt=0,
+        description="The CDC watch: how far back it reads the metrics; a running replication "
+        "with no datapoint in it is stalled.",
+    )
+    cdc_metrics_period_seconds: int = Field(
+        default=60,
+        ge=1,
+        description="The CDC watch: the metrics' period in GetMetricData (DMS publishes a "
+        "datapoint a minute).",
+    )
+    on_recoverable_stop: Literal["alert", "resume"] = Field(
+        default="alert",
+        description="The CDC watch, on a replication stopped by a recoverable error: alert only, "
+        "or also start it with resume-processing.",
+    )
     max_concurrent_table_flows: int = Field(
         default=8,
         ge=1,

@@ -160,6 +160,19 @@ class DmsHook:
         endpoint: dict[str, Any] = endpoints[0]
         return endpoint
 
+    def instance_identifier(self, arn: str) -> str | None:
+        """The ReplicationInstanceIdentifier of the instance with this ARN (None when gone)."""
+        try:
+            instances = self._call(
+                "describe_replication_instances",
+                Filters=[{"Name": "replication-instance-arn", "Values": [arn]}],
+            )["ReplicationInstances"]
+        except DmsApiError as exc:
+            if exc.code == "ResourceNotFoundFault":
+                return None
+            raise
+        return str(instances[0]["ReplicationInstanceIdentifier"]) if instances else None
+
     def find_task(self, identifier: str) -> dict[str, Any] | None:
         """The task with this identifier, or None (DMS answers ResourceNotFoundFault)."""
         try:

@@ -93,6 +93,14 @@ class ReplicationTaskFailedError(DmsIngestionError):
         self.report = report
 
 
+class CdcUnhealthyError(DmsIngestionError):
+    """The CDC watch's verdict is not healthy; the message says why, ``.report`` the rest."""
+
+    def __init__(self, message: str, report: Any) -> None:
+        super().__init__(message)
+        self.report = report
+
+
 class ReplicationTimeoutError(DmsIngestionError):
     """The task did not finish within the configured timeout."""
 
