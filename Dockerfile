@@ -11,6 +11,7 @@ COPY dms_spec dms_spec
 COPY flows flows
 COPY blocks blocks
 COPY work_pools work_pools
+COPY automations automations
 COPY demo demo
 COPY sandbox sandbox
 COPY config config

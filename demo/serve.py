@@ -58,7 +58,7 @@ def register_deployments(env: dict[str, str]) -> None:
     if blocks.returncode != 0:
         raise StackStartError(f"creating the AwsCredentials block failed:\n{blocks.stderr[-2000:]}")
     prefect_cli("work-pool", "create", WORK_POOL, "--type", "process", "--overwrite", env=env)
-    prefect_cli("deploy", "--name", "local", "--name", "aws", env=env)
+    prefect_cli("deploy", "--name", "local", "--name", "aws", "--name", "cdc-watch-local", env=env)
 
 
 def start_worker(env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
@@ -133,6 +133,10 @@ def serve(args: argparse.Namespace) -> int:
         s3_server = stack.enter_context(MotoS3Server())
         # The S3 checks keys: localdms, the worker and the dms-local block all get the IAM user's.
         os.environ.update(s3_server.credentials())
+        # moto answers CloudWatch, EventBridge and SNS too: localdms publishes its metrics and
+        # events there, as DMS does to AWS, and the CDC watch reads them back.
+        for service in ("CLOUDWATCH", "EVENTBRIDGE", "SNS"):
+            os.environ[f"AWS_ENDPOINT_URL_{service}"] = s3_server.url
         boto3.client("s3", endpoint_url=s3_server.url).create_bucket(Bucket="postgres-repo")
         localdms = stack.enter_context(LocalDmsProcess(s3_server.url))
         arns = provision_pipeline(
@@ -168,7 +172,8 @@ def serve(args: argparse.Namespace) -> int:
         print(f"Prefect UI   {server.url}  (API {server.api_url})")
         print(f"Worker       pool {WORK_POOL}, log {server.home / 'worker.log'}, "
               f"health http://127.0.0.1:{health_port}/health")  # fmt: skip
-        print("Deployments  dms-ingestion/local, dms-ingestion/aws")
+        print("Deployments  dms-ingestion/local, dms-ingestion/aws, dms-cdc-watch/cdc-watch-local "
+              "(every 5 minutes, paused)")  # fmt: skip
         print(
             f"\nRun:  PREFECT_API_URL={server.api_url} prefect deployment run dms-ingestion/local --watch"
         )

@@ -30,7 +30,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
-from dms_spec.status import StartType, StopReason, TableState
+from dms_spec.status import StartType, StopReason, TableState, TaskStatus
 from flows import events
 from flows.aws import load_aws_credentials
 from flows.cdc_verdict import CdcTable, CdcWatchReport, Facts, LatencyPoint, judge
@@ -121,16 +121,18 @@ async def look(config: DmsIngestionConfig, hook: DmsHook, cloudwatch: Any) -> Cd
         )
     replication = await asyncio.to_thread(hook.describe_task, arn)
     instance = None
-    if not config.serverless:
+    if not config.serverless and replication.get("Status") == TaskStatus.RUNNING:
         instance = await asyncio.to_thread(
             hook.instance_identifier, str(replication["ReplicationInstanceArn"])
         )
     statistics = await asyncio.to_thread(hook.table_statistics, arn)
     now = datetime.now(UTC)
-    series = await asyncio.to_thread(
-        read_series, cloudwatch, metric_dimensions(replication, instance),
-        config.cdc_watch_window_seconds, config.cdc_metrics_period_seconds, now,
-    )  # fmt: skip
+    series: list[LatencyPoint] = []
+    if replication.get("Status") == TaskStatus.RUNNING:  # the verdict needs them only then
+        series = await asyncio.to_thread(
+            read_series, cloudwatch, metric_dimensions(replication, instance),
+            config.cdc_watch_window_seconds, config.cdc_metrics_period_seconds, now,
+        )  # fmt: skip
     with_source = [p for p in series if p.latency_source_seconds is not None]
     newest = with_source[-1] if with_source else None
 

@@ -12,7 +12,7 @@ from prefect_aws.credentials import _get_client_cached
 
 from flows import dms_ingestion
 from flows.cdc_watch import dms_cdc_watch
-from flows.exceptions import CdcUnhealthyError
+from flows.exceptions import CdcUnhealthyError, ReplicationTaskFailedError
 from localdms.server import ThreadedLocalDms
 from tests.integration.conftest import write_config
 from tests.integration.test_flow_events import events_of_run
@@ -143,3 +143,46 @@ async def test_stalled_when_the_metrics_stop_then_failed_after_a_fatal_error(
     assert "does not exist on the PostgreSQL source" in failed.reason
     (event,) = await events_of_run(run_id, ["dms.cdc.failed"], 1)
     assert event.payload["status"] == "failed"
+
+
+async def test_tables_suspended_while_the_task_runs(cdc_job, source_db):
+    """A table DMS suspends in the full load (ARRAY columns, no primary key): the task goes on
+    capturing the others, and the watch names the suspended one."""
+    source_db.execute("CREATE TABLE bookings.tags (labels text[])")
+    source_db.execute("INSERT INTO bookings.tags VALUES ('{a,b}')")
+    with pytest.raises(ReplicationTaskFailedError, match=r"bookings\.tags"):
+        await dms_ingestion(config_path=str(cdc_job), poll_interval_seconds=0.2)
+    time.sleep(2)
+
+    suspended, _ = await watch(cdc_job)
+    assert suspended.verdict == "tables-suspended", suspended.reason
+    assert "bookings.tags" in suspended.reason
+    assert suspended.status == "running"
+
+
+async def test_on_recoverable_stop_resume_starts_the_task_again(cdc_job, source_db, dms, s3_proxy):
+    """RecoverableErrorCount 0 and S3 refusing: DMS fails the task with RECOVERABLE_ERROR; the
+    watch reports it and, with on_recoverable_stop: resume, starts it with resume-processing."""
+    write_config(cdc_job, [{"schema_name": "bookings", "table_name": "%"}],
+                 migration_type="full-load-and-cdc",
+                 replication_task_settings={"ErrorBehavior": {"RecoverableErrorCount": 0}})  # fmt: skip
+    loaded = await dms_ingestion(config_path=str(cdc_job), poll_interval_seconds=0.2)
+    assert loaded.succeeded, loaded.failure_message()
+    s3_proxy.refuse()
+    write_changes(source_db, 30_000)
+    deadline = time.monotonic() + 90
+    while dms.describe_replication_tasks()["ReplicationTasks"][0]["Status"] != "failed":
+        assert time.monotonic() < deadline, "the task did not fail with S3 refusing"
+        time.sleep(0.5)
+    s3_proxy.accept()
+
+    resumed, _ = await watch(cdc_job, on_recoverable_stop="resume")
+    assert resumed.verdict == "failed"
+    assert "RECOVERABLE_ERROR" in (resumed.stop_reason or "")
+    assert resumed.resumed is True
+    task = dms.describe_replication_tasks()["ReplicationTasks"][0]
+    assert task["Status"] in ("starting", "running"), task
+    deadline = time.monotonic() + 60
+    while (again := (await watch(cdc_job))[0]).verdict != "healthy":
+        assert time.monotonic() < deadline, again.reason
+        time.sleep(1)

@@ -32,6 +32,7 @@ from tests.pipeline import (
     select_rules,
     table_statistics,
 )
+from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
@@ -270,17 +271,25 @@ async def test_postgres_restarted_mid_load_is_retried_and_loads_every_row_once(o
     assert big_ids(own_stack) == list(range(1, 1_500_001))
 
 
-async def test_s3_unreachable_mid_load_is_retried_until_it_answers(own_stack):
-    """S3 down for a while mid-load: the task waits and restarts until it answers, then loads
+async def test_s3_unreachable_mid_load_is_retried_until_it_answers(own_stack, monkeypatch):
+    """S3 refusing connections for a while mid-load (a forwarder in front of moto, which would
+    lose its buckets if restarted): the task waits and restarts until it answers, then loads
     every row once."""
+    from prefect_aws.credentials import _get_client_cached
 
-    def outage() -> None:
-        own_stack.s3_server.stop()
-        time.sleep(2)
-        own_stack.s3_server.start()  # moto keeps nothing: the bucket comes back empty
-        own_stack.start_bucket()
+    with TcpProxy(int(own_stack.s3_server.url.rsplit(":", 1)[1])) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)  # localdms's S3 and the flow's
+        _get_client_cached.cache_clear()
 
-    report = await load_through(own_stack, outage)
+        def outage() -> None:  # longer than boto3's own retries: until DMS restarts the load
+            proxy.refuse()
+            deadline = time.monotonic() + 90
+            while not restarts(own_stack):
+                assert time.monotonic() < deadline, "no restart during the S3 outage"
+                time.sleep(0.2)
+            proxy.accept()
+
+        report = await load_through(own_stack, outage)
 
     assert report.succeeded, report.failure_message()
     assert restarts(own_stack), "no restart during the S3 outage"

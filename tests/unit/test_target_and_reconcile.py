@@ -190,6 +190,7 @@ WITH_EXAMPLES = sorted(
         "demo",
         "work_pools",
         "docgen",
+        "automations",
     )
     for path in (ROOT / package).rglob("*.py")
     if ">>> " in path.read_text()
