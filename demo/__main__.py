@@ -101,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         "--serverless", action="store_true",
         help="run DMS Serverless (a replication config with compute_config) instead of a task",
     )  # fmt: skip
+    parser.add_argument(
+        "--cdc", action="store_true",
+        help="full-load-and-cdc, then operate CDC: a writer, the CDC watch, an S3 outage, the "
+        "alert, and recovery",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     # Ctrl-C stops everything, even when started from a shell that had SIGINT ignored (a
     # background job), which Python would otherwise inherit.
@@ -119,6 +124,10 @@ def run(args: argparse.Namespace) -> int:
             "AWS_SECRET_ACCESS_KEY",
             file=sys.stderr,
         )
+        return 2
+    if args.cdc and (args.s3_endpoint or args.serverless):
+        print("error: --cdc runs a replication task on the demo's own S3 (moto answers its "
+              "CloudWatch and SNS too): drop --s3-endpoint and --serverless", file=sys.stderr)  # fmt: skip
         return 2
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     import boto3
@@ -177,7 +186,19 @@ def run(args: argparse.Namespace) -> int:
         os.environ["AWS_ENDPOINT_URL_S3"] = s3_url
         s3 = boto3.client("s3", endpoint_url=s3_url)
         ensure_bucket(s3, "postgres-repo")
-        dms_url = stack.enter_context(LocalDmsProcess(s3_url)).url
+        localdms_s3, metrics_period = s3_url, None
+        if args.cdc:  # moto answers CloudWatch, EventBridge and SNS too
+            from demo.cdc import METRICS_PERIOD
+            from sandbox.tcp_proxy import TcpProxy
+
+            for service in ("CLOUDWATCH", "EVENTBRIDGE", "SNS"):
+                os.environ[f"AWS_ENDPOINT_URL_{service}"] = s3_url
+            # localdms reaches S3 through a forwarder the story makes refuse connections.
+            proxy = stack.enter_context(TcpProxy(int(s3_url.rsplit(":", 1)[1])))
+            localdms_s3, metrics_period = proxy.url, METRICS_PERIOD
+        dms_url = stack.enter_context(
+            LocalDmsProcess(localdms_s3, metrics_period=metrics_period)
+        ).url
         os.environ["AWS_ENDPOINT_URL_DATABASE_MIGRATION_SERVICE"] = dms_url
         print(f"    S3 {s3_url}   localdms {dms_url}", flush=True)
 
@@ -186,10 +207,12 @@ def run(args: argparse.Namespace) -> int:
         )
         arns = provision_pipeline(
             boto3.client("dms", endpoint_url=dms_url), source_dsn, "postgres-repo",
-            {"BucketFolder": DEMO_BUCKET_FOLDER},
+            {"BucketFolder": DEMO_BUCKET_FOLDER, **({"CdcMaxBatchInterval": 1} if args.cdc else {})},
         )  # fmt: skip
         os.environ.update(arns.environment())
         overrides: dict[str, Any] = {}
+        if args.cdc:
+            overrides["migration_type"] = "full-load-and-cdc"
         if args.serverless:  # no instance for the flow (the connection tests used one)
             for name in ("DMS_REPLICATION_INSTANCE_ARN", "REPLICATION_INSTANCE_ARN"):
                 os.environ.pop(name, None)
@@ -224,6 +247,10 @@ def run(args: argparse.Namespace) -> int:
         if report.preflight is not None and report.preflight.result_location:
             print(f"\nPreflight {report.preflight.status}: its results are in "
                   f"{report.preflight.result_location}")  # fmt: skip
+        if args.cdc:
+            from demo.cdc import tell
+
+            tell(CONFIG, source_dsn, proxy.refuse, proxy.accept, stages.step)
         print(f"\n{stages.summary()}")
         if args.keep:
             print(f"\nPrefect UI: {server.url}  (the run: {server.url}/runs)")

@@ -24,13 +24,19 @@ class LocalDmsProcess:
     """``python -m localdms serve`` on a free loopback port, writing to the S3 at ``s3_url``."""
 
     def __init__(
-        self, s3_url: str, transition_seconds: float = 1.0, log_level: str = "WARNING"
+        self,
+        s3_url: str,
+        transition_seconds: float = 1.0,
+        log_level: str = "WARNING",
+        metrics_period: float | None = None,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.s3_url = s3_url
         self.transition_seconds = transition_seconds
         self.log_level = log_level
+        self.metrics_period = metrics_period
+        """Seconds between CloudWatch publications (with ``AWS_ENDPOINT_URL_CLOUDWATCH`` set)."""
         self.state_dir = Path(tempfile.mkdtemp(prefix="localdms-"))
         self.process: subprocess.Popen[str] | None = None
 
@@ -38,7 +44,8 @@ class LocalDmsProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "localdms", "serve", "--port", str(self.port),
              "--state-dir", str(self.state_dir), "--transition-seconds", str(self.transition_seconds),
-             "--log-level", self.log_level],
+             "--log-level", self.log_level,
+             *(["--metrics-period", str(self.metrics_period)] if self.metrics_period else [])],
             stdout=subprocess.PIPE, text=True, env={**os.environ, "AWS_ENDPOINT_URL_S3": self.s3_url},
         )  # fmt: skip
         assert self.process.stdout is not None

@@ -84,6 +84,21 @@ def test_demo_runs_on_dms_serverless():
     assert "provisioning_capacity" in log or "initializing" in log  # its statuses, not a task's
 
 
+@pytest.mark.timeout(600)
+def test_demo_cdc_tells_healthy_lagging_alerted_and_healthy_again():
+    """``make demo DEMO_ARGS=--cdc``: the watch's verdicts and the alert, in order."""
+    result = subprocess.run(
+        [sys.executable, "-m", "demo", "--cdc"], capture_output=True, text=True, timeout=580,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert "succeeded: running" in out  # full-load-and-cdc: capturing once loaded
+    healthy = out.index("watch: healthy")
+    lagging = out.index("watch: lagging", healthy)
+    alert = out.index("notification: DMS CDC lagging: postgres-migration-test", lagging)
+    assert out.index("watch: healthy", alert) > alert  # healthy again once S3 is back
+
+
 def private_copy_of_the_checkout(parent: Path) -> Path:
     """The checkout's files (tracked and new, as in the working tree) in a folder only its owner
     can enter, as a clone in ``/root`` of a container is."""

@@ -14,9 +14,9 @@ from flows import dms_ingestion
 from flows.cdc_watch import dms_cdc_watch
 from flows.exceptions import CdcUnhealthyError, ReplicationTaskFailedError
 from localdms.server import ThreadedLocalDms
+from sandbox.tcp_proxy import TcpProxy
 from tests.integration.conftest import write_config
 from tests.integration.test_flow_events import events_of_run
-from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
@@ -186,3 +186,18 @@ async def test_on_recoverable_stop_resume_starts_the_task_again(cdc_job, source_
     while (again := (await watch(cdc_job))[0]).verdict != "healthy":
         assert time.monotonic() < deadline, again.reason
         time.sleep(1)
+
+
+def test_the_cli_watch_prints_the_verdict_and_exits_1_unless_healthy(job, capsys):
+    """``dms-ingestion watch`` on a task whose full load finished (so it is stopped)."""
+    import asyncio
+
+    from flows.cli import main
+
+    loaded = asyncio.run(dms_ingestion(config_path=str(job), poll_interval_seconds=0.2))
+    assert loaded.succeeded
+    assert main(["watch", "--config", str(job)]) == 1
+    out, err = capsys.readouterr()
+    assert "# CDC watch: postgres-migration-test is **stopped**" in out
+    assert "error: postgres-migration-test is stopped: the task is stopped" in err
+    assert "Traceback" not in err

@@ -22,6 +22,7 @@ from localdms.server import ThreadedLocalDms
 from sandbox.localdms_process import LocalDmsProcess
 from sandbox.postgres import ThrowawayPostgres
 from sandbox.s3 import MotoS3Server
+from sandbox.tcp_proxy import TcpProxy
 from tests.conftest import PostgresServer, SourceDatabase
 from tests.integration.conftest import write_config
 from tests.pipeline import (
@@ -32,7 +33,6 @@ from tests.pipeline import (
     select_rules,
     table_statistics,
 )
-from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 

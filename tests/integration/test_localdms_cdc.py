@@ -26,6 +26,7 @@ from localdms.server import ThreadedLocalDms
 from localdms.store import STATE_FILE
 from sandbox.localdms_process import LocalDmsProcess
 from sandbox.postgres import ThrowawayPostgres
+from sandbox.tcp_proxy import TcpProxy
 from tests.conftest import PostgresServer, SourceDatabase
 from tests.dms_csv import parse_dms_csv
 from tests.pipeline import (
@@ -38,7 +39,6 @@ from tests.pipeline import (
     table_statistics,
     wait_for_status,
 )
-from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 

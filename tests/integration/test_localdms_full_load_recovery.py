@@ -17,6 +17,7 @@ import pytest
 
 from localdms.server import ThreadedLocalDms
 from sandbox.postgres import ThrowawayPostgres
+from sandbox.tcp_proxy import TcpProxy
 from tests.conftest import PostgresServer, SourceDatabase
 from tests.pipeline import (
     Pipeline,
@@ -28,7 +29,6 @@ from tests.pipeline import (
     table_statistics,
     wait_for_status,
 )
-from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
