@@ -142,6 +142,9 @@ def watch(args: argparse.Namespace) -> int:
     report = getattr(result, "report", None) if isinstance(result, BaseException) else result
     if report is not None:
         print(report.summary_markdown())
+        if args.report_json:
+            Path(args.report_json).write_text(report.model_dump_json(indent=2))
+            print(f"Report written to {args.report_json}")
     if isinstance(result, BaseException):
         print(f"error: {result}", file=sys.stderr)
         return 2 if isinstance(result, ConfigError) else 1
@@ -172,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     watch_parser.add_argument("--config", type=Path, required=True, help="the job's JSON config")
     watch_parser.add_argument("--aws-credentials-block", help="an AwsCredentials block name")
+    watch_parser.add_argument("--report-json", type=Path, help="write the report as JSON here")
     watch_parser.add_argument("--debug", action="store_true", help="log tracebacks too")
     args = parser.parse_args(argv)
     return watch(args) if args.command == "watch" else run(args)

@@ -76,7 +76,11 @@ async def test_make_serve_runs_the_local_deployment_to_completion(tmp_path):
 
         async with PrefectClient(api=api_url) as client:
             deployments = {d.name: d for d in await client.read_deployments()}
-            assert set(deployments) == {"local", "aws"}
+            assert set(deployments) == {"local", "aws", "cdc-watch-local"}
+            watch = deployments["cdc-watch-local"]  # every 5 minutes, once its schedule is on
+            assert [(s.schedule.interval.total_seconds(), s.active) for s in watch.schedules] == [
+                (300, False)
+            ]
             local = deployments["local"]
             assert local.parameters["aws_credentials_block"] == "dms-local"
             runs = await client.read_flow_runs(

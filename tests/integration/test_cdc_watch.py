@@ -3,6 +3,7 @@ Prefect server: each verdict from a real state, and its event read back from Pre
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -188,7 +189,7 @@ async def test_on_recoverable_stop_resume_starts_the_task_again(cdc_job, source_
         time.sleep(1)
 
 
-def test_the_cli_watch_prints_the_verdict_and_exits_1_unless_healthy(job, capsys):
+def test_the_cli_watch_prints_the_verdict_and_exits_1_unless_healthy(job, capsys, tmp_path):
     """``dms-ingestion watch`` on a task whose full load finished (so it is stopped)."""
     import asyncio
 
@@ -196,8 +197,12 @@ def test_the_cli_watch_prints_the_verdict_and_exits_1_unless_healthy(job, capsys
 
     loaded = asyncio.run(dms_ingestion(config_path=str(job), poll_interval_seconds=0.2))
     assert loaded.succeeded
-    assert main(["watch", "--config", str(job)]) == 1
+    written = tmp_path / "watch.json"
+    assert main(["watch", "--config", str(job), "--report-json", str(written)]) == 1
     out, err = capsys.readouterr()
+    report = json.loads(written.read_text())
+    assert (report["verdict"], report["status"]) == ("stopped", "stopped")
+    assert {t["table_name"] for t in report["tables"]} == {"tickets", "flights", "empty_one"}
     assert "# CDC watch: postgres-migration-test is **stopped**" in out
     assert "error: postgres-migration-test is stopped: the task is stopped" in err
     assert "Traceback" not in err
