@@ -86,6 +86,12 @@ class RunBackend(BackendBase):
         lob_mode_problem = unsupported_lob_mode(task.settings)
         if lob_mode_problem:
             log.warning("task %s: %s", task.identifier, lob_mode_problem)
+        if spec.support_lobs and spec.lob_limit is not None:
+            log.info(
+                "task %s: limited LOB mode: LOB values over %s bytes (TargetMetadata.LobMaxSize) "
+                "are truncated; DataTruncationErrorPolicy %s",
+                task.identifier, f"{spec.lob_limit:,}", spec.truncation_policy,
+            )  # fmt: skip
         run = ReplicationRun(spec, TaskRunProgress(self, task.arn), self.s3_factory)
         self.runs[task.arn] = run
         run.start()

@@ -75,6 +75,9 @@ class OutputColumn:
     lob_limit: int | None = None
     """Limited LOB mode's cut in bytes (``dms_spec.lob.limited_lob_size``): a LOB column's values
     are truncated to it as DMS measures them (``dms_spec.lob``); None keeps them whole."""
+    cut_counter: str | None = None
+    """The session setting a full load counts this column's cut values in (``lob_cut``), for a
+    truncating column whose type ``lob_within`` can test; None for the others."""
 
     def _source(self) -> SourceColumn:
         if self.source is None:
@@ -123,7 +126,7 @@ class OutputColumn:
         ident = sql.Identifier(column.name)
         base = column.base_type
         if self.truncates and self.lob_limit is not None:
-            cut = lob_cut(column, self.lob_limit)
+            cut = lob_cut(column, self.lob_limit, self.cut_counter)
             return sql.SQL("encode({}, 'hex')").format(cut) if base == "bytea" else cut
         if base == "timestamptz":
             return sql.SQL("({} AT TIME ZONE 'UTC')").format(ident)
@@ -165,7 +168,7 @@ class OutputColumn:
         """The SELECT expression a Parquet load reads a source column with."""
         column = self._source()
         if self.truncates and self.lob_limit is not None:
-            return lob_cut(column, self.lob_limit)
+            return lob_cut(column, self.lob_limit, self.cut_counter)
         return _parquet_read(column)[0]
 
     def arrow_type(self) -> pa.DataType:
@@ -181,6 +184,12 @@ class OutputColumn:
 
             return pa.string()
         return _parquet_read(self.source)[1]
+
+
+BINARY_TEXT_TYPES = frozenset({"text", "xml"})
+"""LOB base types that are text or binary-coercible to it (``pg_cast.castmethod`` 'b'; json
+and jsonb go through their output functions): the octet length of ``column::text`` is read from
+the value's header, without detoasting it."""
 
 
 def lob_size(column: SourceColumn) -> sql.Composable:
@@ -200,32 +209,124 @@ def lob_size(column: SourceColumn) -> sql.Composable:
     return sql.SQL("(2 * char_length({}::text))").format(ident)
 
 
-def lob_cut(column: SourceColumn, limit: int) -> sql.Composable:
-    """A LOB column's value cut to ``limit`` bytes on whole characters, as ``cut_text`` cuts it
-    (bytea for a BLOB, text otherwise).
+def lob_within(column: SourceColumn, limit: int) -> sql.Composable | None:
+    """A test, in constant time per value, that is true only for values certainly within
+    ``limit`` bytes as DMS measures them; None when the column's type has no such test.
 
-    A CLOB is cut in its UTF-8 bytes at the start of the character that byte ``limit + 1`` is
-    in: a lead byte is one whose top two bits are not ``10``, and a character has at most four
-    bytes, so it is at most three bytes back.
+    PostgreSQL answers ``octet_length`` of a bytea or text value (and of a binary-coercible cast
+    to text) from the value's header, without reading or detoasting the value. A BLOB is within
+    the limit exactly when its octet length is; an NCLOB has at most as many characters as
+    bytes, so one of at most ``limit / 2`` bytes is within; a CLOB has at most four UTF-8 bytes
+    a character and at least one byte a character in any server encoding, so one of at most
+    ``limit / 4`` bytes is. Values the test does not pass are measured exactly (``lob_size``).
+
+    Example:
+        >>> print(lob_within(SourceColumn("body", "text", "text"), 32768).as_string(None))
+        octet_length("body") <= 16384
+        >>> lob_within(SourceColumn("doc", "jsonb", "jsonb"), 32768) is None
+        True
     """
     ident = sql.Identifier(column.name)
     kind = lob_type(column.base_type)
     if kind == "BLOB":
-        return sql.SQL("substring({} from 1 for {})").format(ident, sql.Literal(limit))
+        return sql.SQL("octet_length({}) <= {}").format(ident, sql.Literal(limit))
+    if column.base_type not in BINARY_TEXT_TYPES:
+        return None
+    text = ident if column.base_type == "text" else sql.SQL("{}::text").format(ident)
+    bound = limit // 2 if kind == "NCLOB" else limit // 4
+    return sql.SQL("octet_length({}) <= {}").format(text, sql.Literal(bound))
+
+
+def lob_over(column: SourceColumn, limit: int) -> sql.Composable:
+    """A test true for the values over ``limit`` bytes as DMS measures them (``lob_size``),
+    measuring only the values ``lob_within`` cannot clear.
+
+    Example:
+        >>> print(lob_over(SourceColumn("body", "text", "text"), 8).as_string(None))
+        (NOT (octet_length("body") <= 4) AND (2 * char_length("body"::text)) > 8)
+    """
+    exact = sql.SQL("{} > {}").format(lob_size(column), sql.Literal(limit))
+    within = lob_within(column, limit)
+    if within is None:
+        return exact
+    if lob_type(column.base_type) == "BLOB":
+        return sql.SQL("NOT ({})").format(within)
+    return sql.SQL("(NOT ({}) AND {})").format(within, exact)
+
+
+def counted(cut: sql.Composable, counter: str, binary: bool) -> sql.Composable:
+    """``cut`` unchanged, adding one to the session setting ``counter`` each time it is evaluated.
+
+    ``set_config`` is allowed in a read-only transaction and returns the new value, of which
+    nothing (``left(..., 0)``) is appended; the setting is read back after the statement.
+
+    Example:
+        >>> print(counted(sql.SQL("x"), "localdms.cut_1", False).as_string(None))
+        (x || left(set_config('localdms.cut_1', (current_setting('localdms.cut_1')::int + 1)::text, false), 0))
+    """
+    name = sql.Literal(counter)
+    bump = sql.SQL("left(set_config({}, (current_setting({})::int + 1)::text, false), 0)").format(
+        name, name
+    )
+    if binary:
+        bump = sql.SQL("decode({}, 'hex')").format(bump)
+    return sql.SQL("({} || {})").format(cut, bump)
+
+
+def lob_cut(column: SourceColumn, limit: int, counter: str | None = None) -> sql.Composable:
+    """A LOB column's value cut to ``limit`` bytes on whole characters, as ``cut_text`` cuts it
+    (bytea for a BLOB, text otherwise); a value ``lob_within`` clears is read as it is, so a
+    value under the limit costs no more than reading it.
+
+    A CLOB is cut in its UTF-8 bytes at the start of the character that byte ``limit + 1`` is
+    in: a lead byte is one whose top two bits are not ``10``, and a character has at most four
+    bytes, so it is at most three bytes back.
+
+    Args:
+        column: the LOB column.
+        limit: the cut, bytes.
+        counter: a session setting (set to 0 before the statement) that counts the values
+            really cut (``counted``): only where ``lob_within`` applies, whose test keeps the
+            exact measure to the few values it does not clear.
+
+    Example:
+        >>> print(lob_cut(SourceColumn("body", "text", "text"), 32768).as_string(None))
+        CASE WHEN octet_length("body") <= 16384 THEN "body" WHEN char_length("body") <= 16384 THEN "body" ELSE left("body", 16384) END
+    """
+    ident = sql.Identifier(column.name)
+    kind = lob_type(column.base_type)
+    within = lob_within(column, limit)
+    text = ident if column.base_type == "text" else sql.SQL("{}::text").format(ident)
+    if kind == "BLOB":  # within is exact for a BLOB
+        cut: sql.Composable = sql.SQL("substring({} from 1 for {})").format(
+            ident, sql.Literal(limit)
+        )
+        if counter is not None:
+            cut = counted(cut, counter, binary=True)
+        return sql.SQL("CASE WHEN {} THEN {} ELSE {} END").format(within, ident, cut)
     if kind == "NCLOB":
-        return sql.SQL("left({}::text, {})").format(ident, sql.Literal(limit // 2))
-    utf8 = sql.SQL("convert_to({}::text, 'UTF8')").format(ident)
-    end = sql.SQL(" ").join(
-        [sql.SQL("CASE")]
-        + [sql.SQL("WHEN get_byte({}, {}) & 192 <> 128 THEN {}").format(
-            utf8, sql.Literal(limit - back), sql.Literal(limit - back))
-           for back in range(3)]
-        + [sql.SQL("ELSE {} END").format(sql.Literal(limit - 3))]
-    )  # fmt: skip
-    return sql.SQL(
-        "CASE WHEN octet_length({utf8}) <= {limit} THEN {ident}::text "
-        "ELSE convert_from(substring({utf8} from 1 for {end}), 'UTF8') END"
-    ).format(utf8=utf8, limit=sql.Literal(limit), ident=ident, end=end)
+        cut = sql.SQL("left({}, {})").format(text, sql.Literal(limit // 2))
+        fits = sql.SQL("char_length({}) <= {}").format(text, sql.Literal(limit // 2))
+    else:
+        utf8 = sql.SQL("convert_to({}, 'UTF8')").format(text)
+        end = sql.SQL(" ").join(
+            [sql.SQL("CASE")]
+            + [sql.SQL("WHEN get_byte({}, {}) & 192 <> 128 THEN {}").format(
+                utf8, sql.Literal(limit - back), sql.Literal(limit - back))
+               for back in range(3)]
+            + [sql.SQL("ELSE {} END").format(sql.Literal(limit - 3))]
+        )  # fmt: skip
+        cut = sql.SQL("convert_from(substring({} from 1 for {}), 'UTF8')").format(utf8, end)
+        fits = sql.SQL("octet_length({}) <= {}").format(utf8, sql.Literal(limit))
+    if within is None:  # jsonb, arrays...: no constant-time test, so one cast, then the cut
+        if kind == "NCLOB":
+            return cut  # left() of a shorter value is the value
+        return sql.SQL("CASE WHEN {} THEN {} ELSE {} END").format(fits, text, cut)
+    if counter is not None:
+        cut = counted(cut, counter, binary=False)
+    return sql.SQL("CASE WHEN {} THEN {} WHEN {} THEN {} ELSE {} END").format(
+        within, text, fits, text, cut
+    )
 
 
 def without_lobs(plan: TablePlan) -> TablePlan:
@@ -261,9 +362,11 @@ def output_columns(
     columns = [OutputColumn("Op", ColumnKind.OP)] if op_column else []
     if target.timestamp_column_name:
         columns.append(OutputColumn(target.timestamp_column_name, ColumnKind.TIMESTAMP))
-    columns.extend(
-        OutputColumn(name, ColumnKind.DATA, column, lob_limit) for column, name in plan.columns
-    )
+    for position, (column, name) in enumerate(plan.columns):
+        output = OutputColumn(name, ColumnKind.DATA, column, lob_limit)
+        if output.truncates and lob_limit is not None and lob_within(column, lob_limit):
+            output = replace(output, cut_counter=f"localdms.cut_{position}")
+        columns.append(output)
     return tuple(columns)
 
 

@@ -35,6 +35,7 @@ from psycopg import sql
 from dms_spec.s3_layout import load_file_name
 from localdms.endpoint_settings import PostgresSource, S3Target
 from localdms.engine.columns import load_select, output_columns
+from localdms.engine.lob_cuts import CutCounts
 from localdms.engine.s3_writer import MAX_PARTS_IN_FLIGHT, PART_SIZE
 from localdms.engine.session import SESSION_SETUP
 from localdms.table_mappings import TablePlan
@@ -290,16 +291,20 @@ def load_table_parquet(
     stop: threading.Event,
     on_rows: Callable[[int, int], None],
     snapshot: str | None = None,
-) -> int:
-    """Stream one table into ``writer``; return the rows written. Runs in a worker thread.
+    cuts: CutCounts | None = None,
+) -> tuple[int, list[int]]:
+    """Stream one table into ``writer``; return the rows written and the values cut in each of
+    ``cuts.counted`` (``lob_cuts``). Runs in a worker thread.
 
     Args:
         snapshot: read in this exported snapshot (a CDC task's slot), when given.
+        cuts: how the statement counts the values it cuts, if it does.
 
     Raises:
         LoadStopped: ``stop`` was set (the files written so far are removed).
     """
     rows = 0
+    counted: list[int] = []
     try:
         with (
             adbc.connect(adbc_uri(source), autocommit=True) as connection,
@@ -310,6 +315,9 @@ def load_table_parquet(
             if snapshot is not None:
                 cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 cursor.execute(f"SET TRANSACTION SNAPSHOT {sql.Literal(snapshot).as_string(None)}")
+            if cuts is not None and cuts.reset is not None:
+                cursor.execute(cuts.reset)
+                cursor.fetchall()
             cursor.execute(statement)
             for batch in cursor.fetch_record_batch():
                 if stop.is_set():
@@ -317,10 +325,13 @@ def load_table_parquet(
                 writer.write(_conform(batch, schema))
                 rows += batch.num_rows
                 on_rows(rows, batch.nbytes)
+            if cuts is not None and cuts.read is not None:
+                cursor.execute(cuts.read)
+                counted = [int(value) for value in cursor.fetchone() or ()]
             if snapshot is not None:
                 cursor.execute("COMMIT")
         writer.close()
     except BaseException:
         writer.abort()
         raise
-    return rows
+    return rows, counted

@@ -24,7 +24,7 @@ from psycopg import sql
 
 from dms_spec.lob import is_array_type, is_lob_type
 from localdms.endpoint_settings import PostgresSource, S3Target
-from localdms.engine.columns import load_select, lob_size
+from localdms.engine.columns import load_select, lob_over
 from localdms.engine.failures import (
     EnvironmentalError,
     s3_unavailable,
@@ -33,6 +33,7 @@ from localdms.engine.failures import (
     table_error,
 )
 from localdms.engine.gauges import CaptureGauges
+from localdms.engine.lob_cuts import CutCounts
 from localdms.engine.rendering import RowDelimiterTranslator, header_line
 from localdms.engine.s3_writer import LoadFileWriter, delete_prefix
 from localdms.table_mappings import TablePlan
@@ -53,9 +54,7 @@ def over_limit(plan: TablePlan, lob_limit: int | None) -> sql.Composable | None:
     if lob_limit is None:
         return None
     tests = [
-        sql.SQL("{} > {}").format(lob_size(column), sql.Literal(lob_limit))
-        for column, _ in plan.columns
-        if is_lob_type(column.base_type)
+        lob_over(column, lob_limit) for column, _ in plan.columns if is_lob_type(column.base_type)
     ]
     return sql.SQL(" OR ").join(tests) if tests else None
 
@@ -95,8 +94,8 @@ class TableLoad:
             the new load), not only its LOAD files.
         lob_limit: where LOB values are cut (limited LOB mode, ``dms_spec.lob``), or None.
         truncation_policy: what a table with values over ``lob_limit`` does (DMS's
-            DataTruncationErrorPolicy): LOG_ERROR cuts them and logs it (without counting, which
-            would read the table twice); IGNORE_RECORD leaves those rows out; SUSPEND_TABLE puts
+            DataTruncationErrorPolicy): LOG_ERROR cuts them and logs how many of each column
+            (``truncation_count``, read in the load's snapshot); IGNORE_RECORD leaves those rows out; SUSPEND_TABLE puts
             the table in error and loads nothing of it; STOP_TASK fails the task.
         gauges: counts the bytes read and written, for the metrics (or None).
     """
@@ -128,9 +127,21 @@ class TableLoad:
         if kept is None:
             return
         if self.target.data_format == "parquet":
-            await self._load_parquet(kept, load_timestamp)
+            await self._load_parquet(kept, pool, load_timestamp)
         else:
             await self._load_csv(kept, pool, upload_slots, load_timestamp)
+
+    def _cuts(self, plan: TablePlan) -> CutCounts | None:
+        return CutCounts.of(plan, self.target, self.lob_limit, self.truncation_policy)
+
+    def _log_cuts(
+        self, plan: TablePlan, cuts: CutCounts, counted: Any = (), measured: Any = ()
+    ) -> None:
+        """Say how many values of which columns were cut (nothing when none was)."""
+        if self.lob_limit is not None:
+            message = cuts.message(plan, self.lob_limit, counted or (), measured or ())
+            if message:
+                log.warning("%s", message)
 
     async def _delete_previous_files(self, prefix: str) -> None:
         """Before a table loads: remove the files an earlier run left under ``prefix``."""
@@ -152,9 +163,7 @@ class TableLoad:
             return plan
         where = f"{self.lob_limit:,} bytes"
         if self.truncation_policy == "LOG_ERROR":
-            log.warning("%s.%s: LOB values over LobMaxSize (%s) are truncated",
-                        plan.source.schema, plan.source.name, where)  # fmt: skip
-            return plan
+            return plan  # cut as it loads; how many is logged after (log_truncations)
         query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(
             sql.Identifier(plan.source.schema, plan.source.name),
             over if plan.where is None else sql.SQL("({}) AND ({})").format(plan.where, over),
@@ -181,7 +190,7 @@ class TableLoad:
         return replace(plan, where=keep if plan.where is None
                        else sql.SQL("({}) AND {}").format(plan.where, keep))  # fmt: skip
 
-    async def _load_parquet(self, plan: TablePlan, load_timestamp: str) -> None:
+    async def _load_parquet(self, plan: TablePlan, pool: Any, load_timestamp: str) -> None:
         """One table to Parquet LOAD files, in a worker thread (ADBC and pyarrow are blocking)."""
         # Imported here: pyarrow and ADBC add ~60 MB to a process that only writes CSV.
         from localdms.engine.parquet_writer import (
@@ -208,11 +217,12 @@ class TableLoad:
                 self.progress.table_rows(plan, rows)
                 next_report = time.monotonic() + PROGRESS_INTERVAL_SECONDS
 
+        cuts = self._cuts(plan)
         try:
-            rows = await asyncio.to_thread(
+            rows, counted = await asyncio.to_thread(
                 load_table_parquet,
                 self.source, statement, schema, writer, self.stop_requested, on_rows,
-                self.snapshot,
+                self.snapshot, cuts,
             )  # fmt: skip
         except LoadStopped:
             raise asyncio.CancelledError from None
@@ -226,6 +236,20 @@ class TableLoad:
                 raise EnvironmentalError(source_error(self.source, exc), True) from exc
             self.progress.table_failed(plan, table_error(plan, text))
             return
+        measured = None
+        if cuts is not None and cuts.query is not None:
+            # Read after the load, in the same snapshot when there is one.
+            async with (
+                pool.acquire() as connection,
+                connection.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                if self.snapshot is not None:
+                    await connection.execute(
+                        f"SET TRANSACTION SNAPSHOT {sql.Literal(self.snapshot).as_string(None)}"
+                    )
+                measured = await connection.fetchrow(cuts.query)
+        if cuts is not None:
+            self._log_cuts(plan, cuts, counted, measured)
         self.progress.table_completed(plan, rows)
 
     async def _load_csv(
@@ -247,30 +271,40 @@ class TableLoad:
             if target.csv_row_delimiter != "\n"
             else None
         )
-        rows_seen = 0
+        bytes_seen = 0
         next_report = time.monotonic()
 
         async def sink(chunk: bytes) -> None:
-            nonlocal rows_seen, next_report
-            rows_seen += chunk.count(b"\n")  # live estimate; the COPY status gives the exact count
-            if time.monotonic() >= next_report:
-                self.progress.table_rows(plan, rows_seen)
+            nonlocal bytes_seen, next_report
+            bytes_seen += len(chunk)
+            if time.monotonic() >= next_report and chunk:
+                # A live estimate, from this chunk's bytes a row (counting the rows of every
+                # chunk costs a tenth of the load's CPU); the COPY status gives the exact count.
+                rows = chunk.count(b"\n")
+                self.progress.table_rows(plan, bytes_seen * rows // len(chunk))
                 next_report = time.monotonic() + PROGRESS_INTERVAL_SECONDS
             data = translator.translate(chunk) if translator else chunk
             if self.gauges is not None:
                 self.gauges.loaded(len(chunk), len(data))
             await writer.write(data)
 
+        cuts = self._cuts(plan)
+        counted = measured = None
+        # A count after the COPY must read the rows the COPY read.
+        in_transaction = self.snapshot is not None or (cuts is not None and cuts.query is not None)
         try:
             await self._delete_previous_files(writer.prefix)
             connection = await pool.acquire()
             try:
+                if in_transaction:
+                    await connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 if self.snapshot is not None:
                     # Read in the slot's snapshot: each change is in the load or in CDC, not both.
-                    await connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                     await connection.execute(
                         f"SET TRANSACTION SNAPSHOT {sql.Literal(self.snapshot).as_string(None)}"
                     )
+                if cuts is not None and cuts.reset is not None:
+                    await connection.execute(cuts.reset)
                 status = await connection.copy_from_query(
                     load_select(plan, target, load_timestamp, False, self.lob_limit),
                     output=sink,
@@ -280,7 +314,11 @@ class TableLoad:
                     quote='"',
                     escape='"',
                 )
-                if self.snapshot is not None:
+                if cuts is not None and cuts.read is not None:
+                    counted = await connection.fetchrow(cuts.read)
+                if cuts is not None and cuts.query is not None:
+                    measured = await connection.fetchrow(cuts.query)
+                if in_transaction:
                     await connection.execute("COMMIT")
             except BaseException:
                 # Interrupted mid-COPY (a stop, a failed upload): the connection cannot be reset for
@@ -293,6 +331,8 @@ class TableLoad:
                 with contextlib.suppress(asyncpg.InterfaceError):
                     await pool.release(connection)
             await writer.close()
+            if cuts is not None:
+                self._log_cuts(plan, cuts, counted, measured)
             self.progress.table_completed(plan, int(status.split()[-1]))
         except asyncio.CancelledError:
             await asyncio.shield(writer.abort())

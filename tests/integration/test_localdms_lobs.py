@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import time
 
 import pyarrow.parquet as pq
@@ -51,12 +52,40 @@ EXPECTED_CUT = {  # id: (text characters, bytea bytes, xml UTF-8 bytes)
 }  # fmt: skip
 
 
-def test_limited_lob_mode_cuts_values_over_lob_max_size_in_a_csv_load(dms, s3, source_db):
+CUTS_LOGGED = (
+    "public.lobs: LOB values longer than LobMaxSize (1,024 bytes) were truncated: "
+    "1 of body, 1 of blob, 2 of doc"
+)
+
+
+def localdms_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name.startswith("localdms")]
+
+
+def test_limited_lob_mode_cuts_values_over_lob_max_size_in_a_csv_load(dms, s3, source_db, caplog):
     make_lobs(source_db)
+    source_db.execute(
+        "CREATE TABLE public.short_texts AS SELECT g AS id, md5(g::text) AS t, CASE WHEN g = 1 "
+        "THEN to_jsonb(repeat('j', 600)) ELSE '{}'::jsonb END AS j FROM generate_series(1, 100) g"
+    )  # short text values; one jsonb value of 602 characters (1,204 bytes as an NCLOB)
     pipeline = provision(dms, s3, source_db)
-    arn = create_task(dms, pipeline, select_rules(("public", "lobs")),
+    arn = create_task(dms, pipeline, select_rules(("public", "lobs"), ("public", "short_texts")),
                       ReplicationTaskSettings=ONE_KB)  # fmt: skip
+    caplog.set_level(logging.INFO, logger="localdms")
     assert run_task(dms, arn)["StopReason"] == "Stop Reason FULL_LOAD_ONLY_FINISHED"
+    # Said once at the start, then how many values of which columns were cut, table by table
+    # (text, bytea and xml counted as the load cuts them, jsonb by a count after it).
+    lines = localdms_lines(caplog)
+    assert [line for line in lines if "limited LOB mode" in line] == [
+        f"task {describe_task(dms, arn)['ReplicationTaskIdentifier']}: limited LOB mode: LOB "
+        "values over 1,024 bytes (TargetMetadata.LobMaxSize) are truncated; "
+        "DataTruncationErrorPolicy LOG_ERROR"
+    ]
+    assert sorted(line for line in lines if "truncated:" in line) == [
+        CUTS_LOGGED,
+        "public.short_texts: LOB values longer than LobMaxSize (1,024 bytes) were truncated: "
+        "1 of j",
+    ]
 
     body = read_objects(s3, pipeline.bucket, "public/lobs/")["public/lobs/LOAD00000001.csv"]
     rows = {int(line.split(",")[0]): line.split(",") for line in body.decode().splitlines()}
@@ -68,8 +97,9 @@ def test_limited_lob_mode_cuts_values_over_lob_max_size_in_a_csv_load(dms, s3, s
     assert rows[2][3] == "<a>" + "é" * 510  # a CLOB is cut before the é that crosses the limit
 
 
-def test_parquet_values_are_cut_in_every_lob_mode_an_s3_target_has(dms, s3, source_db):
+def test_parquet_values_are_cut_in_every_lob_mode_an_s3_target_has(dms, s3, source_db, caplog):
     make_lobs(source_db)
+    caplog.set_level(logging.INFO, logger="localdms")
     pipeline = provision(dms, s3, source_db, s3_settings={"DataFormat": "parquet"})
     arn = create_task(dms, pipeline, select_rules(("public", "lobs")),
                       ReplicationTaskSettings=ONE_KB)  # fmt: skip
@@ -88,6 +118,7 @@ def test_parquet_values_are_cut_in_every_lob_mode_an_s3_target_has(dms, s3, sour
         row["id"]: (len(row["body"]), len(row["blob"]), len(row["doc"].encode())) for row in load()
     }
     assert lengths == EXPECTED_CUT
+    assert [line for line in localdms_lines(caplog) if "truncated:" in line] == [CUTS_LOGGED]
     # "Full LOB mode is not supported" on an S3 target: still cut at LobMaxSize (1 KB).
     assert max(len(row["body"]) for row in load({"TargetMetadata": {"FullLobMode": True}})) == 512
     # A LobMaxSize that fits the longest value keeps every value whole.
