@@ -10,12 +10,12 @@ drops the traceback from those records when the exception is one of the flow's o
 kept. Any other exception keeps its traceback, and ``DMS_INGESTION_DEBUG=1`` (``dms-ingestion
 run --debug``) keeps them all.
 
-**Subflow noise.** Prefect's engine logs, for every per-table subflow run, "View at <url>" twice,
-"Beginning subflow run ..." (under the monitor task's name) and "Finished in state Completed()".
-With a subflow per table that buries the tables' own lines. ``SubflowNoiseFilter`` keeps one
-"View at" line, the main run's, and drops those engine lines of ``track-table-load`` runs; a
-table's subflow says itself when it starts and ends (``flows.table_flows``), and a failed one
-still ends with its state.
+**Subflow noise.** Prefect's engine logs, for every subflow run, "View at <url>" twice,
+"Beginning subflow run ..." (under the calling task's name) and "Finished in state Completed()".
+``SubflowNoiseFilter`` keeps one "View at" line, the main run's, and drops those engine lines of
+``track-table-load`` runs (the per-table runs are recorded by ``flows.table_flows`` without the
+engine, and say themselves when a table starts and ends; the filter keeps any other engine run
+of that flow quiet too).
 
 Example:
     >>> import logging, sys
