@@ -80,10 +80,14 @@ unit: install
 integration: install
 	$(BIN)/pytest -m integration $(PYTEST_ARGS)
 
+# Each benchmark records its figures in bench-results.json (not committed); the last step prints
+# them as one table against their targets.
 bench: install
+	rm -f bench-results.json
 	$(BIN)/python -m benchmarks.full_load $(BENCH_ARGS)
 	$(BIN)/python -m benchmarks.cdc
 	$(BIN)/python -m benchmarks.orchestration
+	$(BIN)/python -m benchmarks.results
 
 bench-peers: install
 	$(UV) sync --frozen --extra dev --extra peers

@@ -29,6 +29,7 @@ from typing import Any
 import boto3
 import psycopg
 
+from benchmarks.results import record
 from sandbox.localdms_process import LocalDmsProcess, provision_pipeline
 from sandbox.postgres import ThrowawayPostgres
 from sandbox.s3 import MotoS3Server
@@ -86,6 +87,9 @@ def throughput(dsn: str, dms: Any, arn: str, seconds: float, batch: int) -> None
     print(f"applied to S3        {changes / done:>12,.0f} changes/s "
           f"(last change in S3 {done - committed:.2f} s after the last commit)")  # fmt: skip
     print(f"ratio                {committed / done:>12.2f}x of the commit rate")
+    record("CDC: changes applied to S3", changes / done, "changes/s",
+           baseline=changes / committed, baseline_name="source commit rate",
+           ratio=committed / done)  # fmt: skip
 
 
 def latency(dsn: str, s3: Any, bucket: str, seconds: float) -> list[float]:
@@ -169,6 +173,8 @@ def main() -> None:
                 p95 = delays[min(len(delays) - 1, int(0.95 * len(delays)))]
                 print(f"commit -> readable   p50 {statistics.median(delays):.2f} s, p95 {p95:.2f} s "
                       f"({len(delays)} probes)")  # fmt: skip
+                record(f"CDC: commit -> readable in S3, p95 (CdcMaxBatchInterval {args.interval} s)",
+                       p95, "s")  # fmt: skip
             print(f"localdms peak RSS    {localdms.peak_rss_mb():>12.0f} MB")
             dms.stop_replication_task(ReplicationTaskArn=arn)
 

@@ -191,6 +191,7 @@ WITH_EXAMPLES = sorted(
         "work_pools",
         "docgen",
         "automations",
+        "benchmarks",
     )
     for path in (ROOT / package).rglob("*.py")
     if ">>> " in path.read_text()
