@@ -86,7 +86,7 @@ bench: install
 	rm -f bench-results.json
 	$(BIN)/python -m benchmarks.full_load $(BENCH_ARGS)
 	$(BIN)/python -m benchmarks.cdc
-	$(BIN)/python -m benchmarks.orchestration
+	$(BIN)/python -m benchmarks.orchestration --sqlite-tables 600
 	$(BIN)/python -m benchmarks.results
 
 bench-peers: install
