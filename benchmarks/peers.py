@@ -25,7 +25,7 @@ from typing import Any
 import boto3
 import psycopg
 
-from benchmarks.full_load import TABLES, Result, measure_localdms, object_bytes, run_baseline
+from benchmarks.full_load import TABLES, Result, best_baseline, measure_localdms, object_bytes
 from sandbox.postgres import ThrowawayPostgres
 from sandbox.s3 import MotoS3Server
 
@@ -105,9 +105,8 @@ def main() -> None:
         )
         for table, rows in tables.items():
             results = {
-                "COPY | S3 pipe (CSV)": min(
-                    (run_baseline(dsn, table, s3_server.url, "bench") for _ in range(args.repeat)),
-                    key=lambda r: r.seconds,
+                "COPY | S3 pipe (CSV)": best_baseline(
+                    "csv", dsn, table, s3_server.url, args.repeat
                 ),
                 "localdms CSV": measure_localdms(
                     s3_server.url, s3, dsn, table, rows, "csv", args.repeat
