@@ -30,6 +30,7 @@ import adbc_driver_postgresql.dbapi as adbc
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from adbc_driver_postgresql import StatementOptions
 from psycopg import sql
 
 from dms_spec.s3_layout import load_file_name
@@ -39,6 +40,10 @@ from localdms.engine.lob_cuts import CutCounts
 from localdms.engine.s3_writer import MAX_PARTS_IN_FLIGHT, PART_SIZE
 from localdms.engine.session import SESSION_SETUP
 from localdms.table_mappings import TablePlan
+
+BATCH_SIZE_HINT = StatementOptions.BATCH_SIZE_HINT_BYTES.value
+BATCH_BYTES = 4 * 1024 * 1024
+"""The size of the Arrow batches asked of ADBC (a hint: the driver estimates)."""
 
 
 class LoadStopped(Exception):
@@ -318,6 +323,9 @@ def load_table_parquet(
             if cuts is not None and cuts.reset is not None:
                 cursor.execute(cuts.reset)
                 cursor.fetchall()
+            # Batches of ~4 MB rather than the driver's 16 MB: each batch is held twice (read,
+            # then cast to the file's types) next to the row group being encoded.
+            cursor.adbc_statement.set_options(**{BATCH_SIZE_HINT: str(BATCH_BYTES)})
             cursor.execute(statement)
             for batch in cursor.fetch_record_batch():
                 if stop.is_set():
