@@ -21,7 +21,7 @@ Example:
     >>> cuts = CutCounts.of(plan, S3Target.from_settings({"BucketName": "b"}), 1024, "LOG_ERROR")
     >>> cuts.reset
     "SELECT set_config('localdms.cut_1', '0', false)"
-    >>> cuts.message(plan, 1024, [3], [0])
+    >>> cuts.message([3], [0])
     's.t: LOB values longer than LobMaxSize (1,024 bytes) were truncated: 3 of body'
 """
 
@@ -37,16 +37,29 @@ from localdms.engine.columns import lob_over, output_columns
 from localdms.table_mappings import TablePlan
 
 
+def _select_each(template: str, settings: Sequence[str]) -> str:
+    """``SELECT template(s1), template(s2), ...`` over session setting names."""
+    return (
+        sql.SQL("SELECT {}")
+        .format(sql.SQL(", ").join(sql.SQL(template).format(sql.Literal(s)) for s in settings))
+        .as_string(None)
+    )
+
+
 @dataclass(frozen=True)
 class CutCounts:
     """How one table's full load counts the values it cuts.
 
     Args:
+        table: the source table, ``schema.name``.
+        lob_limit: where values are cut, bytes.
         counted: the headers and session settings of the columns counted in the load.
         measured: the headers of the columns counted by ``query`` after the load.
         query: counts, for each of ``measured``, the values over the limit (or None).
     """
 
+    table: str
+    lob_limit: int
     counted: tuple[tuple[str, str], ...]
     measured: tuple[str, ...]
     query: str | None
@@ -62,13 +75,12 @@ class CutCounts:
         if not columns:
             return None
         counted = tuple((c.header, c.cut_counter) for c in columns if c.cut_counter)
-        others = [c for c in columns if not c.cut_counter and c.source is not None]
+        others = [(c.header, c.source) for c in columns if not c.cut_counter and c.source]
         query = None
         if others and policy == "LOG_ERROR":
             counts = sql.SQL(", ").join(
-                sql.SQL("count(*) FILTER (WHERE {})").format(lob_over(c.source, lob_limit))
-                for c in others
-                if c.source is not None
+                sql.SQL("count(*) FILTER (WHERE {})").format(lob_over(source, lob_limit))
+                for _, source in others
             )
             statement = sql.SQL("SELECT {} FROM {}").format(
                 counts, sql.Identifier(plan.source.schema, plan.source.name)
@@ -76,47 +88,31 @@ class CutCounts:
             if plan.where is not None:
                 statement = sql.SQL("{} WHERE {}").format(statement, plan.where)
             query = statement.as_string(None)
-        return cls(counted, tuple(c.header for c in others) if query else (), query)
+        measured = tuple(header for header, _ in others) if query else ()
+        table = f"{plan.source.schema}.{plan.source.name}"
+        return cls(table, lob_limit, counted, measured, query)
 
     @property
     def reset(self) -> str | None:
         """The statement that sets the counters to 0, before the load's statement."""
-        if not self.counted:
-            return None
-        settings = sql.SQL(", ").join(
-            sql.SQL("set_config({}, '0', false)").format(sql.Literal(setting))
-            for _, setting in self.counted
-        )
-        return sql.SQL("SELECT {}").format(settings).as_string(None)
+        settings = [setting for _, setting in self.counted]
+        return _select_each("set_config({}, '0', false)", settings) if settings else None
 
     @property
     def read(self) -> str | None:
         """The statement that reads the counters, after the load's statement."""
-        if not self.counted:
-            return None
-        settings = sql.SQL(", ").join(
-            sql.SQL("current_setting({})::int").format(sql.Literal(setting))
-            for _, setting in self.counted
-        )
-        return sql.SQL("SELECT {}").format(settings).as_string(None)
+        settings = [setting for _, setting in self.counted]
+        return _select_each("current_setting({})::int", settings) if settings else None
 
-    def message(
-        self,
-        plan: TablePlan,
-        lob_limit: int,
-        counted: Sequence[int] = (),
-        measured: Sequence[int] = (),
-    ) -> str | None:
-        """The warning for the values cut (the counters' values, then ``query``'s), or None."""
+    def message(self, counted: Sequence[int] | None, measured: Sequence[int] | None) -> str | None:
+        """The warning for the values cut (the counters' values, then ``query``'s, each None
+        when not read), or None when none was cut."""
         names = [header for header, _ in self.counted] + list(self.measured)
-        cut = [
-            f"{int(count):,} of {name}"
-            for name, count in zip(names, [*counted, *measured], strict=True)
-            if count
-        ]
+        counts = [*(counted or [0] * len(self.counted)), *(measured or [0] * len(self.measured))]
+        cut = [f"{int(n):,} of {name}" for name, n in zip(names, counts, strict=True) if n]
         if not cut:
             return None
         return (
-            f"{plan.source.schema}.{plan.source.name}: LOB values longer than LobMaxSize "
-            f"({lob_limit:,} bytes) were truncated: {', '.join(cut)}"
+            f"{self.table}: LOB values longer than LobMaxSize ({self.lob_limit:,} bytes) were "
+            f"truncated: {', '.join(cut)}"
         )

@@ -95,7 +95,7 @@ class TableLoad:
         lob_limit: where LOB values are cut (limited LOB mode, ``dms_spec.lob``), or None.
         truncation_policy: what a table with values over ``lob_limit`` does (DMS's
             DataTruncationErrorPolicy): LOG_ERROR cuts them and logs how many of each column
-            (``truncation_count``, read in the load's snapshot); IGNORE_RECORD leaves those rows out; SUSPEND_TABLE puts
+            (``lob_cuts.CutCounts``); IGNORE_RECORD leaves those rows out; SUSPEND_TABLE puts
             the table in error and loads nothing of it; STOP_TASK fails the task.
         gauges: counts the bytes read and written, for the metrics (or None).
     """
@@ -134,14 +134,12 @@ class TableLoad:
     def _cuts(self, plan: TablePlan) -> CutCounts | None:
         return CutCounts.of(plan, self.target, self.lob_limit, self.truncation_policy)
 
-    def _log_cuts(
-        self, plan: TablePlan, cuts: CutCounts, counted: Any = (), measured: Any = ()
-    ) -> None:
+    @staticmethod
+    def _log_cuts(cuts: CutCounts | None, counted: Any, measured: Any) -> None:
         """Say how many values of which columns were cut (nothing when none was)."""
-        if self.lob_limit is not None:
-            message = cuts.message(plan, self.lob_limit, counted or (), measured or ())
-            if message:
-                log.warning("%s", message)
+        message = cuts.message(counted, measured) if cuts is not None else None
+        if message:
+            log.warning("%s", message)
 
     async def _delete_previous_files(self, prefix: str) -> None:
         """Before a table loads: remove the files an earlier run left under ``prefix``."""
@@ -163,7 +161,7 @@ class TableLoad:
             return plan
         where = f"{self.lob_limit:,} bytes"
         if self.truncation_policy == "LOG_ERROR":
-            return plan  # cut as it loads; how many is logged after (log_truncations)
+            return plan  # cut as it loads; how many is logged after it (_log_cuts)
         query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(
             sql.Identifier(plan.source.schema, plan.source.name),
             over if plan.where is None else sql.SQL("({}) AND ({})").format(plan.where, over),
@@ -248,8 +246,7 @@ class TableLoad:
                         f"SET TRANSACTION SNAPSHOT {sql.Literal(self.snapshot).as_string(None)}"
                     )
                 measured = await connection.fetchrow(cuts.query)
-        if cuts is not None:
-            self._log_cuts(plan, cuts, counted, measured)
+        self._log_cuts(cuts, counted, measured)
         self.progress.table_completed(plan, rows)
 
     async def _load_csv(
@@ -331,8 +328,7 @@ class TableLoad:
                 with contextlib.suppress(asyncpg.InterfaceError):
                     await pool.release(connection)
             await writer.close()
-            if cuts is not None:
-                self._log_cuts(plan, cuts, counted, measured)
+            self._log_cuts(cuts, counted, measured)
             self.progress.table_completed(plan, int(status.split()[-1]))
         except asyncio.CancelledError:
             await asyncio.shield(writer.abort())
