@@ -19,11 +19,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import boto3
 import botocore.config
-import botocore.loaders
-import botocore.session
 
+from localdms.aws_session import aws_session
 from localdms.backend import DmsBackend
 from localdms.exceptions import DmsFault, SerializationException
 from localdms.faults import FaultInjector
@@ -35,18 +33,6 @@ from localdms.responses import dispatch
 from localdms.store import Store
 
 log = logging.getLogger(__name__)
-
-
-_MODELS = botocore.loaders.create_loader()
-"""One loader of botocore's service models for every client made here: a new session parses
-the S3 model again (~0.1 s of a run's start); its cache is only the parsed JSON."""
-
-
-def aws_session() -> boto3.session.Session:
-    """A new session (so the standard AWS configuration is read now) sharing ``_MODELS``."""
-    core = botocore.session.get_session()
-    core.register_component("data_loader", _MODELS)
-    return boto3.session.Session(botocore_session=core)
 
 
 def default_s3_client() -> Any:
@@ -211,7 +197,7 @@ def _notifier(region: str) -> NotificationSender | None:
 
 
 def _client(service: str, region: str) -> Any:
-    return boto3.session.Session().client(service, region_name=region)  # type: ignore[call-overload]
+    return aws_session().client(service, region_name=region)  # type: ignore[call-overload]
 
 
 class ThreadedLocalDms:

@@ -12,11 +12,11 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-import boto3
 import botocore.exceptions
 
 from dms_spec import events
 from dms_spec.status import TaskStatus
+from localdms.aws_session import aws_session
 from localdms.backend.persistence import BackendState, Persistence
 from localdms.backend.records import MAX_EVENTS, Certificate, Event
 from localdms.backend.replication_config import ReplicationConfig
@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 def _default_secrets_client() -> Any:
     """A Secrets Manager client from the standard AWS configuration
     (``AWS_ENDPOINT_URL_SECRETS_MANAGER`` included)."""
-    return boto3.session.Session().client("secretsmanager")
+    return aws_session().client("secretsmanager")
 
 
 _Operation = TypeVar("_Operation", bound=Callable[..., Any])
