@@ -76,45 +76,9 @@ class Result:
         return self.bytes / self.seconds / 1e6
 
 
-def copy_pipe(dsn: str, table: str, s3: Any, bucket: str) -> tuple[int, int]:
-    """The baseline: psql COPY → 16 MiB blocks → multipart upload; returns (rows, bytes)."""
-    key = f"pipe/{table}.csv"
-    psql = subprocess.Popen(
-        ["psql", dsn, "-X", "-q", "-c", f"\\copy (SELECT * FROM public.{table}) TO STDOUT csv"],
-        stdout=subprocess.PIPE,
-    )
-    assert psql.stdout is not None
-    upload = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
-    total, rows, futures = 0, 0, []
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        number = 0
-        while block := psql.stdout.read(BLOCK):
-            number += 1
-            total += len(block)
-            rows += block.count(b"\n")
-            futures.append(
-                pool.submit(
-                    s3.upload_part,
-                    Bucket=bucket,
-                    Key=key,
-                    UploadId=upload,
-                    PartNumber=number,
-                    Body=block,
-                )
-            )
-            while sum(not f.done() for f in futures) >= 4:
-                time.sleep(0.001)
-        parts = [{"PartNumber": i + 1, "ETag": f.result()["ETag"]} for i, f in enumerate(futures)]
-    s3.complete_multipart_upload(
-        Bucket=bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
-    )
-    if psql.wait() != 0:
-        raise RuntimeError("psql failed")
-    return rows, total
-
-
 class PartSink:
-    """A write-only file that uploads to one S3 object in 16 MiB parts, four in flight."""
+    """A write-only file that uploads to one S3 object in 16 MiB parts, four in flight: the
+    baselines' own (both pipes use it), not localdms's sink, which is what they measure."""
 
     def __init__(self, s3: Any, bucket: str, key: str) -> None:
         self.s3, self.bucket, self.key = s3, bucket, key
@@ -160,6 +124,24 @@ class PartSink:
         self.s3.complete_multipart_upload(
             Bucket=self.bucket, Key=self.key, UploadId=self.upload, MultipartUpload={"Parts": parts}
         )
+
+
+def copy_pipe(dsn: str, table: str, s3: Any, bucket: str) -> tuple[int, int]:
+    """The CSV baseline: psql COPY → 16 MiB blocks → multipart upload; returns (rows, bytes)."""
+    psql = subprocess.Popen(
+        ["psql", dsn, "-X", "-q", "-c", f"\\copy (SELECT * FROM public.{table}) TO STDOUT csv"],
+        stdout=subprocess.PIPE,
+    )
+    assert psql.stdout is not None
+    sink = PartSink(s3, bucket, f"pipe/{table}.csv")
+    rows = 0
+    while block := psql.stdout.read(BLOCK):
+        rows += block.count(b"\n")
+        sink.write(block)
+    sink.close()
+    if psql.wait() != 0:
+        raise RuntimeError("psql failed")
+    return rows, sink.position
 
 
 def adbc_parquet_pipe(dsn: str, table: str, s3: Any, bucket: str) -> tuple[int, int]:
