@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from prefect import Flow, Task
@@ -155,38 +156,41 @@ class TableRun:
         """Record the run, read the table's statistics until its load ends, and end the run in
         the table's state. A table whose load had ended when its run starts (most tables of a
         large task: loaded within one poll) gets its run recorded already ended."""
-        story = [await feed.get()]
-        while not feed.empty() and story[-1] is not _END:
+        story = [await feed.get()]  # what the feed holds already
+        while story[-1] is not _END and not feed.empty():
             story.append(feed.get_nowait())
         ended = story[-1] is _END
-        if await self._record(tracker, self._outcome(story[-2])[1] if ended else Running()):
+        seen: list[dict[str, Any]] = [stats for stats in story if stats is not _END]
+        if not seen:  # a feed is always given statistics before its end
+            return None
+        if await self._record(tracker, self._outcome(seen[-1])[1] if ended else Running()):
             tracker.started_runs += 1
-        latest: dict[str, Any] | None = None
+
+        async def statistics() -> AsyncIterator[dict[str, Any]]:
+            for stats in seen:
+                yield stats
+            while not ended and (stats := await feed.get()) is not _END:
+                yield stats
+
+        latest = seen[-1]
         last_state: str | None = None
         try:
-            while story or not ended:
-                stats = story.pop(0) if story else await feed.get()
-                if stats is _END:
-                    break
-                latest = stats
-                state = stats.get("TableState")
+            async for latest in statistics():
+                state = latest.get("TableState")
                 if state != last_state:
                     # One line when the load starts, one at the end (below), and one for any
                     # change in between (a reload): a table's story, not a line per poll.
                     if state not in TERMINAL_TABLE_STATES:
                         self.log.info(
                             "%s.%s: %s (%s rows so far)", self.schema_name, self.table_name,
-                            state, f"{stats.get('FullLoadRows', 0):,}",
+                            state, f"{latest.get('FullLoadRows', 0):,}",
                         )  # fmt: skip
                     if not ended:
-                        await self._progress(stats)
+                        await self._progress(latest)
                     last_state = state
         except asyncio.CancelledError:
             await asyncio.shield(self._end(Cancelled(message="The ingestion was cancelled")))
             raise
-        if latest is None:
-            await self._end(Failed(message="No statistics were received for this table"))
-            return None
         report, state = self._outcome(latest)
         if report.table_state == TableState.ERROR:
             self.log.error("%s", state.message)
