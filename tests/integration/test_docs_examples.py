@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from psycopg import sql
 
 from tests.docs_blocks import block
 
@@ -27,6 +29,19 @@ def test_the_localdms_cli_session_runs_as_written(localdms, s3, s3_server, sourc
     source_db.execute(
         "CREATE TABLE bookings.flights AS SELECT g AS id FROM generate_series(1, 7) g"
     )
+    # A password that starts with "-" is one argparse takes for an option unless it is given as
+    # --password=VALUE; secrets.token_urlsafe makes such passwords (this block once failed on one).
+    password = "-" + secrets.token_urlsafe(12)
+    reader = f"reader_{secrets.token_hex(4)}"  # roles belong to the whole server: a name of its own
+    source_db.execute(
+        sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+            sql.Identifier(reader), sql.Literal(password)
+        )
+    )
+    source_db.execute(
+        sql.SQL("GRANT USAGE ON SCHEMA bookings TO {0}; "
+                "GRANT SELECT ON ALL TABLES IN SCHEMA bookings TO {0}").format(sql.Identifier(reader))
+    )  # fmt: skip
     s3.create_bucket(Bucket="postgres-repo")
     server = source_db.server
     env = {
@@ -39,7 +54,7 @@ def test_the_localdms_cli_session_runs_as_written(localdms, s3, s3_server, sourc
         "AWS_ENDPOINT_URL_DATABASE_MIGRATION_SERVICE": localdms.url,
         "AWS_ENDPOINT_URL_S3": s3_server.url,
         "PGHOST": server.host, "PGPORT": str(server.port), "PGDATABASE": source_db.name,
-        "PGUSER": server.user, "PGPASSWORD": server.password,
+        "PGUSER": reader, "PGPASSWORD": password,
     }  # fmt: skip
     session = block("localdms-cli-session")
     assert session.language == "bash"
@@ -56,4 +71,4 @@ def test_the_localdms_cli_session_runs_as_written(localdms, s3, s3_server, sourc
         ["bookings", "tickets", "Table completed", "250"],
     ]
     assert "raw/bookings/tickets/LOAD00000001.csv" in result.stdout  # aws s3 ls, keys checked
-    assert server.password not in result.stdout + result.stderr
+    assert password not in result.stdout + result.stderr
