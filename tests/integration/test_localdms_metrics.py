@@ -40,10 +40,15 @@ def test_a_capturing_task_publishes_dms_metrics_and_a_stopped_one_none(
 
         task = {"ReplicationInstanceIdentifier": "test-instance",
                 "ReplicationTaskIdentifier": arn.rsplit(":", 1)[-1]}  # fmt: skip
-        listed = cloudwatch.list_metrics(Namespace="AWS/DMS")["Metrics"]
+        # The moto server is shared by this worker's tests (more than one page of metrics):
+        # filtered by the task's dimensions and paginated, as a dashboard lists them.
+        pages = cloudwatch.get_paginator("list_metrics").paginate(
+            Namespace="AWS/DMS", Dimensions=[{"Name": k, "Value": v} for k, v in task.items()]
+        )
         names = {
             m["MetricName"]
-            for m in listed
+            for page in pages
+            for m in page["Metrics"]
             if {d["Name"]: d["Value"] for d in m["Dimensions"]} == task
         }
         assert {
