@@ -75,6 +75,24 @@ class S3Target:
     parquet_timestamp_in_millisecond: bool = False
 
     @property
+    def cdc_op_column(self) -> bool:
+        """Whether CDC rows carry the Op field (AWS DMS User Guide: CHAP_Target.S3, "Indicating
+        source DB operations in migrated S3 data"): always, unless CdcInsertsOnly or
+        CdcInsertsAndUpdates is set, and then as IncludeOpForFullLoad says."""
+        if self.cdc_inserts_only or self.cdc_inserts_and_updates:
+            return self.include_op_for_full_load
+        return True
+
+    @property
+    def cdc_ops(self) -> frozenset[str]:
+        """The operations CDC files hold: all, inserts only, or inserts and updates."""
+        if self.cdc_inserts_only:
+            return frozenset("I")
+        if self.cdc_inserts_and_updates:
+            return frozenset("IU")
+        return frozenset("IUD")
+
+    @property
     def extension(self) -> str:
         """The LOAD and CDC files' extension (``dms_spec.s3_layout``)."""
         return load_extension(self.data_format, self.compression)

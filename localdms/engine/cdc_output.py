@@ -71,19 +71,13 @@ def commit_timestamp(commit_time: datetime) -> str:
 
 
 def op_column(target: S3Target) -> bool:
-    """Whether CDC rows carry the Op field (AWS DMS User Guide: CHAP_Target.S3, "Indicating source DB operations in migrated S3 data")."""
-    if target.cdc_inserts_only or target.cdc_inserts_and_updates:
-        return target.include_op_for_full_load
-    return True
+    """Whether CDC rows carry the Op field (``S3Target.cdc_op_column``, which the lake reads by)."""
+    return target.cdc_op_column
 
 
 def written_ops(target: S3Target) -> frozenset[str]:
-    """The operations CDC files hold: all, inserts only, or inserts and updates."""
-    if target.cdc_inserts_only:
-        return frozenset("I")
-    if target.cdc_inserts_and_updates:
-        return frozenset("IU")
-    return frozenset("IUD")
+    """The operations CDC files hold (``S3Target.cdc_ops``)."""
+    return target.cdc_ops
 
 
 class LobOverLimit(Exception):
