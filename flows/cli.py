@@ -1,4 +1,5 @@
-"""``dms-ingestion run``: run the flow from a terminal and print a readable summary.
+"""``dms-ingestion run``: run the flow from a terminal and print a readable summary;
+``dms-ingestion watch``: one look of the CDC watch; ``dms-ingestion lake``: one run of the lake.
 
 Uses the Prefect API named by ``PREFECT_API_URL``, or a temporary local one. Exit codes: 0 success,
 1 the replication failed (the reason is printed, no traceback), 2 invalid config or credentials,
@@ -151,6 +152,40 @@ def watch(args: argparse.Namespace) -> int:
     return 0
 
 
+def lake(args: argparse.Namespace) -> int:
+    """One run of the lake flow; exit 0 when every table was applied, 1 otherwise, 2 for a bad
+    config or a replication that does not exist."""
+    apply_local_defaults()
+    if args.debug:
+        os.environ[DEBUG_VARIABLE] = "1"
+    from flows.config import load_config
+    from flows.exceptions import ConfigError, CredentialsError
+    from flows.lake import dms_lake
+
+    try:
+        load_config(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    state: State[Any] = asyncio.run(
+        dms_lake(  # type: ignore[arg-type]
+            config_path=str(args.config), aws_credentials_block=args.aws_credentials_block,
+            tables=args.table or None, return_state=True,
+        )
+    )  # fmt: skip
+    result = state.result(raise_on_failure=False)
+    report = getattr(result, "report", None) if isinstance(result, BaseException) else result
+    if report is not None:
+        print(report.summary_markdown())
+        if args.report_json:
+            Path(args.report_json).write_text(report.model_dump_json(indent=2))
+            print(f"Report written to {args.report_json}")
+    if isinstance(result, BaseException):
+        print(f"error: {result}", file=sys.stderr)
+        return 2 if isinstance(result, ConfigError | CredentialsError) else 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dms-ingestion`` command."""
     parser = argparse.ArgumentParser(
@@ -177,8 +212,19 @@ def main(argv: list[str] | None = None) -> int:
     watch_parser.add_argument("--aws-credentials-block", help="an AwsCredentials block name")
     watch_parser.add_argument("--report-json", type=Path, help="write the report as JSON here")
     watch_parser.add_argument("--debug", action="store_true", help="log tracebacks too")
+    lake_parser = commands.add_parser(
+        "lake", help="apply the task's LOAD and CDC files in S3 to Iceberg tables, once"
+    )
+    lake_parser.add_argument("--config", type=Path, required=True, help="the job's JSON config")
+    lake_parser.add_argument("--aws-credentials-block", help="an AwsCredentials block name")
+    lake_parser.add_argument(
+        "--table", action="append", help="schema.table to apply (repeat; default: all)"
+    )
+    lake_parser.add_argument("--report-json", type=Path, help="write the report as JSON here")
+    lake_parser.add_argument("--debug", action="store_true", help="log tracebacks too")
     args = parser.parse_args(argv)
-    return watch(args) if args.command == "watch" else run(args)
+    commands_by_name = {"watch": watch, "lake": lake, "run": run}
+    return commands_by_name[args.command](args)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -95,6 +96,26 @@ class ComputeConfig(BaseModel):
     def document(self) -> dict[str, Any]:
         """The ComputeConfig sent to DMS (members not given are left to DMS)."""
         return self.model_dump(exclude_none=True)
+
+
+class LakeTableConfig(BaseModel):
+    """How one source table becomes an Iceberg table (``lake_tables``, keyed ``schema.table``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: list[str] = Field(
+        default_factory=list,
+        description="The columns that identify a row (DMS does not write keys); empty: the table "
+        "has none (see lake_without_key).",
+    )
+    column_types: dict[str, str] = Field(
+        default_factory=dict,
+        description="Iceberg types by column (long, decimal(38,10), timestamptz, ...) for CSV "
+        "files; without AddColumnName every column, in order.",
+    )
+    without_key: Literal["refuse", "append"] | None = Field(
+        default=None, description="Overrides lake_without_key for this table."
+    )
 
 
 def _arn_field(name: str, kind: str, description: str) -> Any:
@@ -249,6 +270,42 @@ class DmsIngestionConfig(BaseSettings):
         default="alert",
         description="The CDC watch, on a replication stopped by a recoverable error: alert only, "
         "or also start it with resume-processing.",
+    )
+    lake_catalog: Literal["sql", "glue"] = Field(
+        default="sql",
+        description="The lake: the Iceberg catalog, sql (pyiceberg's SQL catalog in "
+        "lake_catalog_uri) or glue (the AWS Glue Data Catalog).",
+    )
+    lake_catalog_uri: SecretStr | None = Field(
+        default=None,
+        description="The lake: the SQL catalog's database, a SQLAlchemy URL "
+        "(postgresql+psycopg2://user:password@host/db, or sqlite:///path); kept secret.",
+    )
+    lake_catalog_name: str = Field(default="dms", description="The lake: the catalog's name.")
+    lake_warehouse: str | None = Field(
+        default=None,
+        description="The lake: where the Iceberg tables' files go, s3://bucket/prefix (default: "
+        "s3://<the target endpoint's bucket>/iceberg).",
+    )
+    lake_namespace: str | None = Field(
+        default=None,
+        description="The lake: the namespace (Glue database) of every table (default: the "
+        "source schema's name).",
+    )
+    lake_tables: dict[str, LakeTableConfig] = Field(
+        default_factory=dict,
+        description="The lake: per source table (schema.table), its key and CSV column types.",
+    )
+    lake_without_key: Literal["refuse", "append"] = Field(
+        default="refuse",
+        description="The lake: a table with no key in lake_tables is refused, or appended "
+        "(every LOAD and CDC row, with its Op).",
+    )
+    lake_batch_files: int = Field(
+        default=100, ge=1, description="The lake: CDC files applied per Iceberg commit."
+    )
+    lake_max_concurrent_tables: int = Field(
+        default=4, ge=1, le=64, description="The lake: tables applied at once."
     )
     max_concurrent_table_flows: int = Field(
         default=8,

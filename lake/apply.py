@@ -128,7 +128,7 @@ class LakeTable:
         if not spec.key and spec.without_key == "refuse":
             raise ValueError(
                 f"{spec.name} has no key in the lake config: give its key columns (lake.tables."
-                f"{spec.name}.key, e.g. [\"id\"]), or without_key: append to append every change"
+                f'{spec.name}.key, e.g. ["id"]), or without_key: append to append every change'
             )
         self.catalog, self.spec, self.target = catalog, spec, target
         self.file_io, self.bucket, self.batch_files = file_io, bucket, batch_files
@@ -213,7 +213,7 @@ class LakeTable:
         if missing:
             raise ValueError(
                 f"{spec.name}: key column(s) {', '.join(missing)} are not in DMS's files "
-                f"(columns: {', '.join(f.name for f in columns)}); fix lake.tables.{spec.name}.key"
+                f"(columns: {', '.join(f.name for f in columns)}); fix its key in lake_tables"
             )
         arrow_schema = pa.schema(
             pa.field(f.name, f.type, nullable=f.name not in spec.key) for f in columns

@@ -25,6 +25,7 @@ import os
 from typing import Any, Literal
 
 from pyiceberg.catalog import Catalog
+from pyiceberg.io import FileIO, load_file_io
 
 CatalogType = Literal["sql", "glue"]
 
@@ -90,3 +91,8 @@ def open_catalog(
     if os.environ.get("AWS_ENDPOINT_URL_GLUE"):
         glue["glue.endpoint"] = os.environ["AWS_ENDPOINT_URL_GLUE"]
     return GlueCatalog(name, **props, **glue)
+
+
+def file_io(catalog: Catalog) -> FileIO:
+    """The catalog's FileIO (its ``s3.*`` properties): how the lake reads DMS's objects too."""
+    return load_file_io(catalog.properties)

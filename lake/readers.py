@@ -179,7 +179,7 @@ def csv_rows(
     else:
         raise FileLayoutError(
             "the endpoint writes CSV without a header (AddColumnName false), so its columns are "
-            "unknown: give the table's column_types in the lake config (every column, in order), "
+            "unknown: give the table's column_types in lake_tables (every column, in order), "
             "or set AddColumnName=true or DataFormat=parquet on the target endpoint"
         )
     wanted = {name: arrow_type(column_types.get(name, "string")) for name in names}
