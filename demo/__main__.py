@@ -9,7 +9,9 @@
 4. The ``dms-ingestion`` flow with ``config/dms_config.json``: progress while it runs, then the
    per-table report and the S3 tree (keys, sizes, rows). ``--serverless`` runs it as a DMS
    Serverless replication config (``compute_config``) instead of a task on the instance.
-5. Everything it started is stopped, unless ``--keep``: then it prints the Prefect UI URL and waits.
+5. ``--lake``: the files (Parquet) become Apache Iceberg tables through the ``dms-lake`` flow,
+   queried with DuckDB (``demo.lake``); ``--cdc`` operates CDC instead (``demo.cdc``).
+6. Everything it started is stopped, unless ``--keep``: then it prints the Prefect UI URL and waits.
 
 The Prefect server and the sample data start in the background while S3, localdms and the DMS
 resources come up and the flow's modules load; the end says where the time went, by stage.
@@ -37,6 +39,8 @@ from sandbox.errors import exit_code_of
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "dms_config.json"
+LAKE_CONFIG = ROOT / "config" / "dms_config_lake.json"
+"""``--lake``'s config: the same job, with each table's key for its Iceberg table."""
 SERVERLESS_COMPUTE = {"MaxCapacityUnits": 4, "MinCapacityUnits": 2}
 """``--serverless``'s ComputeConfig (DMS capacity units)."""
 
@@ -106,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         help="full-load-and-cdc, then operate CDC: a writer, the CDC watch, an S3 outage, the "
         "alert, and recovery",
     )  # fmt: skip
+    parser.add_argument(
+        "--lake", action="store_true",
+        help="write Parquet, then keep Apache Iceberg tables from the files (the dms-lake flow, "
+        "config/dms_config_lake.json) and query them with DuckDB",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     # Ctrl-C stops everything, even when started from a shell that had SIGINT ignored (a
     # background job), which Python would otherwise inherit.
@@ -128,6 +137,9 @@ def run(args: argparse.Namespace) -> int:
     if args.cdc and (args.s3_endpoint or args.serverless):
         print("error: --cdc runs a replication task on the demo's own S3 (moto answers its "
               "CloudWatch and SNS too): drop --s3-endpoint and --serverless", file=sys.stderr)  # fmt: skip
+        return 2
+    if args.cdc and args.lake:
+        print("error: --lake and --cdc are two endings of the demo: pick one", file=sys.stderr)
         return 2
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     import boto3
@@ -207,7 +219,8 @@ def run(args: argparse.Namespace) -> int:
         )
         arns = provision_pipeline(
             boto3.client("dms", endpoint_url=dms_url), source_dsn, "postgres-repo",
-            {"BucketFolder": DEMO_BUCKET_FOLDER, **({"CdcMaxBatchInterval": 1} if args.cdc else {})},
+            {"BucketFolder": DEMO_BUCKET_FOLDER, **({"CdcMaxBatchInterval": 1} if args.cdc else {}),
+             **({"DataFormat": "parquet"} if args.lake else {})},
         )  # fmt: skip
         os.environ.update(arns.environment())
         overrides: dict[str, Any] = {}
@@ -230,11 +243,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"    Prefect UI {server.url}", flush=True)
 
         kind = "on DMS Serverless " if args.serverless else ""
-        stages.step("flow", f"Running the dms-ingestion flow {kind}with {CONFIG.relative_to(ROOT)}")
+        config = LAKE_CONFIG if args.lake else CONFIG
+        stages.step("flow", f"Running the dms-ingestion flow {kind}with {config.relative_to(ROOT)}")
         try:
             report = asyncio.run(
                 dms_ingestion(
-                    config_path=str(CONFIG), poll_interval_seconds=1.0, overrides=overrides
+                    config_path=str(config), poll_interval_seconds=1.0, overrides=overrides
                 )
             )
         except ReplicationTaskFailedError as exc:
@@ -251,6 +265,14 @@ def run(args: argparse.Namespace) -> int:
             from demo.cdc import tell
 
             tell(CONFIG, source_dsn, proxy.refuse, proxy.accept, stages.step)
+        if args.lake:
+            from demo.lake import run_lake
+
+            stages.step("lake", f"Running the dms-lake flow with {config.relative_to(ROOT)}, "
+                        "then querying the Iceberg tables")  # fmt: skip
+            if run_lake(config, admin_dsn, source_dsn):
+                print("\nerror: an Iceberg table's rows differ from the source's", file=sys.stderr)
+                return 1
         print(f"\n{stages.summary()}")
         if args.keep:
             print(f"\nPrefect UI: {server.url}  (the run: {server.url}/runs)")

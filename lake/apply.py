@@ -10,7 +10,7 @@
    update are added (``lake.changes``).
 
 Each commit records what it applied: in the snapshot's summary, ``dms.applied-objects`` (the
-objects' keys, newline-separated) and ``dms.inserts``/``dms.updates``/``dms.deletes``; in the
+objects' keys, newline-separated), ``dms.commit`` (the commit's id) and ``dms.inserts``/``dms.updates``/``dms.deletes``; in the
 table's properties, in the same commit, ``dms.load-objects`` (the LOAD objects and ETags the
 table was built from) and ``dms.last-cdc-object`` (the last CDC object applied). DMS names CDC
 files in the order it writes them, so every CDC object up to that one is applied and none after:
@@ -27,6 +27,7 @@ append`` appends every row the files hold, LOAD and CDC, with their Op (a change
 from __future__ import annotations
 
 import json
+import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -51,6 +52,9 @@ LAST_CDC_OBJECT = "dms.last-cdc-object"
 """Table property: the last CDC object applied (its key)."""
 APPLIED_OBJECTS = "dms.applied-objects"
 """Snapshot summary: the objects a commit applied, newline-separated."""
+COMMIT = "dms.commit"
+"""Snapshot summary: the id of the commit (a commit of a delete and an append makes two
+snapshots, both with the same id)."""
 APPEND_ROWS = 500_000
 """Rows gathered before they are written as data files during a rebuild (bounded memory)."""
 
@@ -185,7 +189,8 @@ class LakeTable:
             table = self._create(first)
         result.rebuilt = True
         properties = {LOAD_OBJECTS: json.dumps(built_from, sort_keys=True), LAST_CDC_OBJECT: ""}
-        summary = {APPLIED_OBJECTS: "\n".join(o.key for o in loads), "dms.rebuild": "true"}
+        summary = {APPLIED_OBJECTS: "\n".join(o.key for o in loads), "dms.rebuild": "true",
+                   COMMIT: uuid.uuid4().hex}  # fmt: skip
         with table.transaction() as tx:
             if table.current_snapshot() is not None:
                 with warnings.catch_warnings():
@@ -242,7 +247,7 @@ class LakeTable:
             changes = pa.Table.from_batches(parts) if parts else None
             counts = op_counts(changes) if changes is not None else {"I": 0, "U": 0, "D": 0}
             summary = {
-                APPLIED_OBJECTS: "\n".join(o.key for o in batch),
+                APPLIED_OBJECTS: "\n".join(o.key for o in batch), COMMIT: uuid.uuid4().hex,
                 "dms.inserts": str(counts["I"]), "dms.updates": str(counts["U"]),
                 "dms.deletes": str(counts["D"]),
             }  # fmt: skip

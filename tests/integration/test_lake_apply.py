@@ -4,6 +4,9 @@ back as a consumer reads it (a pyiceberg scan into Arrow), equals the source tab
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import threading
 import time
 from typing import Any
 
@@ -12,7 +15,7 @@ import pytest
 from pyiceberg.catalog import Catalog
 
 from dms_spec.s3_target import S3Target
-from lake.apply import APPLIED_OBJECTS, LakeTable, TableSpec
+from lake.apply import APPLIED_OBJECTS, COMMIT, LAST_CDC_OBJECT, LakeTable, TableSpec
 from lake.catalogs import file_io, open_catalog
 from lake.dms_files import list_table_objects
 from tests.integration.test_localdms_cdc import (
@@ -20,9 +23,11 @@ from tests.integration.test_localdms_cdc import (
     capturing_task,
     change_accounts,
     make_accounts,
+    replay_parquet,
     source_state,
+    wait_for_sentinel,
 )
-from tests.pipeline import table_statistics
+from tests.pipeline import create_task, provision, run_task, select_rules, table_statistics
 
 pytestmark = pytest.mark.integration
 
@@ -91,3 +96,108 @@ def test_the_table_equals_the_source_after_load_and_changes(
     assert again.applied == []
     assert again.commits == 0
     assert catalog.load_table(("app", "accounts")).current_snapshot() == snapshot
+
+
+def accounts_lake(s3_server: Any, tmp_path: Any, bucket: str, settings: dict[str, Any],
+                  batch_files: int = 100) -> tuple[Catalog, LakeTable]:  # fmt: skip
+    target = S3Target.from_settings({"BucketName": bucket, **settings})
+    catalog = catalog_for(s3_server, tmp_path, bucket)
+    spec = TableSpec("app", "accounts", ("app", "accounts"), key=("id",))
+    return catalog, LakeTable(catalog, spec, target, file_io(catalog), bucket, batch_files)
+
+
+def test_a_reload_rebuilds_the_table_in_one_commit_while_readers_see_old_or_new(
+    dms, s3, s3_server, source_db, tmp_path
+):
+    make_accounts(source_db, 6_000)
+    # Several LOAD files per load: files roll over at a row group past MaxFileSize (KB).
+    settings = {"DataFormat": "parquet", "MaxFileSize": 20, "RowGroupLength": 500}
+    pipeline = provision(dms, s3, source_db, s3_settings=settings)
+    arn = create_task(dms, pipeline, select_rules(("app", "accounts")))
+    run_task(dms, arn)
+    catalog, lake = accounts_lake(s3_server, tmp_path, pipeline.bucket, settings)
+    first = lake.sync(list_table_objects(s3, pipeline.bucket, ACCOUNTS))
+    assert first.load_objects > 2
+    assert first.rows == 6_000
+
+    source_db.execute("DELETE FROM app.accounts WHERE id > 4000")
+    run_task(dms, arn, "reload-target")
+    seen: list[int] = []
+    done = threading.Event()
+
+    def read_while_rebuilding() -> None:
+        while not done.is_set():
+            seen.append(catalog.load_table(("app", "accounts")).scan().to_arrow().num_rows)
+
+    reader = threading.Thread(target=read_while_rebuilding)
+    reader.start()
+    try:
+        time.sleep(0.3)
+        second = lake.sync(list_table_objects(s3, pipeline.bucket, ACCOUNTS))
+        time.sleep(0.3)
+    finally:
+        done.set()
+        reader.join()
+
+    assert second.rebuilt
+    assert second.commits == 1
+    assert (second.rows, second.rows_loaded) == (4_000, 4_000)
+    assert set(seen) == {6_000, 4_000}, "a reader saw a table that was neither old nor new"
+    assert lake_rows(catalog) == source_state(source_db)
+
+
+def sync_in_child(bucket: str, tmp_path: str, client_arguments: dict[str, str]) -> None:
+    """The child of the kill test: sync one CDC object per commit, saying so after each."""
+    s3 = boto3.client("s3", **client_arguments)
+    session = boto3.Session(**{k: v for k, v in client_arguments.items() if k != "endpoint_url"})
+    catalog = open_catalog("sql", "test", f"s3://{bucket}/iceberg", session,
+                           client_arguments["endpoint_url"], uri=f"sqlite:///{tmp_path}/catalog.db")  # fmt: skip
+    target = S3Target.from_settings({"BucketName": bucket, **KILL_SETTINGS})
+    spec = TableSpec("app", "accounts", ("app", "accounts"), key=("id",))
+    lake = LakeTable(catalog, spec, target, file_io(catalog), bucket, batch_files=1)
+    lake.sync(list_table_objects(s3, bucket, ACCOUNTS),
+              lambda r: print(f"COMMIT {r.commits}", flush=True))  # fmt: skip
+
+
+KILL_SETTINGS = {"DataFormat": "parquet"}
+
+
+def test_a_sync_killed_mid_way_resumes_and_applies_each_file_once(
+    dms, s3, s3_server, source_db, tmp_path
+):
+    make_accounts(source_db, 1_000)
+    pipeline, _ = capturing_task(dms, s3, source_db, s3_settings=KILL_SETTINGS)
+    for burst in range(6):  # a CDC file a second: one per burst
+        change_accounts(source_db, 200_000 + burst * 10, 10)
+        time.sleep(1.2)
+    source_db.execute("INSERT INTO app.accounts VALUES (999991, 's', 0, now(), true, '{}')")
+    wait_for_sentinel(s3, pipeline.bucket, 999_991, replayer=replay_parquet)
+    objects = list_table_objects(s3, pipeline.bucket, ACCOUNTS)
+    cdc = [o.key for o in objects if o.kind == "cdc"]
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", "from tests.integration.test_lake_apply import sync_in_child; "
+         f"sync_in_child({pipeline.bucket!r}, {str(tmp_path)!r}, {s3_server.client_arguments()!r})"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert child.stdout is not None
+    for line in child.stdout:
+        if line.strip() == "COMMIT 3":  # the LOAD and two CDC files are in; it goes on
+            child.kill()
+            break
+    child.wait()
+    catalog, lake = accounts_lake(s3_server, tmp_path, pipeline.bucket, KILL_SETTINGS)
+    assert catalog.load_table(("app", "accounts")).properties[LAST_CDC_OBJECT] in cdc[1:-1]
+
+    resumed = lake.sync(objects)
+    assert not resumed.rebuilt
+    assert resumed.applied == cdc[cdc.index(resumed.applied[0]) :]
+    assert lake_rows(catalog) == source_state(source_db)
+    commits_of: dict[str, set[str]] = {}
+    for snapshot in catalog.load_table(("app", "accounts")).snapshots():
+        summary = snapshot.summary
+        assert summary is not None
+        for key in summary.get(APPLIED_OBJECTS, "").splitlines():
+            commits_of.setdefault(key, set()).add(summary[COMMIT])
+    assert set(commits_of) == {o.key for o in objects}
+    assert all(len(ids) == 1 for ids in commits_of.values()), "an object was applied twice"
