@@ -148,3 +148,21 @@ def test_make_demo_runs_in_a_private_folder_without_postgresql_installed(tmp_pat
         if path.is_dir() and not path.is_symlink() and path.stat().st_mode & 0o002
     ]
     assert not opened
+
+
+def test_demo_lake_ends_with_iceberg_tables_equal_to_the_source():
+    """``make demo DEMO_ARGS=--lake``: Parquet, the dms-lake flow, then DuckDB over the Iceberg
+    tables' scans; every count printed equals the source's."""
+    result = subprocess.run(
+        [sys.executable, "-m", "demo", "--lake"], capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert "Running the dms-lake flow with config/dms_config_lake.json" in out
+    counts = [line.split() for line in out[out.index("rows (DuckDB)") :].splitlines()[1:9]]
+    assert [c[0] for c in counts] == [f"bookings.{t}" for t in (
+        "aircrafts_data", "airports_data", "boarding_passes", "bookings", "flights", "seats",
+        "ticket_flights", "tickets")]  # fmt: skip
+    assert all(c[1] == c[2] and c[1] != "0" for c in counts), counts
+    assert "MISMATCH" not in out
+    assert "segments" in out  # the SQL over the Iceberg table answered
