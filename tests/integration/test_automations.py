@@ -30,6 +30,7 @@ import automations
 from flows import dms_ingestion
 from flows.cdc_watch import dms_cdc_watch
 from flows.exceptions import CdcUnhealthyError
+from flows.lake import dms_lake
 from flows.landed_table import query_landed_table
 
 pytestmark = pytest.mark.integration
@@ -147,3 +148,44 @@ async def test_the_deployment_trigger_runs_the_downstream_flow_for_each_landed_t
     finally:
         async with get_client() as client:
             await client.delete_deployment(deployment.id)
+
+
+async def test_the_lake_deployment_runs_for_each_landed_table_and_applies_it(job, tmp_path):
+    """prefect.yaml's lake-local trigger: one dms-lake run per table loaded, with that table as
+    its parameter; such a run (here with this test's credentials) applies the table."""
+    async with get_client() as client:
+        with contextlib.suppress(ObjectAlreadyExists):  # another test made it
+            await client.create_work_pool(WorkPoolCreate(name="dms-process", type="process"))
+    deployed = await asyncio.to_thread(
+        subprocess.run,
+        [str(Path(sys.executable).parent / "prefect"), "--no-prompt", "deploy", "--name",
+         "lake-local"],
+        cwd=ROOT, env={**os.environ, "DMS_INGESTION_HOME": str(ROOT)},
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert deployed.returncode == 0, deployed.stdout[-2000:] + deployed.stderr[-2000:]
+    async with get_client() as client:
+        deployment = await client.read_deployment_by_name("dms-lake/lake-local")
+    assert deployment.parameters["config_path"] == "config/dms_config_lake.json"
+    loaded = await dms_ingestion(config_path=str(job), poll_interval_seconds=0.2)
+    assert loaded.succeeded
+
+    deadline = time.monotonic() + 60
+    async with get_client() as client:
+        while True:
+            runs = await client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
+            )
+            if len(runs) >= 3 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+    assert sorted(tuple(r.parameters["tables"]) for r in runs) == [
+        ("bookings.empty_one",), ("bookings.flights",), ("bookings.tickets",),
+    ]  # fmt: skip
+    (tickets,) = [r for r in runs if r.parameters["tables"] == ["bookings.tickets"]]
+    lake = await dms_lake(
+        config_path=str(job), tables=tickets.parameters["tables"],
+        overrides={"lake_catalog_uri": f"sqlite:///{tmp_path}/catalog.db", "lake_tables": {
+            "bookings.tickets": {"key": ["id"], "column_types": {"id": "int", "name": "string"}}}},
+    )  # fmt: skip
+    assert [(t.table_name, t.rows) for t in lake.tables] == [("tickets", 5000)]
