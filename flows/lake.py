@@ -33,6 +33,7 @@ from prefect.cache_policies import NONE
 from prefect.client.schemas.objects import State, TaskRun
 from pydantic import BaseModel, Field
 
+from dms_spec.status import TableState
 from flows import events
 from flows.aws import load_aws_credentials
 from flows.config import DmsIngestionConfig, load_config
@@ -80,6 +81,10 @@ class LakeTableReport(BaseModel):
     columns_added: list[str] = Field(default_factory=list)
     objects: list[str] = Field(default_factory=list, description="The S3 keys applied, in order.")
     error: str | None = None
+    waiting: str | None = Field(
+        default=None,
+        description="Why the table was left for a later run (DMS is still loading it).",
+    )
     seconds: float = 0.0
 
 
@@ -110,7 +115,7 @@ class LakeReport(BaseModel):
         for t in self.tables:
             lines.append(
                 f"| {t.schema_name}.{t.table_name} | {t.identifier} | "
-                f"{'rebuilt' if t.rebuilt else 'yes' if t.applied else 'nothing new'} | "
+                f"{'rebuilt' if t.rebuilt else 'yes' if t.applied else t.waiting or 'nothing new'} | "
                 f"{t.load_objects} | {t.cdc_objects} | {t.rows_loaded:,} | {t.inserts:,} | "
                 f"{t.updates:,} | {t.deletes:,} | {'' if t.rows is None else f'{t.rows:,}'} | "
                 f"{t.snapshot_id or ''} | {t.error or ''} |"
@@ -259,8 +264,9 @@ async def dms_lake(
         target = TargetEndpoint.from_endpoint(endpoint)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    known = [(s["SchemaName"], s["TableName"])
-             for s in await asyncio.to_thread(hook.table_statistics, arn)]  # fmt: skip
+    statistics = await asyncio.to_thread(hook.table_statistics, arn)
+    states = {(s["SchemaName"], s["TableName"]): str(s.get("TableState", "")) for s in statistics}
+    known = list(states)
     if tables:
         unknown = sorted(set(tables) - {f"{s}.{t}" for s, t in known})
         if unknown:
@@ -284,6 +290,14 @@ async def dms_lake(
 
     async def one(schema: str, name: str) -> LakeTableReport:
         spec = table_spec(config, schema, name)
+        state = states[(schema, name)]
+        if state != TableState.COMPLETED:
+            # Its LOAD files are being written (or were left by a load that failed): a rebuild
+            # now would hold part of the table. dms.table.loaded starts a run once it completes.
+            waiting = _report(spec, None, 0.0)
+            waiting.waiting = f"waiting: DMS says {state!r}"
+            logger.info("%s: DMS says %r; applied once its full load completes", spec.name, state)
+            return waiting
         async with limit:
             began = time.monotonic()
             try:

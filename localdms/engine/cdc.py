@@ -31,7 +31,7 @@ import select
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -55,7 +55,8 @@ from localdms.engine.capture_source import (
 from localdms.engine.cdc_output import LobOverLimit, TableOutput, cdc_file_name, partition_folder
 from localdms.engine.gauges import CaptureGauges
 from localdms.engine.s3_writer import delete_prefix
-from localdms.table_mappings import TablePlan
+from localdms.engine.source_tables import COLUMNS_QUERY
+from localdms.table_mappings import SourceColumn, TablePlan
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +264,7 @@ class ChangeCapture:
             elif isinstance(decoded, pgoutput.Relation):
                 self.relations[decoded.oid] = decoded
                 self.column_names[decoded.oid] = tuple(c.name for c in decoded.columns)
+                self._follow_added_columns(decoded, cursor)
             elif isinstance(decoded, pgoutput.Commit):
                 if transaction is None:
                     continue
@@ -297,6 +299,47 @@ class ChangeCapture:
                     return StopReason.STOPPED_AFTER_CACHED_EVENTS
             elif transaction is not None and not isinstance(decoded, pgoutput.Other):
                 transaction.changes.append(decoded)
+
+    def _follow_added_columns(self, relation: pgoutput.Relation, cursor: Any) -> None:
+        """A column added in the source (ALTER TABLE ... ADD COLUMN) is written from then on,
+        after the table's columns, as DMS does: the files written so far keep their columns, so
+        the table's pending rows are written first. Transformation rules are not applied to the
+        new column (its name is the source's)."""
+        key = (relation.schema, relation.name)
+        plan = self.plans.get(key)
+        if plan is None:
+            return
+        known = {c.name for c in plan.source.columns}
+        added = [c.name for c in relation.columns if c.name not in known]
+        if not added:
+            return
+        columns = self._describe_columns(relation.oid, added)
+        if self.outputs[key].pending:
+            self._flush(cursor)
+        source = replace(plan.source, columns=(*plan.source.columns, *columns))
+        plan = replace(
+            plan, source=source, columns=(*plan.columns, *((c, c.name) for c in columns))
+        )
+        suspended = self.outputs[key].suspended
+        self.plans[key] = plan
+        self.outputs[key] = TableOutput(plan, self.target, lob_limit=self._lob_limit,
+                                        truncation_policy=self._truncation_policy)  # fmt: skip
+        self.outputs[key].suspended = suspended
+        log.info("%s.%s: column(s) %s added in the source; written from now on", *key,
+                 ", ".join(added))  # fmt: skip
+
+    def _describe_columns(self, oid: int, names: list[str]) -> list[SourceColumn]:
+        """The catalog's description of these columns of the table ``oid`` (as ``read_catalog``
+        describes every column at the start)."""
+        connection = connect(self.source, replication=False)
+        try:
+            with connection.cursor() as catalog:
+                catalog.execute(COLUMNS_QUERY, (oid, names))
+                return [SourceColumn(*row) for row in catalog.fetchall()]
+        except psycopg2.Error as exc:
+            raise CdcError(source_text(self.source, exc), recoverable=True) from exc
+        finally:
+            connection.close()
 
     def _apply(self, transaction: _Transaction) -> set[tuple[str, str]]:
         """Render a committed transaction's changes into the tables' pending rows.

@@ -8,16 +8,18 @@ from typing import Any
 
 from localdms.table_mappings import SourceColumn, SourceTable
 
-CATALOG_QUERY = """
+BASE_TYPE = """CASE WHEN t.typtype = 'd' THEN bt.typname WHEN t.typtype = 'c' THEN 'record'
+            WHEN t.typtype = 'e' THEN 'anyenum' ELSE t.typname END"""
+"""A column's base type (``SourceColumn.base_type``), from ``pg_type`` t and its base type bt."""
+
+CATALOG_QUERY = f"""
 SELECT n.nspname AS schema_name,
        c.relname AS table_name,
        CASE WHEN c.relkind IN ('v', 'm') THEN 'view' ELSE 'table' END AS kind,
        GREATEST(c.reltuples, 0)::bigint AS estimated_rows,
        a.attname AS column_name,
        format_type(a.atttypid, a.atttypmod) AS type_name,
-       CASE WHEN t.typtype = 'd' THEN bt.typname WHEN t.typtype = 'c' THEN 'record'
-            WHEN t.typtype = 'e' THEN 'anyenum'
-            ELSE t.typname END AS base_type
+       {BASE_TYPE} AS base_type
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -31,6 +33,17 @@ WHERE c.relkind IN ('r', 'p', 'v', 'm')
 ORDER BY n.nspname, c.relname, a.attnum
 """
 
+
+COLUMNS_QUERY = f"""
+SELECT a.attname, format_type(a.atttypid, a.atttypmod), {BASE_TYPE}
+FROM pg_catalog.pg_attribute a
+JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_catalog.pg_type bt ON bt.oid = t.typbasetype
+WHERE a.attrelid = %s AND a.attname = ANY(%s) AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+"""Some columns of one table (its oid, their names), described as ``CATALOG_QUERY`` describes
+every column (psycopg2 parameters): the columns a capture sees added."""
 
 KEYS_QUERY = """
 SELECT n.nspname AS schema_name,

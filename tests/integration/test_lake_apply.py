@@ -201,3 +201,34 @@ def test_a_sync_killed_mid_way_resumes_and_applies_each_file_once(
             commits_of.setdefault(key, set()).add(summary[COMMIT])
     assert set(commits_of) == {o.key for o in objects}
     assert all(len(ids) == 1 for ids in commits_of.values()), "an object was applied twice"
+
+
+def test_a_column_added_in_the_source_is_added_to_the_table(dms, s3, s3_server, source_db,
+                                                            tmp_path):  # fmt: skip
+    make_accounts(source_db, 500)
+    settings = {"DataFormat": "parquet"}
+    pipeline, _ = capturing_task(dms, s3, source_db, s3_settings=settings)
+    catalog, lake = accounts_lake(s3_server, tmp_path, pipeline.bucket, settings)
+    assert lake.sync(list_table_objects(s3, pipeline.bucket, ACCOUNTS)).rows == 500
+
+    source_db.execute("ALTER TABLE app.accounts ADD COLUMN note text")
+    source_db.execute("INSERT INTO app.accounts VALUES (999992, 's', 0, now(), true, '{}', 'hi')")
+    source_db.execute("UPDATE app.accounts SET note = 'later' WHERE id = 7")
+    deadline = time.monotonic() + 60
+    added: list[str] = []
+    while True:
+        result = lake.sync(list_table_objects(s3, pipeline.bucket, ACCOUNTS))
+        added += result.columns_added
+        rows = {
+            r["id"]: r
+            for r in catalog.load_table(("app", "accounts")).scan().to_arrow().to_pylist()
+        }
+        if rows.get(7, {}).get("note") == "later":
+            break
+        assert time.monotonic() < deadline, "the update never reached the lake"
+        time.sleep(0.5)
+
+    assert added == ["note"]
+    assert rows[999992]["note"] == "hi"
+    assert rows[8]["note"] is None  # rows from before the column: NULL, as in the source
+    assert len(rows) == 501

@@ -755,3 +755,31 @@ def test_a_fatal_error_after_a_restart_stays_fatal(dms, s3):
         task = wait_for_status(dms, arn, {"failed"}, timeout=30)
         assert task["StopReason"].endswith("Stop Reason FATAL_ERROR Error Level FATAL"), task
         assert "does not exist on the PostgreSQL source" in task["LastFailureMessage"]
+
+
+def test_a_column_added_during_cdc_is_written_from_then_on(dms, s3, source_db):
+    """ALTER TABLE ... ADD COLUMN while capturing: the files after it carry the column (last, as
+    in the source), the files before it do not; the header says which."""
+    make_accounts(source_db, 5)
+    pipeline, _ = capturing_task(dms, s3, source_db, s3_settings={"AddColumnName": True})
+    source_db.execute("INSERT INTO app.accounts VALUES (999981, 'a', 0, now(), true, '{}')")
+    source_db.execute("ALTER TABLE app.accounts ADD COLUMN note varchar(20) DEFAULT 'x'")
+    source_db.execute(
+        "INSERT INTO app.accounts VALUES (999982, 'b', 0, now(), true, '{}', 'with, comma')"
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        bodies = [v.decode() for k, v in sorted(read_objects(s3, pipeline.bucket, ACCOUNTS).items())
+                  if "/LOAD" not in k]  # fmt: skip
+        if any("999982" in b for b in bodies):
+            break
+        assert time.monotonic() < deadline, bodies
+        time.sleep(0.3)
+    rows = [row for body in bodies for row in parse_dms_csv(body)]
+    headers = [r for r in rows if r[0] == "Op"]
+    assert headers[0] == ["Op", "id", "name", "balance", "updated", "active", "doc"]
+    assert headers[-1] == [*headers[0], "note"]
+    (after,) = [r for r in rows if r[1] == "999982"]
+    assert after[-1] == "with, comma"
+    (before,) = [r for r in rows if r[1] == "999981"]
+    assert len(before) == 7
