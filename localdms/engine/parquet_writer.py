@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime as dt
+import decimal
 import io
 import threading
 from collections.abc import Callable
@@ -92,9 +93,12 @@ def cdc_parquet_file(schema: pa.Schema, rows: list[list[str | None]], target: S3
         values = [row[index] for row in rows]
         if pa.types.is_decimal(arrow_type):
             quantum = Decimal(1).scaleb(-arrow_type.scale)
+            # Python's default context holds 28 digits; numeric(38, s) needs 38.
+            context = decimal.Context(prec=arrow_type.precision)
             array = pa.array(
-                [None if v is None else Decimal(v).quantize(quantum) for v in values], arrow_type
-            )
+                [None if v is None else Decimal(v).quantize(quantum, context=context)
+                 for v in values], arrow_type,
+            )  # fmt: skip
         elif pa.types.is_time(arrow_type):
             array = pa.array(
                 [None if v is None else dt.time.fromisoformat(v) for v in values], pa.time64("us")
