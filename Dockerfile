@@ -9,6 +9,7 @@ RUN uv sync --frozen --no-install-project
 COPY localdms localdms
 COPY dms_spec dms_spec
 COPY flows flows
+COPY lake lake
 COPY blocks blocks
 COPY work_pools work_pools
 COPY automations automations

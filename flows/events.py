@@ -1,6 +1,6 @@
 """The Prefect events the flows emit: a contract automations, deployment triggers and other
-consumers match on (docs/running/events.md lists them; tests read them back from the Prefect
-API as a consumer does).
+consumers match on (docs/cdc.md's Events lists them; tests read them back from the Prefect API
+as a consumer does). ``dms.lake.table.applied`` is emitted by ``flows.lake``.
 
 - ``dms.table.loaded``, once per table whose full load completed in a run (after the run's S3
   check, so a consumer starts on files that are there): resource the table's S3 prefix

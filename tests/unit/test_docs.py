@@ -45,7 +45,9 @@ def test_the_generated_reference_pages_are_what_the_code_says():
     assert stale_pages() == [], "run `make docs` (python -m docgen) and commit docs/reference/"
 
 
-@pytest.mark.parametrize("name", ["readme-config", "seed-config", "serverless-config"])
+@pytest.mark.parametrize(
+    "name", ["readme-config", "seed-config", "serverless-config", "lake-config"]
+)
 def test_the_documented_configs_load_as_documented(name, tmp_path, monkeypatch):
     config = tmp_path / "dms_config.json"
     config.write_text(block(name).text)
@@ -61,6 +63,9 @@ def test_the_documented_configs_load_as_documented(name, tmp_path, monkeypatch):
     assert loaded.serverless == ("compute_config" in document)
     selected = [(t.schema_name, t.table_name) for t in loaded.table_mappings]
     assert selected == [(t["schema_name"], t["table_name"]) for t in document["table_mappings"]]
+    for table, given in document.get("lake_tables", {}).items():
+        assert loaded.lake_tables[table].key == given["key"]
+        assert loaded.lake_tables[table].column_types == given.get("column_types", {})
 
 
 def test_make_test_is_what_ci_runs():

@@ -184,6 +184,7 @@ WITH_EXAMPLES = sorted(
     for package in (
         "dms_spec",
         "flows",
+        "lake",
         "localdms",
         "sandbox",
         "blocks",
