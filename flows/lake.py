@@ -277,11 +277,18 @@ async def dms_lake(
         known = [(s, t) for s, t in known if f"{s}.{t}" in tables]
     warehouse = config.lake_warehouse or f"s3://{target.bucket}/iceberg"
     s3 = credentials.get_client("s3")
-    catalog = open_catalog(
-        config.lake_catalog, config.lake_catalog_name, warehouse,
-        credentials.get_boto3_session(), _s3_endpoint(s3),
-        config.lake_catalog_uri.get_secret_value() if config.lake_catalog_uri else None,
-    )  # fmt: skip
+    try:
+        catalog = open_catalog(
+            config.lake_catalog, config.lake_catalog_name, warehouse,
+            credentials.get_boto3_session(), _s3_endpoint(s3),
+            config.lake_catalog_uri.get_secret_value() if config.lake_catalog_uri else None,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    unlisted = sorted(set(config.lake_tables) - {f"{s}.{t}" for s, t in states})
+    if unlisted:
+        logger.warning("lake_tables names %s, which %s %s does not have (DMS lists its tables)",
+                       ", ".join(unlisted), kind, config.dms_task_name)  # fmt: skip
     logger.info("Lake: %d table(s) of %s %s from %s into the %s catalog %r (warehouse %s)",
                 len(known), kind, config.dms_task_name, target.url(), config.lake_catalog,
                 config.lake_catalog_name, warehouse)  # fmt: skip

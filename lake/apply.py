@@ -57,6 +57,10 @@ COMMIT = "dms.commit"
 snapshots, both with the same id)."""
 APPEND_ROWS = 500_000
 """Rows gathered before they are written as data files during a rebuild (bounded memory)."""
+TARGET_FILE_BYTES = 16 * 1024 * 1024
+"""The tables' ``write.target-file-size-bytes`` (of Arrow data; pyiceberg's default is 512 MiB).
+Writes are copy-on-write: a batch of changes rewrites each data file holding a key it touches,
+so smaller files make a batch of changes cost what it touches, not the table's size."""
 
 
 class SchemaChangeError(ValueError):
@@ -226,7 +230,8 @@ class LakeTable:
         self.catalog.create_namespace_if_not_exists(spec.identifier[0])
         table = self.catalog.create_table(
             spec.identifier, schema=arrow_schema,
-            properties={"dms.source-table": spec.name, "format-version": "2"},
+            properties={"dms.source-table": spec.name, "format-version": "2",
+                        "write.target-file-size-bytes": str(TARGET_FILE_BYTES)},
         )  # fmt: skip
         if spec.key:
             with table.update_schema() as update:

@@ -132,9 +132,12 @@ def test_a_reload_rebuilds_the_table_in_one_commit_while_readers_see_old_or_new(
     reader = threading.Thread(target=read_while_rebuilding)
     reader.start()
     try:
-        time.sleep(0.3)
+        while not seen:  # reading before the rebuild starts
+            time.sleep(0.05)
         second = lake.sync(list_table_objects(s3, pipeline.bucket, ACCOUNTS))
-        time.sleep(0.3)
+        deadline = time.monotonic() + 30
+        while 4_000 not in seen and time.monotonic() < deadline:  # and once it is committed
+            time.sleep(0.05)
     finally:
         done.set()
         reader.join()
