@@ -87,6 +87,7 @@ bench: install
 	$(BIN)/python -m benchmarks.full_load $(BENCH_ARGS)
 	$(BIN)/python -m benchmarks.cdc
 	$(BIN)/python -m benchmarks.orchestration --sqlite-tables 600
+	$(BIN)/python -m benchmarks.lake
 	$(BIN)/python -m benchmarks.results
 
 bench-peers: install

@@ -62,29 +62,37 @@ def make_table(dsn: str, name: str, rows: int) -> None:
         conn.execute(f"VACUUM ANALYZE public.{name}")
 
 
-def change(dsn: str, name: str, rows: int, shape: str, first_new: int) -> None:
-    """10,000 changes in transactions of 1,000: inserts of new keys, updates, deletes."""
+def change(dsn: str, name: str, rows: int, shape: str, first_new: int) -> int:
+    """About 10,000 changes in transactions of 1,000: inserts of new keys, updates, deletes;
+    returns how many rows they changed (an update or delete of a key deleted before changes
+    none)."""
     inserts, updates, deletes = CHANGES * 6 // 10, CHANGES * 3 // 10, CHANGES // 10
     low = max(1, rows - RECENT) if shape == "recent" else 1
+    span = rows - low
+    changed = 0
     with psycopg.connect(dsn, autocommit=True) as conn:
         for start in range(0, inserts, 1000):
-            conn.execute(
+            changed += conn.execute(
                 f"INSERT INTO public.{name} SELECT g, 1, md5(g::text), 1.5, now(), true, 2.5, "
-                f"'new-' || g FROM generate_series(%s, %s) g",
+                f"'new-' || g FROM generate_series(%s::bigint, %s::bigint) g",
                 (first_new + start, first_new + start + 999),
-            )
+            ).rowcount
         # Keys spread over [low, rows]: a stride across the range, different for each statement.
-        span = rows - low
         for start in range(0, updates, 1000):
-            conn.execute(
+            changed += conn.execute(
                 f"UPDATE public.{name} SET label = 'updated', amount = amount + 1 WHERE id IN "
-                f"(SELECT {low} + (g * 7919) % {span} FROM generate_series(%s, %s) g)",
+                f"(SELECT {low} + (g * 7919) %% {span} FROM generate_series(%s::int, %s::int) g)",
                 (start, start + 999),
-            )
-        conn.execute(
+            ).rowcount
+        changed += conn.execute(
             f"DELETE FROM public.{name} WHERE id IN "
             f"(SELECT {low} + (g * 104729 + 13) % {span} FROM generate_series(1, {deletes}) g)"
-        )
+        ).rowcount
+    return changed
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def applied(dms: Any, arn: str, table: str) -> int:
@@ -141,6 +149,7 @@ def main() -> None:
             built = lake("lake_big", "load", "full").sync(objects)
             apply_seconds = time.perf_counter() - started
             assert built.rows == args.rows, built
+            print(f"peak RSS after the full apply {peak_mb():.0f} MB")
             print(f"\nfull load (localdms, Parquet) {load_seconds:6.2f} s; lake apply of its "
                   f"{built.load_objects} LOAD file(s) {apply_seconds:6.2f} s: "
                   f"{load_seconds / apply_seconds:.2f}x (target >= 0.5)", flush=True)  # fmt: skip
@@ -181,8 +190,8 @@ def main() -> None:
             for round_, shape in enumerate(("recent", "uniform")):
                 for name, rows in sizes.items():
                     before = applied(dms, cdc_task, name)
-                    change(dsn, name, rows, shape, 10_000_000 + round_ * CHANGES)
-                    while applied(dms, cdc_task, name) < before + CHANGES:
+                    made = change(dsn, name, rows, shape, 10_000_000 + round_ * CHANGES)
+                    while applied(dms, cdc_task, name) < before + made:
                         time.sleep(0.3)
                     objects = list_table_objects(s3, "bench", f"cdc/public/{name}/")
                     started = time.perf_counter()
@@ -199,7 +208,7 @@ def main() -> None:
                        ratio=seconds[shape, "lake_small"] / seconds[shape, "lake_big"],
                        target=">= 0.33")  # fmt: skip
             dms.stop_replication_task(ReplicationTaskArn=cdc_task)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak = peak_mb()
         print(f"\nlake peak RSS (this process) {peak:.0f} MB")
         record("lake: peak RSS of the applying process", peak, "MB")
 

@@ -55,12 +55,13 @@ APPLIED_OBJECTS = "dms.applied-objects"
 COMMIT = "dms.commit"
 """Snapshot summary: the id of the commit (a commit of a delete and an append makes two
 snapshots, both with the same id)."""
-APPEND_ROWS = 500_000
-"""Rows gathered before they are written as data files during a rebuild (bounded memory)."""
 TARGET_FILE_BYTES = 16 * 1024 * 1024
 """The tables' ``write.target-file-size-bytes`` (of Arrow data; pyiceberg's default is 512 MiB).
 Writes are copy-on-write: a batch of changes rewrites each data file holding a key it touches,
 so smaller files make a batch of changes cost what it touches, not the table's size."""
+APPEND_BYTES = 2 * TARGET_FILE_BYTES
+"""Arrow data gathered from the LOAD files before it is written during a rebuild: about two data
+files' worth, so memory holds that much, whatever the table's size."""
 
 
 class SchemaChangeError(ValueError):
@@ -202,7 +203,7 @@ class LakeTable:
                     tx.delete(AlwaysTrue(), snapshot_properties=summary)
             for obj, rows in files:
                 self._evolve(tx, rows.schema, result)
-                for chunk in _gathered(rows.batches, APPEND_ROWS):
+                for chunk in _gathered(rows.batches, APPEND_BYTES):
                     result.rows_loaded += chunk.num_rows
                     tx.append(self._conform(tx, chunk), snapshot_properties=summary)
                 result.load_objects += 1
@@ -342,14 +343,14 @@ def _after(obj: DmsObject, last: str) -> bool:
     return (obj.name, obj.key) > (last_name, last)
 
 
-def _gathered(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
-    """Batches gathered into tables of about ``rows`` rows."""
+def _gathered(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.Table]:
+    """Batches gathered into tables of about ``size`` bytes of Arrow data."""
     held: list[pa.RecordBatch] = []
     count = 0
     for batch in batches:
         held.append(batch)
-        count += batch.num_rows
-        if count >= rows:
+        count += batch.nbytes
+        if count >= size:
             yield pa.Table.from_batches(held)
             held, count = [], 0
     if held:

@@ -35,6 +35,10 @@ from sandbox.errors import StackStartError, last_lines, refuse_taken_port
 from sandbox.ports import free_port, stop_process
 
 USER_NAME = "dms-ingestion-tests"
+LAKE_GLUE_ACTIONS = [
+    "glue:GetDatabase", "glue:CreateDatabase", "glue:GetTable", "glue:CreateTable",
+    "glue:UpdateTable",
+]  # fmt: skip
 POLICY = {
     "Version": "2012-10-17",
     "Statement": [
@@ -44,11 +48,14 @@ POLICY = {
         # names them cloudwatch:
         {"Effect": "Allow", "Action": ["cloudwatch:*", "monitoring:*"], "Resource": "*"},
         {"Effect": "Allow", "Action": ["events:*", "sns:*", "sqs:*"], "Resource": "*"},
+        # The lake on the Glue Data Catalog: exactly the actions docs/lake.md lists.
+        {"Effect": "Allow", "Action": LAKE_GLUE_ACTIONS, "Resource": "*"},
     ],
 }
 """What the user may do: S3, Secrets Manager (endpoints whose credentials are a secret),
 CloudWatch (the metrics localdms publishes), EventBridge and SNS (its events and
-notifications) and SQS (the queues they are read from): moto's server answers them all."""
+notifications), SQS (the queues they are read from) and Glue (the lake's catalog): moto's server
+answers them all."""
 
 
 def ensure_bucket(s3: Any, bucket: str) -> None:
