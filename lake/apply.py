@@ -294,7 +294,7 @@ class LakeTable:
                 "(reload-target) after recreating it in the lake, or restore the column"
             )
         retyped = [
-            f"{f.name} ({current.field(f.name).type} → {f.type})"
+            f"{f.name} ({_plain(current.field(f.name).type)} → {_plain(f.type)})"
             for f in data
             if f.name in current.names and not _same_type(current.field(f.name).type, f.type)
         ]
@@ -365,7 +365,13 @@ def _nullable_except(schema: pa.Schema, key: tuple[str, ...]) -> pa.Schema:
     return pa.schema(pa.field(f.name, f.type, nullable=f.name not in key) for f in schema)
 
 
+def _plain(arrow_type: pa.DataType) -> pa.DataType:
+    """string for large_string and binary for large_binary (pyiceberg reads them large)."""
+    return {pa.large_string(): pa.string(), pa.large_binary(): pa.binary()}.get(
+        arrow_type, arrow_type
+    )
+
+
 def _same_type(table_type: pa.DataType, file_type: pa.DataType) -> bool:
     """Equal types, counting string/large_string and binary/large_binary as one."""
-    plain = {pa.large_string(): pa.string(), pa.large_binary(): pa.binary()}
-    return bool(plain.get(table_type, table_type).equals(plain.get(file_type, file_type)))
+    return bool(_plain(table_type).equals(_plain(file_type)))

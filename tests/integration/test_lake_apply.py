@@ -3,6 +3,7 @@ back as a consumer reads it (a pyiceberg scan into Arrow), equals the source tab
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -11,11 +12,20 @@ import time
 from typing import Any
 
 import boto3
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from pyiceberg.catalog import Catalog
 
 from dms_spec.s3_target import S3Target
-from lake.apply import APPLIED_OBJECTS, COMMIT, LAST_CDC_OBJECT, LakeTable, TableSpec
+from lake.apply import (
+    APPLIED_OBJECTS,
+    COMMIT,
+    LAST_CDC_OBJECT,
+    LakeTable,
+    SchemaChangeError,
+    TableSpec,
+)
 from lake.catalogs import file_io, open_catalog
 from lake.dms_files import list_table_objects
 from tests.integration.test_localdms_cdc import (
@@ -296,3 +306,41 @@ def test_every_kind_of_value_comes_through_exactly(dms, s3, s3_server, source_db
                 row["t"], row["d"], flag if flag is None or isinstance(flag, bool) else flag == "true")  # fmt: skip
 
     assert {r["id"]: value(r) for r in rows} == kinds_rows(source_db)
+
+
+def put_parquet(s3: Any, bucket: str, key: str, table: pa.Table) -> None:
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    s3.put_object(Bucket=bucket, Key=key, Body=sink.getvalue())
+
+
+@pytest.mark.parametrize(
+    ("cdc_file", "message"),
+    [
+        (pa.table({"Op": ["U"], "id": [1]}), r"no longer have column\(s\) v"),
+        (pa.table({"Op": ["U"], "id": [1], "v": [2.5]}), r"column type changed: v \(string"),
+    ],
+    ids=["dropped", "retyped"],
+)
+def test_a_dropped_or_retyped_column_is_refused_and_nothing_is_applied(
+    s3, s3_server, tmp_path, cdc_file, message
+):
+    """DMS's files as S3 holds them (here written directly): a CDC file without a column the
+    table has, or with another type, is refused with what to do, and the table is unchanged."""
+    s3.create_bucket(Bucket="lake")
+    put_parquet(s3, "lake", "app/t/LOAD00000001.parquet",
+                pa.table({"id": [1, 2], "v": ["a", "b"]}))  # fmt: skip
+    put_parquet(s3, "lake", "app/t/20260101-000000000.parquet", cdc_file)
+    catalog = catalog_for(s3_server, tmp_path, "lake")
+    target = S3Target.from_settings({"BucketName": "lake", "DataFormat": "parquet"})
+    lake = LakeTable(catalog, TableSpec("app", "t", ("app", "t"), key=("id",)), target,
+                     file_io(catalog), "lake")  # fmt: skip
+    objects = list_table_objects(s3, "lake", "app/t/")
+    lake.sync([o for o in objects if o.kind == "load"])
+    before = catalog.load_table(("app", "t")).current_snapshot()
+
+    with pytest.raises(SchemaChangeError, match=message):
+        lake.sync(objects)
+    table = catalog.load_table(("app", "t"))
+    assert table.current_snapshot() == before
+    assert table.properties[LAST_CDC_OBJECT] == ""
