@@ -73,8 +73,9 @@ def open_catalog(
     if kind == "sql":
         if not uri:
             raise ValueError(
-                "the sql catalog needs its database: set lake.catalog_uri (a SQLAlchemy URL, "
-                "e.g. postgresql+psycopg2://user@host/db, or DMS_LAKE_CATALOG_URI)"
+                "the sql catalog needs its database: set lake_catalog_uri (or "
+                "DMS_LAKE_CATALOG_URI) to a SQLAlchemy URL, e.g. "
+                "postgresql+psycopg://user:password@host/db or sqlite:///lake.db"
             )
         from pyiceberg.catalog.sql import SqlCatalog
 

@@ -22,7 +22,7 @@ from typing import Any
 from dms_spec.s3_layout import load_file_name
 
 PART_SIZE = 8 * 1024 * 1024
-MAX_PARTS_IN_FLIGHT = 2
+MAX_PARTS_IN_FLIGHT = 4
 
 
 def row_end_after(chunk: bytes, offset: int, row_end: bytes) -> int:

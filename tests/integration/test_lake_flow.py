@@ -4,6 +4,11 @@ nothing, and a table the lake cannot key is refused by name while the others are
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 import boto3
@@ -97,3 +102,29 @@ async def test_the_lake_on_the_glue_data_catalog(job, s3_server, monkeypatch):
     })  # fmt: skip
     assert static.scan().to_arrow().num_rows == 5000
     assert static.current_snapshot().snapshot_id == tickets.snapshot_id
+
+
+def test_the_lake_command_writes_its_report_and_says_what_is_missing(job, s3_server, tmp_path):
+    """``dms-ingestion lake`` as a user runs it: the config from the environment, the JSON
+    report, exit 0; and exit 2 with what to set when the catalog has no database."""
+    assert asyncio.run(dms_ingestion(config_path=str(job), poll_interval_seconds=0.2)).succeeded
+    env = {
+        **os.environ, **s3_server.credentials(),
+        "DMS_LAKE_CATALOG_URI": f"sqlite:///{tmp_path}/catalog.db",
+        "DMS_LAKE_TABLES": json.dumps(lake_settings(tmp_path)["lake_tables"]),
+    }  # fmt: skip
+    report = tmp_path / "lake.json"
+    command = [sys.executable, "-m", "flows", "lake", "--config", str(job), "--table",
+               "bookings.tickets", "--table", "bookings.flights", "--report-json", str(report)]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "| bookings.tickets | bookings.tickets | rebuilt |" in done.stdout
+    written = json.loads(report.read_text())
+    assert {t["table_name"]: t["rows"] for t in written["tables"]} == {"tickets": 5000,
+                                                                        "flights": 300}  # fmt: skip
+
+    del env["DMS_LAKE_CATALOG_URI"]
+    refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr[-2000:]
+    assert "DMS_LAKE_CATALOG_URI" in refused.stderr
+    assert "Traceback" not in refused.stderr
