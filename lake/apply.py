@@ -59,9 +59,10 @@ TARGET_FILE_BYTES = 16 * 1024 * 1024
 """The tables' ``write.target-file-size-bytes`` (of Arrow data; pyiceberg's default is 512 MiB).
 Writes are copy-on-write: a batch of changes rewrites each data file holding a key it touches,
 so smaller files make a batch of changes cost what it touches, not the table's size."""
-APPEND_BYTES = 2 * TARGET_FILE_BYTES
-"""Arrow data gathered from the LOAD files before it is written during a rebuild: about two data
-files' worth, so memory holds that much, whatever the table's size."""
+APPEND_BYTES = TARGET_FILE_BYTES
+"""Arrow data gathered from the LOAD files before it is written during a rebuild: about one data
+file's worth (twice as much doubled the pool memory of a 2 M-row rebuild, 93 → 182 MB, and
+saved 4 % of its time), so memory holds that much whatever the table's size."""
 
 
 class SchemaChangeError(ValueError):

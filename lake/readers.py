@@ -55,6 +55,8 @@ BLOCK_BYTES = 16 * 1024 * 1024
 """How much CSV is parsed at a time."""
 BATCH_ROWS = 131_072
 """Rows per record batch read from a Parquet file."""
+WINDOW_BYTES = 16 * 1024 * 1024
+"""How much of a Parquet file (uncompressed) is fetched at a time."""
 
 _ICEBERG_TYPE: TypeAdapter[IcebergType] = TypeAdapter(IcebergType)
 
@@ -130,15 +132,36 @@ def read_object(
 
 
 def parquet_rows(source: Any) -> FileRows:
-    """A Parquet file's rows (``source``: a random-access file), types widened for Iceberg."""
+    """A Parquet file's rows (``source``: a random-access file), types widened for Iceberg.
+
+    Row groups are read in windows of about ``WINDOW_BYTES``: pyarrow pre-buffers (coalesces the
+    reads of) every row group it is asked for at once, which held a whole 130 MB LOAD file in
+    memory; reading without pre-buffering made one ranged GET per column chunk instead, twenty
+    times slower from S3.
+    """
     reader = pq.ParquetFile(source)
     schema = pa.schema(pa.field(f.name, widened(f.type)) for f in reader.schema_arrow)
 
     def batches() -> Iterator[pa.RecordBatch]:
-        for batch in reader.iter_batches(batch_size=BATCH_ROWS):
-            yield batch if batch.schema.equals(schema) else batch.cast(schema)
+        for window in _row_group_windows(reader.metadata, WINDOW_BYTES):
+            for batch in reader.iter_batches(batch_size=BATCH_ROWS, row_groups=window):
+                yield batch if batch.schema.equals(schema) else batch.cast(schema)
 
     return FileRows(schema, batches())
+
+
+def _row_group_windows(metadata: Any, size: int) -> Iterator[list[int]]:
+    """Consecutive row groups of about ``size`` bytes (uncompressed) each."""
+    window: list[int] = []
+    held = 0
+    for index in range(metadata.num_row_groups):
+        window.append(index)
+        held += metadata.row_group(index).total_byte_size
+        if held >= size:
+            yield window
+            window, held = [], 0
+    if window:
+        yield window
 
 
 def leading_columns(target: S3Target, kind: str) -> list[str]:
