@@ -166,3 +166,20 @@ async def test_the_preflight_of_a_serverless_replication_is_dms_serverless_own(
     assert report.preflight.status == "passed"  # a full load: no CDC checks
     assert {f.name for f in report.preflight.findings} >= {"postgres-check-dbversion"}
     assert report.preflight.result_location.startswith("s3://dms-serverless-")
+
+
+async def test_the_lake_applies_a_serverless_replications_tables(serverless_job, tmp_path):
+    """dms-lake on a DMS Serverless replication config: its tables from
+    DescribeReplicationTableStatistics, its target endpoint from the config, the files applied."""
+    from flows.lake import dms_lake
+
+    assert (
+        await dms_ingestion(config_path=str(serverless_job), poll_interval_seconds=0.2)
+    ).succeeded
+    report = await dms_lake(config_path=str(serverless_job), tables=["bookings.tickets"], overrides={
+        "lake_catalog_uri": f"sqlite:///{tmp_path}/catalog.db",
+        "lake_tables": {"bookings.tickets": {
+            "key": ["id"], "column_types": {"id": "int", "name": "string"}}},
+    })  # fmt: skip
+    assert [(t.table_name, t.rebuilt, t.rows) for t in report.tables] == [("tickets", True, 5000)]
+    assert report.tables[0].objects == ["bookings/tickets/LOAD00000001.csv"]
