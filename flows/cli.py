@@ -119,60 +119,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def watch(args: argparse.Namespace) -> int:
-    """One look of the CDC watch; exit 0 when healthy, 1 otherwise (the reason on stderr)."""
-    apply_local_defaults()
-    if args.debug:
-        os.environ[DEBUG_VARIABLE] = "1"
-    from flows.cdc_watch import dms_cdc_watch
-    from flows.config import load_config
-    from flows.exceptions import ConfigError
+def _reporting_flow(args: argparse.Namespace, start: Any) -> int:
+    """Run a flow that returns a report with ``summary_markdown`` (the watch, the lake): print
+    it, write it as JSON with ``--report-json``; exit 0 on success, 2 for a config or
+    credentials problem, 1 for any other failure (its reason on stderr, no traceback).
 
-    try:
-        load_config(args.config)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    state: State[Any] = asyncio.run(
-        dms_cdc_watch(  # type: ignore[arg-type]
-            config_path=str(args.config), aws_credentials_block=args.aws_credentials_block,
-            return_state=True,
-        )
-    )  # fmt: skip
-    result = state.result(raise_on_failure=False)
-    report = getattr(result, "report", None) if isinstance(result, BaseException) else result
-    if report is not None:
-        print(report.summary_markdown())
-        if args.report_json:
-            Path(args.report_json).write_text(report.model_dump_json(indent=2))
-            print(f"Report written to {args.report_json}")
-    if isinstance(result, BaseException):
-        print(f"error: {result}", file=sys.stderr)
-        return 2 if isinstance(result, ConfigError) else 1
-    return 0
-
-
-def lake(args: argparse.Namespace) -> int:
-    """One run of the lake flow; exit 0 when every table was applied, 1 otherwise, 2 for a bad
-    config or a replication that does not exist."""
+    Args:
+        start: called with the loaded config's path, returns the flow's coroutine (with
+            ``return_state=True``).
+    """
     apply_local_defaults()
     if args.debug:
         os.environ[DEBUG_VARIABLE] = "1"
     from flows.config import load_config
     from flows.exceptions import ConfigError, CredentialsError
-    from flows.lake import dms_lake
 
     try:
         load_config(args.config)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    state: State[Any] = asyncio.run(
-        dms_lake(  # type: ignore[arg-type]
-            config_path=str(args.config), aws_credentials_block=args.aws_credentials_block,
-            tables=args.table or None, return_state=True,
-        )
-    )  # fmt: skip
+    state: State[Any] = asyncio.run(start(str(args.config)))
     result = state.result(raise_on_failure=False)
     report = getattr(result, "report", None) if isinstance(result, BaseException) else result
     if report is not None:
@@ -184,6 +151,26 @@ def lake(args: argparse.Namespace) -> int:
         print(f"error: {result}", file=sys.stderr)
         return 2 if isinstance(result, ConfigError | CredentialsError) else 1
     return 0
+
+
+def watch(args: argparse.Namespace) -> int:
+    """One look of the CDC watch; exit 0 when healthy, 1 otherwise (the reason on stderr)."""
+    from flows.cdc_watch import dms_cdc_watch
+
+    return _reporting_flow(args, lambda config: dms_cdc_watch(
+        config_path=config, aws_credentials_block=args.aws_credentials_block, return_state=True,
+    ))  # fmt: skip
+
+
+def lake(args: argparse.Namespace) -> int:
+    """One run of the lake flow; exit 0 when every table was applied, 1 otherwise, 2 for a bad
+    config or a replication that does not exist."""
+    from flows.lake import dms_lake
+
+    return _reporting_flow(args, lambda config: dms_lake(
+        config_path=config, aws_credentials_block=args.aws_credentials_block,
+        tables=args.table or None, return_state=True,
+    ))  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
