@@ -160,7 +160,10 @@ class LakeTable:
         loads = [o for o in objects if o.kind == "load"]
         built_from = {o.key: o.etag for o in loads}
         if table is None or json.loads(table.properties.get(LOAD_OBJECTS, "{}")) != built_from:
-            table = self._rebuild(table, loads, built_from, result)
+            cdc = [o for o in objects if o.kind == "cdc"]
+            if table is None and not loads and not cdc:
+                return result  # DMS has written nothing for the table yet
+            table = self._rebuild(table, loads, built_from, result, cdc[0] if cdc else None)
             result.commits += 1
             if on_commit:
                 on_commit(result)
@@ -187,11 +190,18 @@ class LakeTable:
         loads: list[DmsObject],
         built_from: dict[str, str],
         result: SyncResult,
+        first_cdc: DmsObject | None = None,
     ) -> Table:
-        """The table as the LOAD objects hold it, in one commit (created when missing)."""
+        """The table as the LOAD objects hold it, in one commit (created when missing: with the
+        columns of the first LOAD file, or of the first CDC file for a task without a full load,
+        a ``cdc`` task)."""
         files = [(o, self._read(o)) for o in loads]
         if table is None:
-            first = files[0][1].schema if files else None
+            if files:
+                first = files[0][1].schema
+            else:
+                assert first_cdc is not None
+                first = self._read(first_cdc).schema
             table = self._create(first)
         result.rebuilt = True
         properties = {LOAD_OBJECTS: json.dumps(built_from, sort_keys=True), LAST_CDC_OBJECT: ""}
@@ -212,13 +222,8 @@ class LakeTable:
             tx.set_properties(properties)
         return table
 
-    def _create(self, schema: pa.Schema | None) -> Table:
+    def _create(self, schema: pa.Schema) -> Table:
         spec = self.spec
-        if schema is None:
-            raise ValueError(
-                f"{spec.name}: no LOAD or CDC file yet, so its columns are unknown; run again "
-                "once DMS has written the table"
-            )
         columns = [f for f in schema if f.name != OP or not spec.key]
         missing = [k for k in spec.key if k not in schema.names]
         if missing:

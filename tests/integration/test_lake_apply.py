@@ -344,3 +344,29 @@ def test_a_dropped_or_retyped_column_is_refused_and_nothing_is_applied(
     table = catalog.load_table(("app", "t"))
     assert table.current_snapshot() == before
     assert table.properties[LAST_CDC_OBJECT] == ""
+
+
+def test_a_cdc_only_task_builds_the_table_from_its_first_cdc_file(s3, s3_server, tmp_path):
+    """A ``cdc`` task writes no LOAD files: the table takes its columns from the first CDC file
+    (without Op) and holds what the changes leave; with no file at all, nothing is created."""
+    s3.create_bucket(Bucket="lake")
+    catalog = catalog_for(s3_server, tmp_path, "lake")
+    target = S3Target.from_settings({"BucketName": "lake", "DataFormat": "parquet"})
+    lake = LakeTable(catalog, TableSpec("app", "t", ("app", "t"), key=("id",)), target,
+                     file_io(catalog), "lake")  # fmt: skip
+    assert lake.sync([]).applied == []
+    assert not catalog.table_exists(("app", "t"))
+
+    put_parquet(s3, "lake", "app/t/20260101-000000000.parquet",
+                pa.table({"Op": ["I", "I", "U"], "id": [1, 2, 1], "v": ["a", "b", "c"]}))  # fmt: skip
+    put_parquet(s3, "lake", "app/t/20260101-000001000.parquet",
+                pa.table({"Op": ["D", "I"], "id": [2, 3], "v": [None, "d"]}))  # fmt: skip
+    result = lake.sync(list_table_objects(s3, "lake", "app/t/"))
+
+    assert result.cdc_objects == 2
+    assert (result.inserts, result.updates, result.deletes) == (3, 1, 1)
+    table = catalog.load_table(("app", "t"))
+    assert table.schema().column_names == ["id", "v"]
+    assert sorted(table.scan().to_arrow().to_pylist(), key=lambda r: r["id"]) == [
+        {"id": 1, "v": "c"}, {"id": 3, "v": "d"},
+    ]  # fmt: skip
