@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -104,33 +104,48 @@ async def test_the_cdc_alerts_notify_a_webhook_then_say_the_watch_went_silent(jo
                 await client.delete_automation(automation_id)
 
 
-async def test_the_deployment_trigger_runs_the_downstream_flow_for_each_landed_table(job):
+@contextlib.asynccontextmanager
+async def deployed(name: str, full_name: str) -> AsyncIterator[Any]:
+    """``prefect deploy --name <name>`` from prefect.yaml (on the dms-process pool), as a user
+    deploys it; the deployment is deleted afterwards, so its trigger fires for no other test."""
     async with get_client() as client:
         with contextlib.suppress(ObjectAlreadyExists):  # another test made it
             await client.create_work_pool(WorkPoolCreate(name="dms-process", type="process"))
-    deployed = await asyncio.to_thread(
+    done = await asyncio.to_thread(
         subprocess.run,
-        [str(Path(sys.executable).parent / "prefect"), "--no-prompt", "deploy", "--name",
-         "landed-table-local"],
+        [str(Path(sys.executable).parent / "prefect"), "--no-prompt", "deploy", "--name", name],
         cwd=ROOT, env={**os.environ, "DMS_INGESTION_HOME": str(ROOT)},
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
-    assert deployed.returncode == 0, deployed.stdout[-2000:] + deployed.stderr[-2000:]
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     async with get_client() as client:
-        deployment = await client.read_deployment_by_name("dms-landed-table/landed-table-local")
+        deployment = await client.read_deployment_by_name(full_name)
     try:
+        yield deployment
+    finally:
+        async with get_client() as client:
+            await client.delete_deployment(deployment.id)
+
+
+async def runs_of(deployment: Any, at_least: int, timeout: float = 60) -> list[Any]:
+    """The deployment's flow runs, once ``at_least`` exist (or the timeout passed)."""
+    deadline = time.monotonic() + timeout
+    async with get_client() as client:
+        while True:
+            runs = await client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
+            )
+            if len(runs) >= at_least or time.monotonic() > deadline:
+                return list(runs)
+            await asyncio.sleep(0.5)
+
+
+async def test_the_deployment_trigger_runs_the_downstream_flow_for_each_landed_table(job):
+    async with deployed("landed-table-local", "dms-landed-table/landed-table-local") as deployment:
         loaded = await dms_ingestion(config_path=str(job), poll_interval_seconds=0.2)
         assert loaded.succeeded
 
-        deadline = time.monotonic() + 60
-        async with get_client() as client:
-            while True:
-                runs = await client.read_flow_runs(
-                    deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
-                )
-                if len(runs) >= 3 or time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(0.5)
+        runs = await runs_of(deployment, 3)
         parameters = sorted((r.parameters["schema_name"], r.parameters["table_name"],
                              r.parameters["url"]) for r in runs)  # fmt: skip
         assert parameters == [
@@ -145,47 +160,24 @@ async def test_the_deployment_trigger_runs_the_downstream_flow_for_each_landed_t
             table_name="tickets",
         )  # fmt: skip
         assert (landed["objects"], landed["rows"]) == (1, 5000)
-    finally:
-        async with get_client() as client:
-            await client.delete_deployment(deployment.id)
 
 
 async def test_the_lake_deployment_runs_for_each_landed_table_and_applies_it(job, tmp_path):
     """prefect.yaml's lake-local trigger: one dms-lake run per table loaded, with that table as
     its parameter; such a run (here with this test's credentials) applies the table."""
-    async with get_client() as client:
-        with contextlib.suppress(ObjectAlreadyExists):  # another test made it
-            await client.create_work_pool(WorkPoolCreate(name="dms-process", type="process"))
-    deployed = await asyncio.to_thread(
-        subprocess.run,
-        [str(Path(sys.executable).parent / "prefect"), "--no-prompt", "deploy", "--name",
-         "lake-local"],
-        cwd=ROOT, env={**os.environ, "DMS_INGESTION_HOME": str(ROOT)},
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert deployed.returncode == 0, deployed.stdout[-2000:] + deployed.stderr[-2000:]
-    async with get_client() as client:
-        deployment = await client.read_deployment_by_name("dms-lake/lake-local")
-    assert deployment.parameters["config_path"] == "config/dms_config_lake.json"
-    loaded = await dms_ingestion(config_path=str(job), poll_interval_seconds=0.2)
-    assert loaded.succeeded
+    async with deployed("lake-local", "dms-lake/lake-local") as deployment:
+        assert deployment.parameters["config_path"] == "config/dms_config_lake.json"
+        loaded = await dms_ingestion(config_path=str(job), poll_interval_seconds=0.2)
+        assert loaded.succeeded
 
-    deadline = time.monotonic() + 60
-    async with get_client() as client:
-        while True:
-            runs = await client.read_flow_runs(
-                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
-            )
-            if len(runs) >= 3 or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.5)
-    assert sorted(tuple(r.parameters["tables"]) for r in runs) == [
-        ("bookings.empty_one",), ("bookings.flights",), ("bookings.tickets",),
-    ]  # fmt: skip
-    (tickets,) = [r for r in runs if r.parameters["tables"] == ["bookings.tickets"]]
-    lake = await dms_lake(
-        config_path=str(job), tables=tickets.parameters["tables"],
-        overrides={"lake_catalog_uri": f"sqlite:///{tmp_path}/catalog.db", "lake_tables": {
-            "bookings.tickets": {"key": ["id"], "column_types": {"id": "int", "name": "string"}}}},
-    )  # fmt: skip
-    assert [(t.table_name, t.rows) for t in lake.tables] == [("tickets", 5000)]
+        runs = await runs_of(deployment, 3)
+        assert sorted(tuple(r.parameters["tables"]) for r in runs) == [
+            ("bookings.empty_one",), ("bookings.flights",), ("bookings.tickets",),
+        ]  # fmt: skip
+        (tickets,) = [r for r in runs if r.parameters["tables"] == ["bookings.tickets"]]
+        lake = await dms_lake(
+            config_path=str(job), tables=tickets.parameters["tables"],
+            overrides={"lake_catalog_uri": f"sqlite:///{tmp_path}/catalog.db", "lake_tables": {
+                "bookings.tickets": {"key": ["id"], "column_types": {"id": "int", "name": "string"}}}},
+        )  # fmt: skip
+        assert [(t.table_name, t.rows) for t in lake.tables] == [("tickets", 5000)]
