@@ -108,12 +108,8 @@ def read_series(
 @task(name="look-at-cdc", **RETRYABLE)
 async def look(config: DmsIngestionConfig, hook: DmsHook, cloudwatch: Any) -> CdcWatchReport:
     """Read the replication, its tables and its metrics, and judge."""
-    if config.serverless:
-        found = await asyncio.to_thread(hook.find_config, config.dms_task_name)
-        arn = found["ReplicationConfigArn"] if found else None
-    else:
-        found = await asyncio.to_thread(hook.find_task, config.dms_task_name)
-        arn = found["ReplicationTaskArn"] if found else None
+    found = await asyncio.to_thread(hook.find_replication, config.dms_task_name, config.serverless)
+    arn = found[0] if found else None
     if arn is None:
         raise ConfigError(
             f"There is no {'DMS Serverless replication config' if config.serverless else 'replication task'} "

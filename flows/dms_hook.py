@@ -332,6 +332,17 @@ class DmsHook:
             raise
         return configs[0] if configs else None
 
+    def find_replication(
+        self, identifier: str, serverless: bool
+    ) -> tuple[str, dict[str, Any]] | None:
+        """The replication task (or, ``serverless``, the DMS Serverless replication config) with
+        this identifier, as (its ARN, its description); None when there is none."""
+        if serverless:
+            found, key = self.find_config(identifier), "ReplicationConfigArn"
+        else:
+            found, key = self.find_task(identifier), "ReplicationTaskArn"
+        return (str(found[key]), found) if found else None
+
     def describe_replication(self, arn: str) -> dict[str, Any]:
         """The replication of the replication config with this ARN (DescribeReplications)."""
         replications = self._call(

@@ -250,15 +250,13 @@ async def dms_lake(
     credentials = await load_aws_credentials(aws_credentials_block)
     hook = DmsHook(credentials.get_client("dms"))
     kind = "DMS Serverless replication config" if config.serverless else "replication task"
-    if config.serverless:
-        found = await asyncio.to_thread(hook.find_config, config.dms_task_name)
-        arn = found["ReplicationConfigArn"] if found else None
-    else:
-        found = await asyncio.to_thread(hook.find_task, config.dms_task_name)
-        arn = found["ReplicationTaskArn"] if found else None
-    if found is None or arn is None:
+    replication = await asyncio.to_thread(
+        hook.find_replication, config.dms_task_name, config.serverless
+    )
+    if replication is None:
         raise ConfigError(f"There is no {kind} {config.dms_task_name}: run the ingestion first "
                           "(it creates it), or set dms_task_name to the one that wrote the files.")  # fmt: skip
+    arn, found = replication
     endpoint = await asyncio.to_thread(hook.describe_endpoint, found["TargetEndpointArn"])
     try:
         target = TargetEndpoint.from_endpoint(endpoint)
