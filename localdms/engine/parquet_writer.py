@@ -38,7 +38,12 @@ from dms_spec.s3_layout import load_file_name
 from localdms.endpoint_settings import PostgresSource, S3Target
 from localdms.engine.columns import load_select, output_columns
 from localdms.engine.lob_cuts import CutCounts
-from localdms.engine.s3_writer import MAX_PARTS_IN_FLIGHT, PART_SIZE
+from localdms.engine.s3_writer import (
+    MAX_PARTS_IN_FLIGHT,
+    PART_SIZE,
+    send_part,
+    start_multipart,
+)
 from localdms.engine.session import SESSION_SETUP
 from localdms.table_mappings import TablePlan
 
@@ -166,9 +171,7 @@ class _MultipartSink:
 
     def _upload_part(self) -> None:
         if self.upload_id is None:
-            self.upload_id = self.s3.create_multipart_upload(Bucket=self.bucket, Key=self.key)[
-                "UploadId"
-            ]
+            self.upload_id = start_multipart(self.s3, self.bucket, self.key)
             self._pool = concurrent.futures.ThreadPoolExecutor(
                 MAX_PARTS_IN_FLIGHT, thread_name_prefix="parquet-upload"
             )
@@ -181,10 +184,8 @@ class _MultipartSink:
         self.parts.append(self._pool.submit(self._send_part, number, body))
 
     def _send_part(self, number: int, body: bytes) -> dict[str, Any]:
-        response = self.s3.upload_part(
-            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=body
-        )
-        return {"ETag": response["ETag"], "PartNumber": number}
+        assert self.upload_id is not None
+        return send_part(self.s3, self.bucket, self.key, self.upload_id, number, body)
 
     def close(self) -> None:
         """Make the object visible: one put, or the last part and the completion."""

@@ -236,6 +236,10 @@ def test_large_tables_use_multipart_uploads(dms, s3, source_db, compression):
     assert len(text) > 20 * 1024 * 1024  # several 8 MiB parts
     ids = [line.split(",")[0] for line in text.splitlines()]
     assert len(ids) == len(set(ids)) == 400000
+    # Uploaded as `aws s3 cp` uploads: S3 checked each part's CRC32 and keeps their composite.
+    checked = s3.get_object(Bucket=pipeline.bucket, Key=key, ChecksumMode="ENABLED")
+    assert checked["ChecksumType"] == "COMPOSITE"
+    assert int(checked["ChecksumCRC32"].rsplit("-", 1)[1]) >= 2  # parts (gzip: fewer)
 
 
 def test_filters_and_transformations_apply(dms, s3, source_db):
