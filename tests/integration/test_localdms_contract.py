@@ -267,11 +267,12 @@ def test_modify_and_delete_are_refused_while_running_and_work_after(dms, s3, sou
     )
 
 
-def test_stop_replication_task_stops_a_running_load(dms, s3, source_db):
+@pytest.mark.parametrize("data_format", ["csv", "parquet"])
+def test_stop_replication_task_stops_a_running_load(dms, s3, source_db, data_format):
     source_db.execute(
         "CREATE TABLE public.big AS SELECT g AS id, repeat('x', 200) AS pad FROM generate_series(1, 1000000) g"
     )
-    pipeline = provision(dms, s3, source_db)
+    pipeline = provision(dms, s3, source_db, s3_settings={"DataFormat": data_format})
     arn = create_task(dms, pipeline, select_rules(("public", "big")))
     dms.start_replication_task(ReplicationTaskArn=arn, StartReplicationTaskType="start-replication")
     dms.get_waiter("replication_task_running").wait(
@@ -283,6 +284,7 @@ def test_stop_replication_task_stops_a_running_load(dms, s3, source_db):
     task = wait_until_finished(dms, arn)
     assert task["Status"] == "stopped"
     assert task["StopReason"] == "Stop Reason NORMAL"
+    assert read_objects(s3, pipeline.bucket) == {}  # an unfinished table leaves no file
     with pytest.raises(botocore.exceptions.ClientError) as excinfo:
         dms.stop_replication_task(ReplicationTaskArn=arn)
     code, message = error_of(excinfo)
