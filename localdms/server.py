@@ -54,6 +54,10 @@ def default_s3_client() -> Any:
 class _Handler(BaseHTTPRequestHandler):
     server: LocalDmsServer
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    """TCP_NODELAY: a response goes out as headers, then body. With Nagle's algorithm the body
+    waited for the client to acknowledge the headers, which it delays by up to 40 ms, so every
+    call on a kept-alive connection took ~45 ms (DescribeReplicationTasks: 45 ms, now ~3 ms)."""
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
