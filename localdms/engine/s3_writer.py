@@ -28,7 +28,8 @@ CHECKSUM_ALGORITHM = "CRC32"
 """Declared on every multipart upload and part, as boto3's transfer manager (s3transfer, behind
 ``aws s3 cp``) declares it: S3 checks each part's CRC32 and keeps a composite checksum of the
 object. An upload that declares none gets a CRC64NVME of the whole object computed at
-completion; moto computes that in Python, a second of a 200 MB load's completion here."""
+completion; moto computes that in Python: completing a 192 MiB object took 1.3 s, against 0.7 s
+with CRC32."""
 
 
 def start_multipart(s3: Any, bucket: str, key: str) -> str:
