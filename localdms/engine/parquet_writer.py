@@ -252,11 +252,11 @@ class _MultipartSink:
             concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
         number, body = len(self.parts) + 1, bytes(self.buffer)
         self.buffer.clear()
-        self.parts.append(self._pool.submit(self._send_part, number, body))
-
-    def _send_part(self, number: int, body: bytes) -> dict[str, Any]:
-        assert self.upload_id is not None
-        return send_part(self.s3, self.bucket, self.key, self.upload_id, number, body)
+        self.parts.append(
+            self._pool.submit(
+                send_part, self.s3, self.bucket, self.key, self.upload_id, number, body
+            )
+        )
 
     def close(self) -> None:
         """Make the object visible: one put, or the last part and the completion."""
