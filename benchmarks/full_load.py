@@ -198,17 +198,27 @@ def best_baseline(data_format: str, dsn: str, table: str, s3_url: str, repeat: i
     return min(runs, key=lambda r: r.seconds)
 
 
+def task_status(dms: Any, task_arn: str) -> dict[str, Any]:
+    """The task as DescribeReplicationTasks shows it (without its settings)."""
+    return dict(
+        dms.describe_replication_tasks(
+            Filters=[{"Name": "replication-task-arn", "Values": [task_arn]}], WithoutSettings=True
+        )["ReplicationTasks"][0]
+    )
+
+
+def wait_for(dms: Any, task_arn: str, *statuses: str) -> dict[str, Any]:
+    """Poll the task every ``POLL`` seconds until its status is one of ``statuses``."""
+    while (task := task_status(dms, task_arn))["Status"] not in statuses:
+        time.sleep(POLL)
+    return task
+
+
 def run_localdms(dms: Any, task_arn: str, start_type: str) -> float:
     """Start a task; return the seconds until it reads ``stopped`` (polled every ``POLL`` s)."""
     started = time.perf_counter()
     dms.start_replication_task(ReplicationTaskArn=task_arn, StartReplicationTaskType=start_type)
-    while True:
-        task = dms.describe_replication_tasks(
-            Filters=[{"Name": "replication-task-arn", "Values": [task_arn]}], WithoutSettings=True
-        )["ReplicationTasks"][0]
-        if task["Status"] in ("stopped", "failed"):
-            break
-        time.sleep(POLL)
+    task = wait_for(dms, task_arn, "stopped", "failed")
     if task["Status"] != "stopped":
         raise RuntimeError(task.get("LastFailureMessage"))
     return time.perf_counter() - started
@@ -225,7 +235,7 @@ class LocalDmsLoads:
     """
 
     def __init__(self, s3_url: str, dsn: str, table: str, data_format: str) -> None:
-        self.table, self.data_format = table, data_format
+        self.table = table
         self.folder = f"localdms-{data_format}"
         self.process = LocalDmsProcess(s3_url, transition_seconds=0).start()
         self.dms = boto3.client("dms", endpoint_url=self.process.url)
@@ -239,21 +249,14 @@ class LocalDmsLoads:
             TableMappings='{"rules":[{"rule-type":"selection","rule-id":"1","rule-name":"1",'
             f'"rule-action":"include","object-locator":{{"schema-name":"public","table-name":"{table}"}}}}]}}',
         )["ReplicationTask"]["ReplicationTaskArn"]  # fmt: skip
-        self.wait_for("ready")
+        wait_for(self.dms, self.task_arn, "ready")
         self.seconds: list[float] = []
 
-    def wait_for(self, *statuses: str) -> str:
-        while (status := self.describe()["Status"]) not in statuses:
-            time.sleep(POLL)
-        return str(status)
+    def __enter__(self) -> LocalDmsLoads:
+        return self
 
-    def describe(self) -> dict[str, Any]:
-        return dict(
-            self.dms.describe_replication_tasks(
-                Filters=[{"Name": "replication-task-arn", "Values": [self.task_arn]}],
-                WithoutSettings=True,
-            )["ReplicationTasks"][0]
-        )
+    def __exit__(self, *exc: object) -> None:
+        self.process.stop()
 
     def run(self) -> float:
         """Load the table once; return the seconds from the start call until ``stopped``."""
@@ -266,21 +269,15 @@ class LocalDmsLoads:
         size = object_bytes(s3, "bench", f"{self.folder}/public/{self.table}/")
         return Result(min(self.seconds), rows, size, self.process.peak_rss_mb())
 
-    def close(self) -> None:
-        self.process.stop()
-
 
 def measure_localdms(
     s3_url: str, s3: Any, dsn: str, table: str, rows: int, data_format: str, repeat: int
 ) -> Result:
     """Full-load ``table`` ``repeat`` times with a localdms process of its own; the best run."""
-    loads = LocalDmsLoads(s3_url, dsn, table, data_format)
-    try:
+    with LocalDmsLoads(s3_url, dsn, table, data_format) as loads:
         for _ in range(repeat):
             loads.run()
         return loads.result(s3, rows)
-    finally:
-        loads.close()
 
 
 def reconcile(s3: Any, table: str, rows: int, data_format: str) -> float:
@@ -350,18 +347,18 @@ def main() -> None:
             for table, rows in tables.items():
                 # Each round runs every path once, so that a slow spell of the machine
                 # falls on all of them; the best round of each counts.
-                loads = {f: LocalDmsLoads(s3_server.url, dsn, table, f) for f in ("csv", "parquet")}
                 baselines: dict[str, list[Result]] = {"csv": [], "parquet": []}
-                try:
+                with (
+                    LocalDmsLoads(s3_server.url, dsn, table, "csv") as csv_loads,
+                    LocalDmsLoads(s3_server.url, dsn, table, "parquet") as parquet_loads,
+                ):
+                    loads = {"csv": csv_loads, "parquet": parquet_loads}
                     for _ in range(args.repeat):
                         for data_format in ("csv", "parquet"):
                             baselines[data_format].append(run_baseline(
                                 data_format, dsn, table, s3_server.url, "bench"))  # fmt: skip
                             loads[data_format].run()
-                    csv, parquet = (loads[f].result(s3, rows) for f in ("csv", "parquet"))
-                finally:
-                    for each in loads.values():
-                        each.close()
+                    csv, parquet = csv_loads.result(s3, rows), parquet_loads.result(s3, rows)
                 baseline, adbc_baseline = (
                     min(baselines[f], key=lambda r: r.seconds) for f in ("csv", "parquet")
                 )
