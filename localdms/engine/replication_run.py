@@ -411,8 +411,8 @@ class ReplicationRun:
         load_timestamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
         tables = TableLoad(
-            self.spec.source, self.spec.target, self.progress, s3, self._stop_requested,
-            self._snapshot, remove_cdc_files=self.spec.cdc is not None,
+            self.spec.source, self.spec.target, self.progress, s3, self._snapshot,
+            remove_cdc_files=self.spec.cdc is not None,
             lob_limit=self.spec.lob_limit, truncation_policy=self.spec.truncation_policy,
             gauges=self.gauges,
         )  # fmt: skip

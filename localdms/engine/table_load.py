@@ -111,7 +111,6 @@ class TableLoad:
         target: the S3 target settings.
         progress: receives each table's progress.
         s3: a boto3 S3 client.
-        stop_requested: set when the task is stopped (Parquet loads poll it).
         snapshot: the slot's exported snapshot to read in, for a CDC task's full load.
         remove_cdc_files: remove the table's CDC files too (a CDC task: they would replay onto
             the new load), not only its LOAD files.
@@ -127,7 +126,6 @@ class TableLoad:
     target: S3Target
     progress: TableProgress
     s3: Any
-    stop_requested: threading.Event
     snapshot: str | None
     remove_cdc_files: bool
     lob_limit: int | None = None
@@ -215,7 +213,6 @@ class TableLoad:
         """One table to Parquet LOAD files, in a worker thread (ADBC and pyarrow are blocking)."""
         # Imported here: pyarrow and ADBC add ~60 MB to a process that only writes CSV.
         from localdms.engine.parquet_writer import (
-            LoadStopped,
             ParquetLoadWriter,
             load_table_parquet,
             parquet_select,
@@ -239,14 +236,21 @@ class TableLoad:
                 next_report = time.monotonic() + PROGRESS_INTERVAL_SECONDS
 
         cuts = self._cuts(plan)
+        stop = threading.Event()
+        work = asyncio.ensure_future(asyncio.to_thread(
+            load_table_parquet, self.source, statement, schema, writer, stop, on_rows,
+            self.snapshot, cuts,
+        ))  # fmt: skip
         try:
-            rows, counted = await asyncio.to_thread(
-                load_table_parquet,
-                self.source, statement, schema, writer, self.stop_requested, on_rows,
-                self.snapshot, cuts,
-            )  # fmt: skip
-        except LoadStopped:
-            raise asyncio.CancelledError from None
+            rows, counted = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            # A stop, or another table's error: the thread ends at its next batch and removes
+            # what it wrote. Wait for it, so that nothing of this load is left, or written
+            # later over a reload's files, once the task reads stopped.
+            stop.set()
+            await asyncio.wait({work})
+            work.exception()  # LoadStopped, as asked: retrieved, not logged as unhandled
+            raise
         except Exception as exc:
             if not _parquet_load_error(exc):
                 raise

@@ -269,22 +269,28 @@ def test_modify_and_delete_are_refused_while_running_and_work_after(dms, s3, sou
 
 @pytest.mark.parametrize("data_format", ["csv", "parquet"])
 def test_stop_replication_task_stops_a_running_load(dms, s3, source_db, data_format):
+    # Values that neither dictionary-encode nor compress, so the file goes up in parts.
     source_db.execute(
-        "CREATE TABLE public.big AS SELECT g AS id, repeat('x', 200) AS pad FROM generate_series(1, 1000000) g"
+        "CREATE TABLE public.big AS SELECT g AS id, md5(g::text) || md5((g + 1)::text) AS pad "
+        "FROM generate_series(1, 1000000) g"
     )
     pipeline = provision(dms, s3, source_db, s3_settings={"DataFormat": data_format})
     arn = create_task(dms, pipeline, select_rules(("public", "big")))
     dms.start_replication_task(ReplicationTaskArn=arn, StartReplicationTaskType="start-replication")
-    dms.get_waiter("replication_task_running").wait(
-        Filters=[{"Name": "replication-task-arn", "Values": [arn]}], WaiterConfig=FAST_WAITER
-    )
+    deadline = time.monotonic() + 60
+    while not s3.list_multipart_uploads(Bucket=pipeline.bucket).get("Uploads"):
+        assert describe_task(dms, arn)["Status"] != "stopped", "the load ended before a part"
+        assert time.monotonic() < deadline, "no multipart upload began within 60 s"
+        time.sleep(0.05)
     assert (
         dms.stop_replication_task(ReplicationTaskArn=arn)["ReplicationTask"]["Status"] == "stopping"
     )
     task = wait_until_finished(dms, arn)
     assert task["Status"] == "stopped"
     assert task["StopReason"] == "Stop Reason NORMAL"
-    assert read_objects(s3, pipeline.bucket) == {}  # an unfinished table leaves no file
+    # What the unfinished table wrote is gone: no object, and no upload left holding parts.
+    assert read_objects(s3, pipeline.bucket) == {}
+    assert s3.list_multipart_uploads(Bucket=pipeline.bucket).get("Uploads", []) == []
     with pytest.raises(botocore.exceptions.ClientError) as excinfo:
         dms.stop_replication_task(ReplicationTaskArn=arn)
     code, message = error_of(excinfo)
