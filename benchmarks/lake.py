@@ -10,8 +10,9 @@
    deletes), and the time to apply the CDC files holding them is compared (target: the big
    table's at most 3x the small one's). Two shapes of change: ``recent`` (the updates and deletes
    among the newest 50,000 keys, as an OLTP table's changes mostly are) and ``uniform`` (across
-   every key). Writes are copy-on-write, so a batch costs the data files it touches: the uniform
-   batch touches every file of the table.
+   every key). Deletes are merge-on-read: a batch reads the key columns of the data files whose
+   key bounds may hold one of its keys and writes position delete files; the uniform batch reads
+   every data file's key column.
 
 The peak RSS of this process (which runs every apply) is printed too.
 
