@@ -30,6 +30,7 @@ append`` appends every row the files hold, LOAD and CDC, with their Op (a change
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -329,6 +330,7 @@ class LakeTable:
             if might_hold(e.data_file, schema, key, keys)
         ]  # fmt: skip
         locations = tx._table.location_provider()
+        one_rewrite = threading.Lock()
 
         def delete_in(data_file: DataFile) -> tuple[list[DataFile], list[DataFile]]:
             """(files to add, files to remove) for one data file."""
@@ -343,8 +345,9 @@ class LakeTable:
                 return [], []  # deleted by an earlier batch (the key's newer row is elsewhere)
             removed = [old] if old is not None else []
             if len(deleted) >= REWRITE_DELETED * data_file.record_count:
-                kept = self._kept_rows(tx, data_file, deleted)
-                return self._write_files(tx, delta, kept), [data_file, *removed]
+                with one_rewrite:  # a data file's rows in memory at a time, not one per thread
+                    kept = self._kept_rows(tx, data_file, deleted)
+                    return self._write_files(tx, delta, kept), [data_file, *removed]
             path = locations.new_data_location(
                 f"{delta.commit_uuid}-{uuid.uuid4()}-deletes.parquet"
             )
