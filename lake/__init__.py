@@ -12,6 +12,10 @@ merge job for:
 - ``catalogs``: the Iceberg catalog (SQL locally, Glue on AWS) and S3 access for it.
 - ``apply``: the Iceberg table built from the LOAD files and kept current from the CDC files,
   one atomic commit per step, each recording the S3 objects it applied.
+- ``position_deletes``: where a batch's keys are in the data files, and the position delete
+  files that delete them (merge-on-read).
+- ``row_delta``: the commit of data and delete files added and removed as one snapshot, which
+  pyiceberg does not have.
 
 The Prefect flow that runs it per table is ``flows.lake``.
 """
