@@ -83,6 +83,15 @@ peaks at 585 MB RSS, against 505 MB with 16 MiB."""
 REWRITE_DELETED = 0.2
 """The share of a data file's rows deleted (by position delete files) at which a batch rewrites
 the file without them instead: readers then skip no more than this share of what they read."""
+SMALL_FILE_BYTES = 8 * 1024 * 1024
+"""A data file smaller than this (Parquet bytes) is small: each batch of changes adds one."""
+COMPACT_FILES = 16
+"""Small data files at which a batch first merges them (``_compact``): a batch reads the key
+columns of every data file whose key bounds may hold one of its keys, and a batch's file spans
+the keys it inserted and updated, so without merging every batch would read every earlier one."""
+COMPACT_BYTES = 16 * 1024 * 1024
+"""Parquet bytes of small files merged into one file at a time (the smallest first), which is
+what the merge holds in memory."""
 DELETE_THREADS = 8
 """Data files searched for a batch's keys at once (each is a read of its key columns from S3)."""
 _NO_POSITIONS = pa.array([], pa.int64())
@@ -294,7 +303,7 @@ class LakeTable:
                 "dms.deletes": str(counts["D"]),
             }  # fmt: skip
             if changes is not None and changes.num_rows:
-                live = live_files(tx)
+                live = self._compact(tx, live_files(tx), summary[COMMIT])
                 delta = RowDelta(tx, live, summary)
                 if key:
                     last = last_change_per_key(changes, key)
@@ -359,6 +368,39 @@ class LakeTable:
                     delta.add(data_file)
                 for data_file in removed:
                     delta.remove(data_file)
+
+    def _compact(self, tx: Transaction, live: LiveFiles, commit: str) -> LiveFiles:
+        """With ``COMPACT_FILES`` small data files, merge the smallest (up to ``COMPACT_BYTES``)
+        into one, without the rows their delete files delete, in a snapshot of its own in the
+        batch's transaction; returns the files the batch then starts from."""
+        small = sorted(
+            (e.data_file for e in live.data.values()
+             if e.data_file.file_size_in_bytes < SMALL_FILE_BYTES),
+            key=lambda f: f.file_size_in_bytes,
+        )  # fmt: skip
+        if len(small) < COMPACT_FILES:
+            return live
+        chosen = small[:2]
+        for data_file in small[2:]:
+            if (
+                sum(f.file_size_in_bytes for f in chosen) + data_file.file_size_in_bytes
+                > COMPACT_BYTES
+            ):
+                break
+            chosen.append(data_file)
+        delta = RowDelta(tx, live, {COMMIT: commit, "dms.compaction": "true"})
+        parts = []
+        for data_file in chosen:
+            entry = live.deletes.get(data_file.file_path)
+            deleted = _NO_POSITIONS
+            if entry is not None:
+                deleted = read_positions(self.file_io, entry.data_file)
+                delta.remove(entry.data_file)
+            parts.append(self._kept_rows(tx, data_file, deleted))
+            delta.remove(data_file)
+        self._write(tx, delta, pa.concat_tables(parts))
+        delta.commit()
+        return live_files(tx)
 
     def _kept_rows(self, tx: Transaction, data_file: DataFile, deleted: pa.Array) -> pa.Table:
         """The rows of a data file that ``deleted`` (positions) leaves, in the table's schema."""

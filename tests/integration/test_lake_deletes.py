@@ -19,7 +19,14 @@ from pyiceberg.manifest import DataFileContent
 from pyiceberg.table import Table
 
 from dms_spec.s3_target import S3Target
-from lake.apply import LAST_CDC_OBJECT, REWRITE_DELETED, LakeTable, SyncResult, TableSpec
+from lake.apply import (
+    COMPACT_FILES,
+    LAST_CDC_OBJECT,
+    REWRITE_DELETED,
+    LakeTable,
+    SyncResult,
+    TableSpec,
+)
 from lake.catalogs import file_io
 from lake.dms_files import list_table_objects
 from lake.row_delta import MERGE_MANIFESTS
@@ -238,7 +245,9 @@ def test_a_compound_key_is_found_by_all_of_its_columns(s3, s3_server, tmp_path):
     assert result.rows == 400
 
 
-def test_many_commits_keep_the_manifests_few(s3, s3_server, tmp_path):
+def test_many_commits_keep_the_manifests_and_the_small_files_few(s3, s3_server, tmp_path):
+    """Each batch adds a small data file spanning the keys it inserted and updated, so a later
+    batch would read them all: once there are ``COMPACT_FILES``, a batch merges them first."""
     catalog, lake, source = lake_for(s3, s3_server, tmp_path, batch_files=1)
     source.load([row(i) for i in range(1, ROWS + 1)])
     lake.sync(source.objects())
@@ -253,8 +262,13 @@ def test_many_commits_keep_the_manifests_few(s3, s3_server, tmp_path):
     snapshot = table.current_snapshot()
     assert snapshot is not None
     assert len(snapshot.manifests(table.io)) <= MERGE_MANIFESTS
+    data, deletes = files(table)
+    assert len(data) < COMPACT_FILES
+    merges = [s for s in table.snapshots() if (s.summary or {}).get("dms.compaction") == "true"]
+    assert merges, "no batch merged the small files"
     assert scanned(table) == source.rows
     assert result.rows == ROWS + commits
+    assert int(summary(table)["total-position-deletes"]) == sum(deletes.values())
 
 
 def test_a_commit_racing_another_writer_is_refused_and_applied_by_the_next_run(
