@@ -14,22 +14,34 @@
    key bounds may hold one of its keys and writes position delete files; the uniform batch reads
    every data file's key column.
 
+3. **A batch after many batches**: ``--history`` (200) batches of one CDC file each (one update,
+   one insert; DMS-shaped Parquet files written here, into a 10,000-row table), each applied by a
+   sync of its own; the mean time of the last 10 against that of batches 6-15. Each batch adds a
+   small data file that later batches would read, until a batch merges them
+   (``lake.apply.COMPACT_FILES``).
+
 The peak RSS of this process (which runs every apply) is printed too.
 
-Usage: ``python -m benchmarks.lake [--rows 2000000] [--small-rows 100000]`` (``make bench``).
+Usage: ``python -m benchmarks.lake [--rows 2000000] [--small-rows 100000] [--history 200]``
+(``make bench``).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import resource
+import statistics
 import tempfile
 import time
 from typing import Any
 
 import boto3
 import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from benchmarks.full_load import TABLES, run_localdms
 from benchmarks.results import record
@@ -104,10 +116,41 @@ def applied(dms: Any, arn: str, table: str) -> int:
     return 0
 
 
+def history(s3: Any, table: LakeTable, batches: int) -> None:
+    """Many small batches, one CDC file each (one update, one insert), applied one sync each:
+    the time of a batch near the end against one near the start."""
+    prefix = "history/public/history"
+    ids = pa.array(range(1, 10_001), pa.int64())
+    put_parquet(s3, f"{prefix}/LOAD00000001.parquet",
+                pa.table({"id": ids, "label": pc.cast(ids, pa.string())}))  # fmt: skip
+    table.sync(list_table_objects(s3, "bench", f"{prefix}/"))
+    seconds = []
+    for n in range(1, batches + 1):
+        changes = pa.table({"Op": ["U", "I"], "id": pa.array([n % 5_000 + 1, 100_000 + n], pa.int64()),
+                            "label": ["updated", "inserted"]})  # fmt: skip
+        put_parquet(s3, f"{prefix}/2026/12/08/20261208-{n:09d}.parquet", changes)
+        objects = list_table_objects(s3, "bench", f"{prefix}/")
+        started = time.perf_counter()
+        table.sync(objects)
+        seconds.append(time.perf_counter() - started)
+    early, late = statistics.mean(seconds[5:15]), statistics.mean(seconds[-10:])
+    print(f"\nbatches 6-15 of {batches}: {early:.3f} s each; the last 10: {late:.3f} s each "
+          f"({late / early:.2f}x)", flush=True)  # fmt: skip
+    record(f"lake: a batch after {batches} batches", late, "s", baseline=early,
+           baseline_name="batches 6-15", ratio=early / late)  # fmt: skip
+
+
+def put_parquet(s3: Any, key: str, rows: pa.Table) -> None:
+    sink = io.BytesIO()
+    pq.write_table(rows, sink)
+    s3.put_object(Bucket="bench", Key=key, Body=sink.getvalue())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--small-rows", type=int, default=100_000)
+    parser.add_argument("--history", type=int, default=200, help="small batches applied in turn")
     args = parser.parse_args()
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     sizes = {"lake_big": args.rows, "lake_small": args.small_rows}
@@ -126,14 +169,14 @@ def main() -> None:
         session = boto3.Session()
         catalog = open_catalog("sql", "bench", "s3://bench/iceberg", session, s3_server.url,
                                uri=f"sqlite:///{scratch}/catalog.db")  # fmt: skip
-        io = file_io(catalog)
+        lake_io = file_io(catalog)
         settings: dict[str, Any] = {"DataFormat": "parquet", "CdcMaxBatchInterval": 1}
 
         def lake(name: str, folder: str, namespace: str) -> LakeTable:
             target = S3Target.from_settings({"BucketName": "bench", "BucketFolder": folder,
                                              **settings})  # fmt: skip
             spec = TableSpec("public", name, (namespace, name), key=("id",))
-            return LakeTable(catalog, spec, target, io, "bench")
+            return LakeTable(catalog, spec, target, lake_io, "bench")
 
         with LocalDmsProcess(s3_server.url, transition_seconds=0.1) as localdms:
             dms = boto3.client("dms", endpoint_url=localdms.url)
@@ -209,6 +252,7 @@ def main() -> None:
                        ratio=seconds[shape, "lake_small"] / seconds[shape, "lake_big"],
                        target=">= 0.33")  # fmt: skip
             dms.stop_replication_task(ReplicationTaskArn=cdc_task)
+        history(s3, lake("history", "history", "history"), args.history)
         peak = peak_mb()
         print(f"\nlake peak RSS (this process) {peak:.0f} MB")
         record("lake: peak RSS of the applying process", peak, "MB")
