@@ -38,7 +38,10 @@ from pyiceberg.manifest import (
     ManifestWriter,
     ManifestWriterV2,
 )
+from pyiceberg.partitioning import PartitionSpec
+from pyiceberg.schema import Schema
 from pyiceberg.table import Transaction
+from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.snapshots import Operation
 from pyiceberg.table.update import UpdatesAndRequirements
 from pyiceberg.table.update.snapshot import _SnapshotProducer
@@ -125,6 +128,7 @@ class RowDelta(_SnapshotProducer["RowDelta"]):
         """For pyiceberg's data file writer: numbers the files written under this commit's id."""
         self._removed: set[str] = set()
         self._live = live
+        self._metadata_held: TableMetadata | None = None
 
     def add(self, data_file: DataFile) -> RowDelta:
         """Add a data file or a position delete file."""
@@ -155,7 +159,21 @@ class RowDelta(_SnapshotProducer["RowDelta"]):
     def _existing_manifests(self) -> list[ManifestFile]:
         return []  # written by _manifests
 
+    def schema(self) -> Schema:
+        return self._metadata().schema()
+
+    def spec(self, spec_id: int) -> PartitionSpec:
+        return self._metadata().specs()[spec_id]
+
+    def _metadata(self) -> TableMetadata:
+        """The transaction's metadata, read once for the manifests (pyiceberg copies every
+        snapshot at each ``table_metadata``; nothing changes it while they are written)."""
+        if self._metadata_held is None:
+            self._metadata_held = self._transaction.table_metadata
+        return self._metadata_held
+
     def _manifests(self) -> list[ManifestFile]:
+        self._metadata_held = None
         added = {
             content: [f for f in self._added_data_files if _kind(f) == content]
             for content in (ManifestContent.DATA, ManifestContent.DELETES)
@@ -213,7 +231,7 @@ class RowDelta(_SnapshotProducer["RowDelta"]):
         return [writer.to_manifest_file()]
 
     def _writer(self, content: ManifestContent, spec_id: int | None = None) -> ManifestWriter:
-        metadata = self._transaction.table_metadata
+        metadata = self._metadata()
         spec = metadata.specs()[spec_id] if spec_id is not None else metadata.spec()
         if content == ManifestContent.DATA:
             return self.new_manifest_writer(spec)
