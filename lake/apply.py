@@ -348,9 +348,7 @@ class LakeTable:
             found = positions_of(self.file_io, data_file, key, keys)
             if not len(found):
                 return [], []
-            old_entry = live.deletes.get(data_file.file_path)
-            old = old_entry.data_file if old_entry is not None else None
-            before = read_positions(self.file_io, old) if old is not None else _NO_POSITIONS
+            old, before = self._deleted(live, data_file)
             deleted = union_positions(before, found)
             if len(deleted) == len(before):
                 return [], []  # deleted by an earlier batch (the key's newer row is elsewhere)
@@ -382,27 +380,30 @@ class LakeTable:
         )  # fmt: skip
         if len(small) < COMPACT_FILES:
             return live
-        chosen = small[:2]
+        chosen, size = small[:2], sum(f.file_size_in_bytes for f in small[:2])
         for data_file in small[2:]:
-            if (
-                sum(f.file_size_in_bytes for f in chosen) + data_file.file_size_in_bytes
-                > COMPACT_BYTES
-            ):
+            size += data_file.file_size_in_bytes
+            if size > COMPACT_BYTES:
                 break
             chosen.append(data_file)
         delta = RowDelta(tx, live, {COMMIT: commit, "dms.compaction": "true"})
         parts = []
         for data_file in chosen:
-            entry = live.deletes.get(data_file.file_path)
-            deleted = _NO_POSITIONS
-            if entry is not None:
-                deleted = read_positions(self.file_io, entry.data_file)
-                delta.remove(entry.data_file)
+            delete_file, deleted = self._deleted(live, data_file)
+            if delete_file is not None:
+                delta.remove(delete_file)
             parts.append(self._kept_rows(tx, data_file, deleted))
             delta.remove(data_file)
         self._write(tx, delta, pa.concat_tables(parts))
         delta.commit()
         return live_files(tx)
+
+    def _deleted(self, live: LiveFiles, data_file: DataFile) -> tuple[DataFile | None, pa.Array]:
+        """A data file's delete file (None without one) and the positions it deletes."""
+        entry = live.deletes.get(data_file.file_path)
+        if entry is None:
+            return None, _NO_POSITIONS
+        return entry.data_file, read_positions(self.file_io, entry.data_file)
 
     def _kept_rows(self, tx: Transaction, data_file: DataFile, deleted: pa.Array) -> pa.Table:
         """The rows of a data file that ``deleted`` (positions) leaves, in the table's schema."""
